@@ -1,0 +1,396 @@
+//! The configuration file as written: serde structs with no I/O and no validation beyond types.
+//!
+//! Every table denies unknown keys. Strings that may hold `${VAR}` references, durations and
+//! sizes keep their source span so that [`super::resolve`] can name the line of a bad value.
+//! The keys are those of product.md section 3; additions are marked "extension".
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use toml::Spanned;
+
+/// A string with its location in the file.
+pub type Str = Spanned<String>;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub node: RawNode,
+    #[serde(default)]
+    pub sgx: Option<RawSgx>,
+    #[serde(default)]
+    pub dependencies: RawDependencies,
+    #[serde(default)]
+    pub headroom: RawHeadroom,
+    #[serde(default)]
+    pub readiness: BTreeMap<String, RawReadiness>,
+    #[serde(default)]
+    pub probes: RawProbes,
+    #[serde(default)]
+    pub progression: Vec<RawProgression>,
+    #[serde(default)]
+    pub faults: RawFaults,
+    #[serde(default)]
+    pub alerts: RawAlerts,
+    pub runtime: RawRuntime,
+    /// Extension: the components that run, and how the runtime names them. When absent, the
+    /// components are the names of the `[readiness]` entries.
+    #[serde(default)]
+    pub components: Option<BTreeMap<String, RawComponent>>,
+    #[serde(default)]
+    pub layers: BTreeMap<String, RawLayer>,
+    #[serde(default)]
+    pub rollout: RawRollout,
+    /// Extension: limits that protect the tool itself.
+    #[serde(default)]
+    pub probe: RawProbeLimits,
+    /// Extension: the bake period's thresholds.
+    #[serde(default)]
+    pub bake: RawBake,
+    /// Extension: `rollgate serve` and notifications.
+    #[serde(default)]
+    pub serve: RawServe,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    pub name: Str,
+    pub mode: Str,
+    pub app_config: Str,
+    pub deployment_metadata: Str,
+    pub deployment_metadata_owner: Str,
+    #[serde(default)]
+    pub enclave: bool,
+    pub state_dir: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSgx {
+    pub build_flags: Str,
+    pub runtime_env: Str,
+    #[serde(default)]
+    pub report_type: Option<Str>,
+    #[serde(default)]
+    pub devices: Vec<Str>,
+    /// Extension: the attestation mode the node runs in (`"self"` or `"dcap"`); a debug build
+    /// is refused with DCAP. Defaults from `report_type` (`SELF` → self).
+    #[serde(default)]
+    pub attestation: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDependencies {
+    #[serde(default)]
+    pub chain: Option<RawChain>,
+    #[serde(default)]
+    pub deployment_service: Option<RawHttpDep>,
+    #[serde(default)]
+    pub postgres: Option<RawPostgres>,
+    #[serde(default)]
+    pub redis: Option<RawRedis>,
+    #[serde(default)]
+    pub pccs: Option<RawPccs>,
+    #[serde(default)]
+    pub aesm: Option<RawAesm>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawChain {
+    pub url: Str,
+    /// Extension: where rollgate reaches the chain when that differs from the node's own URL
+    /// (in `localnet.compose` the node says `http://ethereum:8545`, the host sees a published port).
+    #[serde(default)]
+    pub probe_url: Option<Str>,
+    /// Extension: the chain id the node must be on (hex or decimal); unchecked when absent.
+    #[serde(default)]
+    pub chain_id: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttpDep {
+    pub url: Str,
+    #[serde(default)]
+    pub path: Option<Str>,
+    /// Extension: as for the chain.
+    #[serde(default)]
+    pub probe_url: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPostgres {
+    pub url: Str,
+    #[serde(default)]
+    pub databases: Vec<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPccs {
+    pub url: Str,
+    #[serde(default)]
+    pub pin_sha256: Option<Str>,
+    #[serde(default)]
+    pub ca_file: Option<Str>,
+    #[serde(default)]
+    pub insecure: Option<Spanned<bool>>,
+    /// Extension: the path probed (default `/sgx/certification/v4/rootcacrl`).
+    #[serde(default)]
+    pub path: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAesm {
+    pub socket: Str,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHeadroom {
+    #[serde(default)]
+    pub disk: Vec<RawDisk>,
+    #[serde(default)]
+    pub database: Option<RawDatabaseHeadroom>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDisk {
+    pub path: Str,
+    #[serde(default)]
+    pub min_free: Option<Str>,
+    #[serde(default)]
+    pub min_free_percent: Option<Spanned<f64>>,
+    /// Extension: minimum free inodes, percent.
+    #[serde(default)]
+    pub min_free_inodes_percent: Option<Spanned<f64>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDatabaseHeadroom {
+    pub max_growth_during_window: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReadiness {
+    pub url: Str,
+    #[serde(default)]
+    pub expect: Vec<RawExpect>,
+}
+
+/// One JSON-pointer expectation. Exactly one of `equals`, `one_of`, `present`, `type`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub pointer: Str,
+    #[serde(default)]
+    pub equals: Option<toml::Value>,
+    #[serde(default)]
+    pub one_of: Option<Vec<toml::Value>>,
+    #[serde(default)]
+    pub present: Option<bool>,
+    #[serde(default, rename = "type")]
+    pub type_: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbes {
+    #[serde(default)]
+    pub encryption_key: Option<RawEncryptionKey>,
+    #[serde(default)]
+    pub mark_price: Option<RawMarkPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEncryptionKey {
+    pub url: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMarkPrice {
+    pub url: Str,
+    pub symbols: Vec<Str>,
+    pub price_pointer: Str,
+    pub timestamp_pointer: Str,
+    pub max_age: Str,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProgression {
+    pub name: Str,
+    pub url: Str,
+    pub pointer: Str,
+    #[serde(default)]
+    pub mode: Option<Str>,
+    pub window: Str,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaults {
+    #[serde(default)]
+    pub pointers: Vec<Str>,
+    #[serde(default)]
+    pub log_patterns: Vec<Str>,
+    /// Extension: the status URL the fault pointers are read from (default: the operator's
+    /// readiness URL).
+    #[serde(default)]
+    pub url: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    #[serde(default)]
+    pub fields: Vec<Str>,
+    #[serde(default)]
+    pub rules_files: Vec<Str>,
+    /// Extension: the status URL the alert fields are read from (default: the operator's
+    /// readiness URL).
+    #[serde(default)]
+    pub url: Option<Str>,
+    /// Extension: the Prometheus endpoints whose metric names the rules may reference.
+    #[serde(default)]
+    pub metrics_urls: Vec<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRuntime {
+    pub driver: Str,
+    #[serde(default)]
+    pub compose: Option<RawCompose>,
+    #[serde(default)]
+    pub command: Option<RawCommand>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompose {
+    pub project_dir: Str,
+    #[serde(default)]
+    pub files: Vec<Str>,
+    /// Extension: the Compose project name (default: Compose's own rule, the directory name).
+    #[serde(default)]
+    pub project_name: Option<Str>,
+    /// Extension: `docker compose` (v2) or `docker-compose` (v1); detected when absent.
+    #[serde(default)]
+    pub command: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCommand {
+    pub current: Str,
+    pub apply: Str,
+    pub restart: Str,
+    /// Extension: a command printing the component's logs since `$ROLLGATE_SINCE` (RFC 3339).
+    #[serde(default)]
+    pub logs: Option<Str>,
+    /// Extension: how long any one command may run (default 60s).
+    #[serde(default)]
+    pub timeout: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawComponent {
+    /// The Compose service (or process name) of this component; defaults to the component name.
+    #[serde(default)]
+    pub service: Option<Str>,
+    /// The readiness entry that covers this component; defaults to the entry of the same name.
+    #[serde(default)]
+    pub readiness: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLayer {
+    pub kind: Str,
+    pub components: Vec<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRollout {
+    #[serde(default)]
+    pub readiness_deadline: Option<Str>,
+    #[serde(default)]
+    pub bake: Option<Str>,
+    #[serde(default)]
+    pub idle_progression: Option<Str>,
+    /// Extension: the window over which the baseline's progression rates are sampled.
+    #[serde(default)]
+    pub baseline_window: Option<Str>,
+    /// Extension: how often gates re-probe while waiting.
+    #[serde(default)]
+    pub poll_interval: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbeLimits {
+    /// Per-request timeout (default 5s).
+    #[serde(default)]
+    pub timeout: Option<Str>,
+    /// Largest response body read (default 1MiB).
+    #[serde(default)]
+    pub max_body: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBake {
+    #[serde(default)]
+    pub sample_interval: Option<Str>,
+    #[serde(default)]
+    pub min_samples: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_latency_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub significance: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub min_progression_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub max_storage_growth_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub max_error_rate: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub max_restarts: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub max_memory_growth_ratio: Option<Spanned<f64>>,
+    #[serde(default)]
+    pub headroom_horizon: Option<Str>,
+    #[serde(default)]
+    pub no_data: Option<Str>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawServe {
+    #[serde(default)]
+    pub listen: Option<Str>,
+    #[serde(default)]
+    pub token: Option<Str>,
+    #[serde(default)]
+    pub token_file: Option<Str>,
+    #[serde(default)]
+    pub webhook_url: Option<Str>,
+}
