@@ -1,0 +1,5 @@
+//! The `rollgate` binary: everything lives in the library so tests can drive it.
+
+fn main() {
+    std::process::exit(rollgate_cli::main());
+}
