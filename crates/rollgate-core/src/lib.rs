@@ -8,6 +8,7 @@
 
 pub mod baseline;
 pub mod config;
+pub mod engine;
 pub mod errors;
 pub mod exit;
 pub mod redact;
