@@ -47,6 +47,14 @@ pub enum Command {
     Init(dispatch::init::InitArgs),
     /// Load the configuration and show what it means; changes nothing
     Validate(dispatch::validate::ValidateArgs),
+    /// Dry run: validate a change, show its restart set and gates, run every read-only check
+    Plan(dispatch::plan::PlanArgs),
+    /// The full procedure: preflight, baseline, one-layer change, gates, promote or roll back
+    Rollout(dispatch::rollout::RolloutArgs),
+    /// Restore the latest rollout's baseline (or the one named) and re-verify it
+    Rollback(dispatch::rollback::RollbackArgs),
+    /// Finish an interrupted rollout: re-verify and promote, or roll back
+    Resume(dispatch::resume::ResumeArgs),
 }
 
 /// Everything a subcommand needs from the global options.
@@ -137,6 +145,10 @@ pub fn run(cli: Cli) -> ExitCode {
         match &cli.command {
             Command::Init(args) => dispatch::init::run(&ctx, args).await,
             Command::Validate(args) => dispatch::validate::run(&ctx, args).await,
+            Command::Plan(args) => dispatch::plan::run(&ctx, args).await,
+            Command::Rollout(args) => dispatch::rollout::run(&ctx, args).await,
+            Command::Rollback(args) => dispatch::rollback::run(&ctx, args).await,
+            Command::Resume(args) => dispatch::resume::run(&ctx, args).await,
         }
     });
     match result {

@@ -7,5 +7,6 @@ pub mod app;
 pub mod dispatch;
 pub mod errors;
 pub mod output;
+pub mod render;
 
 pub use app::main;

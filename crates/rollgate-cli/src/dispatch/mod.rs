@@ -1,4 +1,10 @@
 //! One file per subcommand.
 
+pub mod common;
 pub mod init;
+pub mod plan;
+pub mod plan_file;
+pub mod resume;
+pub mod rollback;
+pub mod rollout;
 pub mod validate;

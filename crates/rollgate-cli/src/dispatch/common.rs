@@ -1,0 +1,50 @@
+//! What several subcommands share: opening the runner, parsing `LAYER=VALUE`, mapping runner
+//! errors to exit codes.
+
+use std::sync::Arc;
+
+use rollgate_runner::{JournalHandle, Runner, RunnerError};
+
+use crate::app::Ctx;
+use crate::errors::CliError;
+use crate::render::TerminalProgress;
+
+/// The runner for the configured node: driver, journal and progress display.
+pub fn open_runner(ctx: &Ctx) -> Result<Runner, CliError> {
+    let config = Arc::new(ctx.config()?);
+    let driver = rollgate_runtime::driver_for(&config).map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
+    let journal = rollgate_journal::Journal::open(&config.node.state_dir)
+        .map_err(|e| CliError::Usage(format!("failed to open the journal: {}", rollgate_probe::errors::chain(&e))))?;
+    let progress: Arc<dyn rollgate_runner::Progress> =
+        if ctx.out.interactive { Arc::new(TerminalProgress::new(ctx.out)) } else { Arc::new(rollgate_runner::Silent) };
+    Ok(Runner { config, driver, journal: JournalHandle::new(journal), progress })
+}
+
+/// Exactly one `LAYER=VALUE`; two are refused (one layer per rollout).
+pub fn parse_change(args: &[String]) -> Result<(String, String), CliError> {
+    match args {
+        [] => Err(CliError::Usage("name the change as LAYER=VALUE (or give --plan FILE)".into())),
+        [one] => {
+            let (layer, value) = one
+                .split_once('=')
+                .ok_or_else(|| CliError::Usage(format!("`{one}` is not LAYER=VALUE")))?;
+            if layer.is_empty() || value.trim().is_empty() {
+                return Err(CliError::Usage(format!("`{one}` is not LAYER=VALUE")));
+            }
+            Ok((layer.to_string(), value.to_string()))
+        }
+        many => Err(CliError::Usage(format!(
+            "{} changes requested ({}): a rollout changes exactly one layer; use --plan FILE for several, one per step",
+            many.len(),
+            many.join(", ")
+        ))),
+    }
+}
+
+pub fn runner_error(e: RunnerError) -> CliError {
+    match e {
+        RunnerError::Usage(m) | RunnerError::NotFound(m) => CliError::Usage(m),
+        RunnerError::Busy(m) => CliError::Busy(m),
+        other => CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&other))),
+    }
+}

@@ -1,0 +1,83 @@
+//! `rollgate plan LAYER=VALUE`: the dry run. Validates the change, shows the restart set and
+//! every gate with its threshold, and runs every read-only check now. Changes nothing.
+//!
+//! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
+//! "restart": [{"component": "operator", "service": "operator"}],
+//! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"}],
+//! "checks": [CheckResult, …]}`. Exit 0 when every check is green, 3 otherwise.
+
+use clap::Args;
+use rollgate_core::ExitCode;
+use rollgate_core::config::ProgressionMode;
+use rollgate_core::units::format_duration;
+use rollgate_core::vocab::{CheckGroup, CheckStatus};
+use serde_json::json;
+
+use crate::app::Ctx;
+use crate::dispatch::common::{open_runner, parse_change};
+use crate::errors::{CliError, CmdResult};
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The change to plan: one LAYER=VALUE
+    #[arg(value_name = "LAYER=VALUE", num_args = 0..)]
+    pub change: Vec<String>,
+}
+
+pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
+    let (layer_name, value) = parse_change(&args.change)?;
+    let runner = open_runner(ctx)?;
+    let config = runner.config.clone();
+    let layer = config
+        .layer(&layer_name)
+        .ok_or_else(|| CliError::Usage(format!("unknown layer `{layer_name}` (configured layers: {})", config.layers.keys().cloned().collect::<Vec<_>>().join(", "))))?
+        .clone();
+    let current = runner.driver.current(&layer).await;
+    let from = match &current {
+        Ok(v) => json!(v.display()),
+        Err(e) => json!(format!("unreadable: {}", rollgate_probe::errors::chain(e))),
+    };
+    let restart: Vec<_> = layer
+        .components
+        .iter()
+        .filter_map(|c| config.components.get(c))
+        .map(|c| json!({"component": c.name, "service": c.service}))
+        .collect();
+
+    let r = &config.rollout;
+    let mut gates = Vec::new();
+    for rd in &config.readiness {
+        let expects: Vec<String> = rd.expect.iter().map(|e| format!("{} {:?}", e.pointer, e.check)).collect();
+        gates.push(json!({"name": format!("readiness:{}", rd.name), "threshold": format!("green within {} ({})", format_duration(r.readiness_deadline), expects.join(", "))}));
+    }
+    for name in rollgate_runner::checks::readiness_extra_names(&config) {
+        gates.push(json!({"name": format!("readiness:{name}"), "threshold": format!("passes within {}", format_duration(r.readiness_deadline))}));
+    }
+    for p in &config.progression {
+        let verb = if p.mode == ProgressionMode::Increases { "increase" } else { "change" };
+        gates.push(json!({"name": format!("progression:{}", p.name), "threshold": format!("{} must {verb} within {} of readiness; idle baseline: {}", p.pointer, format_duration(p.window), r.idle_progression.as_str())}));
+    }
+    gates.push(json!({"name": "dependency:*", "threshold": "every prerequisite stays healthy (two failed polls in a row fail)"}));
+    gates.push(json!({"name": "faults", "threshold": format!("no fault absent from the baseline at {:?} or in logs matching {:?}", config.faults.pointers, config.faults.log_patterns)}));
+    if !r.bake.is_zero() {
+        gates.push(json!({"name": "bake", "threshold": format!("{} of no regression against the baseline", format_duration(r.bake))}));
+    }
+
+    let checks = rollgate_runner::checks::run_checks(&config, &[CheckGroup::Prerequisites, CheckGroup::Readiness, CheckGroup::Baseline]).await;
+    let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
+    if ctx.out.is_json() {
+        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks}))?;
+    } else {
+        println!("plan: {} ({}) {} → {}", layer.name, layer.kind.as_str(), from.as_str().unwrap_or("?"), value);
+        println!("restarts: {}", layer.components.join(", "));
+        println!("\ngates:");
+        for g in &gates {
+            println!("  {:<34} {}", g["name"].as_str().unwrap_or(""), g["threshold"].as_str().unwrap_or(""));
+        }
+        println!("\nchecks now:");
+        let rows = checks.iter().map(|c| vec![ctx.out.status(c.status.as_str()), c.name.clone(), format!("{}ms", c.latency_ms), c.detail.clone()]).collect();
+        println!("{}", ctx.out.table(&["status", "check", "latency", "detail"], rows));
+        println!("\n{}", if ok { "ready: `rollgate rollout` would start from here" } else { "not ready: a rollout would refuse to start" });
+    }
+    Ok(if ok { ExitCode::Success } else { ExitCode::NotReady })
+}

@@ -1,0 +1,22 @@
+//! `rollgate resume`: finish an interrupted rollout — re-verify and promote, or roll back.
+
+use clap::Args;
+
+use crate::app::Ctx;
+use crate::dispatch::common::{open_runner, runner_error};
+use crate::errors::CmdResult;
+use crate::render;
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {}
+
+pub async fn run(ctx: &Ctx, _args: &ResumeArgs) -> CmdResult {
+    let runner = open_runner(ctx)?;
+    let report = runner.resume().await.map_err(runner_error)?;
+    if ctx.out.is_json() {
+        ctx.out.json(&report)?;
+    } else {
+        render::report(&ctx.out, &report);
+    }
+    Ok(report.exit_code())
+}

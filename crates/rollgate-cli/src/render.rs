@@ -1,0 +1,113 @@
+//! Human rendering of decision records and live progress on a terminal.
+
+use std::io::Write;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rollgate_core::vocab::{GateResult, Verdict};
+use rollgate_runner::{Progress, RolloutReport};
+
+use crate::output::{Color, Output};
+
+/// Print a rollout's decision record for a person.
+pub fn report(out: &Output, r: &RolloutReport) {
+    println!("{} {}  {}", out.paint("rollout", Color::Bold), r.rollout_id, out.status(r.outcome.as_str()));
+    println!("  layer     {}", r.layer);
+    println!("  from      {}", r.from.as_deref().unwrap_or("-"));
+    println!("  to        {}", r.to);
+    println!("  baseline  {}", r.baseline_id.as_deref().unwrap_or("-"));
+    if !r.steps.is_empty() {
+        let steps: Vec<String> = r.steps.iter().map(|s| format!("{}{} {}ms", s.kind, if s.ok { "" } else { " ✗" }, s.ms)).collect();
+        println!("  steps     {}", steps.join(" → "));
+    }
+    if !r.gates.is_empty() {
+        println!("\n  gates");
+        print_gates(out, &r.gates);
+    }
+    if let Some(rb) = &r.rollback {
+        println!("\n  rollback  {}", if rb.verified { out.status("pass") } else { out.status("fail") });
+        print_gates(out, &rb.gates);
+    }
+    let t = &r.timings_ms;
+    let mut timing = format!("total {}", secs(t.total));
+    if let Some(v) = t.restart {
+        timing.push_str(&format!(", restart {}", secs(v)));
+    }
+    if let Some(v) = t.change_to_decision {
+        timing.push_str(&format!(", change→decision {}", secs(v)));
+    }
+    if let Some(v) = t.change_to_verified {
+        timing.push_str(&format!(", change→baseline verified {}", secs(v)));
+    }
+    println!("\n  time      {timing}");
+    if let Some(p) = &r.promoted_baseline_id {
+        println!("  known-good baseline is now {p}");
+    }
+    println!("\n  {} {}", out.paint("reason:", Color::Bold), r.reason);
+}
+
+fn print_gates(out: &Output, gates: &[GateResult]) {
+    for g in gates {
+        println!("    {:<13} {:<34} {}", out.status(g.verdict.as_str()), g.name, g.detail);
+    }
+}
+
+fn secs(ms: u64) -> String {
+    format!("{:.1}s", ms as f64 / 1000.0)
+}
+
+/// Live progress on stderr: one line per step, and a rewritten status line while gates wait.
+pub struct TerminalProgress {
+    out: Output,
+    line_open: Mutex<bool>,
+}
+
+impl TerminalProgress {
+    pub fn new(out: Output) -> TerminalProgress {
+        TerminalProgress { out, line_open: Mutex::new(false) }
+    }
+
+    fn close_line(&self, err: &mut impl Write) {
+        let mut open = self.line_open.lock().unwrap_or_else(|p| p.into_inner());
+        if *open {
+            let _ = writeln!(err);
+            *open = false;
+        }
+    }
+}
+
+impl Progress for TerminalProgress {
+    fn step(&self, kind: &str, _detail: &str) {
+        let mut err = std::io::stderr().lock();
+        self.close_line(&mut err);
+        let _ = writeln!(err, "{} {kind}", self.out.paint("→", Color::Dim));
+    }
+
+    fn gates(&self, phase: &str, elapsed: Duration, deadline: Duration, gates: &[GateResult]) {
+        let pending: Vec<&GateResult> = gates.iter().filter(|g| g.verdict == Verdict::Inconclusive).collect();
+        let failed = gates.iter().find(|g| g.verdict == Verdict::Fail);
+        let passed = gates.iter().filter(|g| g.verdict == Verdict::Pass).count();
+        let what = match (failed, pending.first()) {
+            (Some(f), _) => format!("{} {}", self.out.status("fail"), f.name),
+            (None, Some(p)) => format!("waiting on {}: {}", p.name, p.detail),
+            (None, None) => "all gates decided".to_string(),
+        };
+        let mut line = format!(
+            "  {phase} {:>5.1}s / {:.0}s  {passed}/{} passed  {what}",
+            elapsed.as_secs_f64(),
+            deadline.as_secs_f64(),
+            gates.len()
+        );
+        line.truncate(160);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(err, "\r\x1b[2K{line}");
+        let _ = err.flush();
+        *self.line_open.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+}
+
+impl Drop for TerminalProgress {
+    fn drop(&mut self) {
+        self.close_line(&mut std::io::stderr().lock());
+    }
+}

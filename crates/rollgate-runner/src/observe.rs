@@ -1,0 +1,221 @@
+//! One poll of the node for the gates: readiness, probes, progression, dependencies, faults,
+//! fault lines in the changed components' logs, and whether those components still run.
+//!
+//! Every status URL is fetched once per poll, however many gates read it. Start-up answers
+//! (421 `NotAcceptingRequests`, 503, refused connections, timeouts) are `Transient`, which the
+//! engine tolerates until the readiness deadline.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use regex::Regex;
+use rollgate_core::config::{Component, Config};
+use rollgate_core::engine::{Observation, Reading};
+use rollgate_core::vocab::{CheckGroup, CheckStatus};
+use rollgate_probe::errors::ProbeError;
+use rollgate_probe::http::{HttpClient, judge, parse_json};
+use rollgate_runtime::{RunStatus, RuntimeDriver};
+use serde_json::Value;
+use tokio::time::Instant;
+
+/// What a poll fetched from one URL.
+#[derive(Debug, Clone)]
+pub enum Fetch {
+    Json(Value),
+    Transient(String),
+    Failed(String),
+}
+
+/// Polls the node for the gate engine.
+pub struct Observer {
+    config: Arc<Config>,
+    http: HttpClient,
+    driver: Arc<dyn RuntimeDriver>,
+    components: Vec<Component>,
+    patterns: Vec<Regex>,
+    /// The changed components' logs are read from this time on.
+    since: SystemTime,
+    started: Instant,
+    restarts_at_start: BTreeMap<String, u32>,
+    /// Poll dependencies every n-th observation: they are slower than status reads and change
+    /// more slowly.
+    dependency_every: u32,
+    polls: u32,
+    /// The most recent raw status documents, by readiness entry name.
+    pub last_readiness: BTreeMap<String, Value>,
+}
+
+impl Observer {
+    pub fn new(config: Arc<Config>, driver: Arc<dyn RuntimeDriver>, components: Vec<Component>) -> Result<Observer, String> {
+        let http = HttpClient::new(&config.probe_limits).map_err(|e| e.detail())?;
+        let patterns = config.faults.log_patterns.iter().filter_map(|p| Regex::new(p).ok()).collect();
+        Ok(Observer {
+            config,
+            http,
+            driver,
+            components,
+            patterns,
+            since: SystemTime::now(),
+            started: Instant::now(),
+            restarts_at_start: BTreeMap::new(),
+            dependency_every: 1,
+            polls: 0,
+            last_readiness: BTreeMap::new(),
+        })
+    }
+
+    /// Restart the clock: the change (or the rollback) happened now.
+    pub async fn mark_change(&mut self) {
+        self.since = SystemTime::now() - Duration::from_secs(1);
+        self.started = Instant::now();
+        self.polls = 0;
+        self.restarts_at_start.clear();
+        for c in &self.components {
+            if let Ok(state) = self.driver.state(c).await
+                && let Some(n) = state.restart_count
+            {
+                self.restarts_at_start.insert(c.name.clone(), n);
+            }
+        }
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    pub fn change_time(&self) -> SystemTime {
+        self.since
+    }
+
+    async fn fetch(&self, url: &str) -> Fetch {
+        match self.http.get(url).await {
+            Ok(f) if f.status == 421 || f.status == 503 => {
+                Fetch::Transient(format!("{}: answered HTTP {} (starting)", rollgate_core::redact::redact_url(url), f.status))
+            }
+            Ok(f) if !(200..300).contains(&f.status) => {
+                Fetch::Failed(format!("{}: answered HTTP {}", rollgate_core::redact::redact_url(url), f.status))
+            }
+            Ok(f) => match parse_json(url, &f.body) {
+                Ok(v) => Fetch::Json(v),
+                Err(e) => Fetch::Failed(e.detail()),
+            },
+            Err(e @ ProbeError::Timeout { .. }) => Fetch::Transient(e.detail()),
+            Err(ref e @ ProbeError::Request { ref source, .. }) if source.is_connect() || source.is_timeout() => {
+                Fetch::Transient(e.detail())
+            }
+            Err(e) => Fetch::Failed(e.detail()),
+        }
+    }
+
+    /// Take one observation.
+    pub async fn observe(&mut self) -> Observation {
+        self.polls += 1;
+        let config = self.config.clone();
+        let mut urls: BTreeSet<String> = config.readiness.iter().map(|r| r.url.clone()).collect();
+        urls.extend(config.progression.iter().map(|p| p.url.clone()));
+        if let Some(u) = fault_url(&config) {
+            urls.insert(u.to_string());
+        }
+        let fetches = futures_util::future::join_all(urls.iter().map(|u| self.fetch(u))).await;
+        let docs: BTreeMap<String, Fetch> = urls.into_iter().zip(fetches).collect();
+
+        let mut obs = Observation { at: self.elapsed(), ..Default::default() };
+        for r in &config.readiness {
+            let reading = match &docs[&r.url] {
+                Fetch::Json(doc) => {
+                    self.last_readiness.insert(r.name.clone(), doc.clone());
+                    let failures: Vec<String> = r.expect.iter().filter_map(|e| judge(doc, e)).collect();
+                    if failures.is_empty() {
+                        Reading::Pass(format!("{} expectations hold", r.expect.len()))
+                    } else {
+                        Reading::Fail(failures.join("; "))
+                    }
+                }
+                Fetch::Transient(d) => Reading::Transient(d.clone()),
+                Fetch::Failed(d) => Reading::Fail(d.clone()),
+            };
+            obs.readiness.insert(r.name.clone(), reading);
+        }
+        for (name, result) in crate::checks::probe_readiness_extras(&config).await {
+            obs.readiness.insert(name, result);
+        }
+        for p in &config.progression {
+            let value = match &docs[&p.url] {
+                Fetch::Json(doc) => doc.pointer(&p.pointer).cloned().filter(|v| !v.is_null()),
+                _ => None,
+            };
+            obs.progression.insert(p.name.clone(), value);
+        }
+        if let Some(u) = fault_url(&config)
+            && let Fetch::Json(doc) = &docs[u]
+        {
+            obs.faults = faults_in(&config, doc);
+        }
+        if (self.polls - 1).is_multiple_of(self.dependency_every) {
+            for check in crate::checks::run_checks(&config, &[CheckGroup::Prerequisites]).await {
+                let reading = match check.status {
+                    CheckStatus::Fail => Reading::Fail(check.detail),
+                    _ => Reading::Pass(check.detail),
+                };
+                obs.dependencies.insert(check.name, reading);
+            }
+        }
+        self.observe_components(&mut obs).await;
+        obs
+    }
+
+    async fn observe_components(&self, obs: &mut Observation) {
+        for c in &self.components {
+            if let Ok(state) = self.driver.state(c).await {
+                let before = self.restarts_at_start.get(&c.name).copied();
+                let restarted = matches!((before, state.restart_count), (Some(a), Some(b)) if b > a);
+                let down = matches!(state.status, RunStatus::Exited | RunStatus::Dead | RunStatus::Restarting);
+                if down || restarted {
+                    obs.crashed.insert(
+                        c.name.clone(),
+                        format!(
+                            "{} (exit code {}, {} restarts since the change)",
+                            state.status.as_str(),
+                            state.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+                            state.restart_count.unwrap_or(0).saturating_sub(before.unwrap_or(0))
+                        ),
+                    );
+                }
+            }
+            if self.patterns.is_empty() {
+                continue;
+            }
+            if let Ok(text) = self.driver.logs_since(c, self.since).await {
+                for line in text.lines().rev().take(5000) {
+                    if self.patterns.iter().any(|p| p.is_match(line)) {
+                        let mut l = rollgate_core::redact::redact_text(line.trim());
+                        l.truncate(300);
+                        obs.log_faults.push(format!("{}: {l}", c.name));
+                        if obs.log_faults.len() >= 5 {
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The URL the fault pointers are read from: `[faults].url`, else the operator's status.
+pub fn fault_url(config: &Config) -> Option<&str> {
+    if config.faults.pointers.is_empty() {
+        return None;
+    }
+    config.faults.url.as_deref().or_else(|| config.operator_status_url())
+}
+
+/// Non-null values at the fault pointers, as `pointer=value`.
+pub fn faults_in(config: &Config, doc: &Value) -> BTreeSet<String> {
+    config
+        .faults
+        .pointers
+        .iter()
+        .filter_map(|p| doc.pointer(p).filter(|v| !v.is_null()).map(|v| format!("{p}={v}")))
+        .collect()
+}

@@ -1,0 +1,552 @@
+//! The Compose driver: the real Docker engine through the `docker` CLI and Docker Compose.
+//!
+//! - **Which Compose**: `runtime.compose.command` when set, else `docker compose version` (v2)
+//!   is tried, then `docker-compose version` (v1). Both are driven with the same flags.
+//! - **Finding containers**: by the labels `com.docker.compose.project` and
+//!   `com.docker.compose.service` (one-off containers excluded), never by name: v1 names
+//!   containers `proj_svc_1`, v2 `proj-svc-1`.
+//! - **A layer's value**: the image reference the service's container was created from
+//!   (`Config.Image`) and the image ID it actually runs (`Image`, `sha256:…`). All services of
+//!   one layer must agree.
+//! - **Changing a layer**: rollgate owns one override file,
+//!   `<state_dir>/compose/<project>.override.json` (JSON is valid YAML), which pins `image` for
+//!   the layer's services. It is passed with `-f` after the operator's files on every Compose
+//!   command rollgate runs; the operator's files are never edited. Beside it,
+//!   `<project>.pins.json` remembers what each pinned service ran before rollgate first pinned
+//!   it, and a hash of the operator's files at that time.
+//! - **Restoring** a recorded value goes by digest: the recorded image ID must still exist
+//!   locally; if the recorded tag now points elsewhere (a re-pushed tag), it is re-tagged to the
+//!   recorded image ID. When the recorded value is what the operator's unchanged files gave, the
+//!   pin is removed (the override file is deleted once empty); otherwise the pin stays.
+//! - **Restarting**: `up -d --no-deps --no-build --force-recreate <services>`: only the named
+//!   services are recreated, never their dependencies, never a build.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rollgate_core::baseline::LayerValue;
+use rollgate_core::config::{ComposeRuntime, Component, Config, Layer};
+use rollgate_core::vocab::LayerKind;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tokio::sync::{Mutex, OnceCell};
+
+use crate::driver::{ComponentState, DriverOutput, RunStatus, RuntimeDriver};
+use crate::errors::DriverError;
+use crate::process::{Invocation, run};
+
+const LABEL_PROJECT: &str = "com.docker.compose.project";
+const LABEL_SERVICE: &str = "com.docker.compose.service";
+const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+
+/// Which Compose implementation runs the commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// `docker compose` (the Go plugin).
+    V2,
+    /// `docker-compose` (the Python tool, 1.x).
+    V1,
+}
+
+impl Flavor {
+    fn program_and_prefix(self) -> (&'static str, &'static [&'static str]) {
+        match self {
+            Flavor::V2 => ("docker", &["compose"]),
+            Flavor::V1 => ("docker-compose", &[]),
+        }
+    }
+}
+
+/// How long the driver lets each kind of command run.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// `docker ps`, `docker inspect`, `docker logs`, `docker tag`, version detection.
+    pub query: Duration,
+    /// `compose up`: stopping and recreating containers.
+    pub up: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts { query: Duration::from_secs(30), up: Duration::from_secs(300) }
+    }
+}
+
+/// Drives a Docker Compose project.
+#[derive(Debug)]
+pub struct ComposeDriver {
+    runtime: ComposeRuntime,
+    project: String,
+    files: Vec<PathBuf>,
+    /// Component name → Compose service.
+    services: BTreeMap<String, String>,
+    override_path: PathBuf,
+    pins_path: PathBuf,
+    flavor: OnceCell<Flavor>,
+    timeouts: Timeouts,
+    /// Serializes read-modify-write of the override and pins files within this process.
+    files_lock: Mutex<()>,
+}
+
+/// `<project>.pins.json`: what each pinned service ran before rollgate pinned it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Pins {
+    #[serde(default)]
+    services: BTreeMap<String, Pin>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Pin {
+    /// The value the service had from the operator's files alone.
+    original: LayerValue,
+    /// SHA-256 of the operator's Compose files when `original` was read.
+    files_sha256: String,
+}
+
+impl ComposeDriver {
+    /// A driver for the configured project. Nothing is run until the first call.
+    pub fn new(runtime: ComposeRuntime, config: &Config) -> Result<ComposeDriver, DriverError> {
+        let project = project_name(&runtime);
+        let files = runtime
+            .files
+            .iter()
+            .map(|f| if f.is_absolute() { f.clone() } else { runtime.project_dir.join(f) })
+            .collect();
+        let services = config.components.iter().map(|(n, c)| (n.clone(), c.service.clone())).collect();
+        let dir = config.node.state_dir.join("compose");
+        Ok(ComposeDriver {
+            override_path: dir.join(format!("{project}.override.json")),
+            pins_path: dir.join(format!("{project}.pins.json")),
+            runtime,
+            project,
+            files,
+            services,
+            flavor: OnceCell::new(),
+            timeouts: Timeouts::default(),
+            files_lock: Mutex::new(()),
+        })
+    }
+
+    pub fn with_timeouts(mut self, timeouts: Timeouts) -> ComposeDriver {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The Compose project name used for `-p` and the label lookups.
+    pub fn project(&self) -> &str {
+        &self.project
+    }
+
+    /// The override file rollgate owns (may not exist).
+    pub fn override_path(&self) -> &Path {
+        &self.override_path
+    }
+
+    /// The detected (or configured) Compose implementation.
+    pub async fn flavor(&self) -> Result<Flavor, DriverError> {
+        self.flavor.get_or_try_init(|| detect(self.runtime.command.as_deref(), self.timeouts.query)).await.copied()
+    }
+
+    /// The Compose command with the project, the operator's files and, when it exists, the
+    /// override, followed by `args`.
+    pub async fn compose(&self, args: &[&str]) -> Result<Invocation, DriverError> {
+        let (program, prefix) = self.flavor().await?.program_and_prefix();
+        let mut all: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
+        all.extend(["-p".into(), self.project.clone()]);
+        all.extend(["--project-directory".into(), self.runtime.project_dir.display().to_string()]);
+        for f in &self.files {
+            all.extend(["-f".into(), f.display().to_string()]);
+        }
+        if tokio::fs::try_exists(&self.override_path).await.unwrap_or(false) {
+            all.extend(["-f".into(), self.override_path.display().to_string()]);
+        }
+        all.extend(args.iter().map(|s| s.to_string()));
+        Ok(Invocation::new(program, all)
+            .cwd(&self.runtime.project_dir)
+            .unit(format!("Compose project {}", self.project)))
+    }
+
+    fn docker(&self, args: &[&str], unit: String) -> Invocation {
+        Invocation::new("docker", args.iter().copied()).unit(unit).timeout(self.timeouts.query)
+    }
+
+    fn service_of(&self, component: &str) -> Result<String, DriverError> {
+        self.services.get(component).cloned().ok_or_else(|| DriverError::UnknownComponent(component.to_string()))
+    }
+
+    fn layer_services(&self, layer: &Layer) -> Result<Vec<String>, DriverError> {
+        layer.components.iter().map(|c| self.service_of(c)).collect()
+    }
+
+    /// Container IDs of a service (one-off `run` containers excluded).
+    pub async fn containers(&self, service: &str) -> Result<Vec<String>, DriverError> {
+        let project = format!("label={LABEL_PROJECT}={}", self.project);
+        let svc = format!("label={LABEL_SERVICE}={service}");
+        let oneoff = format!("label={LABEL_ONEOFF}=False");
+        let inv = self.docker(
+            &["ps", "-a", "-q", "--no-trunc", "--filter", &project, "--filter", &svc, "--filter", &oneoff],
+            format!("service {service}"),
+        );
+        let out = run(&inv).await?;
+        Ok(out.stdout.split_whitespace().map(str::to_string).collect())
+    }
+
+    /// `docker inspect` of a service's containers, newest first.
+    async fn inspect_service(&self, service: &str) -> Result<Vec<Value>, DriverError> {
+        let ids = self.containers(service).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut args = vec!["inspect"];
+        args.extend(ids.iter().map(String::as_str));
+        let out = run(&self.docker(&args, format!("service {service}"))).await?;
+        let mut list: Vec<Value> = match serde_json::from_str(&out.stdout) {
+            Ok(Value::Array(a)) => a,
+            Ok(_) | Err(_) => {
+                return Err(DriverError::Parse {
+                    command: out.command,
+                    unit: format!("service {service}"),
+                    detail: "expected a JSON array".into(),
+                });
+            }
+        };
+        list.sort_by(|a, b| str_at(b, "/Created").cmp(&str_at(a, "/Created")));
+        Ok(list)
+    }
+
+    /// The image ID a reference resolves to locally, or `None` when it does not exist.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DriverError> {
+        let inv = self.docker(&["image", "inspect", "--format", "{{.Id}}", reference], format!("image {reference}"));
+        match run(&inv).await {
+            Ok(out) => Ok(Some(out.stdout.trim().to_string()).filter(|s| !s.is_empty())),
+            Err(DriverError::Failed { output, .. }) if output.stderr.to_ascii_lowercase().contains("no such") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The value one service runs now.
+    async fn service_value(&self, service: &str) -> Result<LayerValue, DriverError> {
+        let list = self.inspect_service(service).await?;
+        let Some(c) = list.first() else {
+            return Err(DriverError::NoContainer { project: self.project.clone(), service: service.to_string() });
+        };
+        let (Some(value), Some(digest)) = (str_at(c, "/Config/Image"), str_at(c, "/Image")) else {
+            return Err(DriverError::Parse {
+                command: "docker inspect".into(),
+                unit: format!("service {service}"),
+                detail: "container has no Config.Image or Image".into(),
+            });
+        };
+        Ok(LayerValue { kind: LayerKind::Image, value: value.to_string(), digest: Some(digest.to_string()) })
+    }
+
+    async fn files_sha256(&self) -> Result<String, DriverError> {
+        let mut h = Sha256::new();
+        for f in &self.files {
+            let bytes = tokio::fs::read(f).await.map_err(|e| DriverError::io(f, e))?;
+            h.update(f.display().to_string().as_bytes());
+            h.update([0]);
+            h.update(&bytes);
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// The `version:` of the operator's first file, copied into the override: Compose v1 refuses
+    /// to merge files of different versions.
+    async fn file_version(&self) -> Option<String> {
+        let first = self.files.first()?;
+        let text = tokio::fs::read_to_string(first).await.ok()?;
+        text.lines().find_map(|l| {
+            let v = l.strip_prefix("version:")?.trim().trim_matches(['"', '\'']);
+            Some(v.to_string()).filter(|v| !v.is_empty())
+        })
+    }
+
+    async fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, DriverError> {
+        match tokio::fs::read(path).await {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| DriverError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+            Err(e) => Err(DriverError::io(path, e)),
+        }
+    }
+
+    async fn read_override(&self) -> Result<BTreeMap<String, String>, DriverError> {
+        let v: Value = Self::read_json::<Option<Value>>(&self.override_path).await?.unwrap_or(Value::Null);
+        let mut pinned = BTreeMap::new();
+        if let Some(services) = v.get("services").and_then(Value::as_object) {
+            for (name, svc) in services {
+                if let Some(image) = svc.get("image").and_then(Value::as_str) {
+                    pinned.insert(name.clone(), image.to_string());
+                }
+            }
+        }
+        Ok(pinned)
+    }
+
+    /// Write (or delete, when nothing is pinned) the override and pins files.
+    async fn write_state(&self, pinned: &BTreeMap<String, String>, pins: &Pins) -> Result<(), DriverError> {
+        if pinned.is_empty() {
+            for p in [&self.override_path, &self.pins_path] {
+                match tokio::fs::remove_file(p).await {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(DriverError::io(p, e)),
+                }
+            }
+            return Ok(());
+        }
+        let mut doc = serde_json::Map::new();
+        if let Some(v) = self.file_version().await {
+            doc.insert("version".into(), Value::String(v));
+        }
+        let services: serde_json::Map<String, Value> = pinned
+            .iter()
+            .map(|(s, image)| (s.clone(), serde_json::json!({ "image": image })))
+            .collect();
+        doc.insert("services".into(), Value::Object(services));
+        write_atomic(&self.override_path, &Value::Object(doc)).await?;
+        write_atomic(&self.pins_path, &serde_json::to_value(pins).unwrap_or(Value::Null)).await
+    }
+}
+
+#[async_trait]
+impl RuntimeDriver for ComposeDriver {
+    fn name(&self) -> &'static str {
+        "compose"
+    }
+
+    async fn current(&self, layer: &Layer) -> Result<LayerValue, DriverError> {
+        require_image(layer)?;
+        let mut values: Vec<(String, LayerValue)> = Vec::new();
+        for service in self.layer_services(layer)? {
+            let v = self.service_value(&service).await?;
+            values.push((service, v));
+        }
+        let Some((_, first)) = values.first().cloned() else {
+            return Err(DriverError::Inconsistent { layer: layer.name.clone(), detail: "the layer has no components".into() });
+        };
+        if values.iter().any(|(_, v)| *v != first) {
+            let detail = values.iter().map(|(s, v)| format!("{s}: {}", v.display())).collect::<Vec<_>>().join(", ");
+            return Err(DriverError::Inconsistent { layer: layer.name.clone(), detail });
+        }
+        Ok(first)
+    }
+
+    async fn apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError> {
+        require_image(layer)?;
+        let services = self.layer_services(layer)?;
+        let _guard = self.files_lock.lock().await;
+        let mut pinned = self.read_override().await?;
+        let mut pins: Pins = Self::read_json(&self.pins_path).await?;
+        let files_sha256 = self.files_sha256().await?;
+        for service in &services {
+            if !pinned.contains_key(service) {
+                // First pin of this service: remember what the operator's files gave, so a
+                // restore to exactly that can remove the pin again.
+                let original = self.service_value(service).await?;
+                pins.services.insert(service.clone(), Pin { original, files_sha256: files_sha256.clone() });
+            }
+            pinned.insert(service.clone(), value.to_string());
+        }
+        self.write_state(&pinned, &pins).await?;
+        Ok(DriverOutput::note(format!(
+            "pin image {value} for service(s) {} in {}",
+            services.join(", "),
+            self.override_path.display()
+        )))
+    }
+
+    async fn restore(&self, layer: &Layer, recorded: &LayerValue) -> Result<DriverOutput, DriverError> {
+        require_image(layer)?;
+        let fail = |detail: String| DriverError::Restore { layer: layer.name.clone(), recorded: recorded.display(), detail };
+        let Some(digest) = recorded.digest.as_deref() else {
+            return Err(fail("no digest was recorded, so the exact image cannot be proven".into()));
+        };
+        let services = self.layer_services(layer)?;
+        let _guard = self.files_lock.lock().await;
+        let mut output = DriverOutput::default();
+
+        if self.image_id(digest).await?.as_deref() != Some(digest) {
+            return Err(fail(format!("image {digest} is no longer present on this machine")));
+        }
+        let by_digest = recorded.value.contains('@');
+        let resolved = self.image_id(&recorded.value).await?;
+        if resolved.as_deref() != Some(digest) {
+            if by_digest {
+                return Err(fail(format!("{} does not resolve to {digest}", recorded.value)));
+            }
+            // The tag was moved (re-pushed, re-built): point it back at the recorded image.
+            let inv = self.docker(&["tag", digest, &recorded.value], format!("layer {}", layer.name));
+            output = output.then(run(&inv).await?);
+        }
+
+        let mut pinned = self.read_override().await?;
+        let mut pins: Pins = Self::read_json(&self.pins_path).await?;
+        let files_sha256 = self.files_sha256().await?;
+        let mut notes = Vec::new();
+        for service in &services {
+            let back_to_original = pins
+                .services
+                .get(service)
+                .is_some_and(|p| p.original == *recorded && p.files_sha256 == files_sha256);
+            if back_to_original {
+                pinned.remove(service);
+                pins.services.remove(service);
+                notes.push(format!("unpin service {service}"));
+            } else if pinned.contains_key(service) || pins.services.contains_key(service) || !self.gives(service, recorded).await? {
+                pinned.insert(service.clone(), recorded.value.clone());
+                notes.push(format!("pin image {} for service {service}", recorded.value));
+            }
+        }
+        pins.services.retain(|s, _| pinned.contains_key(s));
+        self.write_state(&pinned, &pins).await?;
+        if !notes.is_empty() {
+            output = output.then(DriverOutput::note(format!("{} in {}", notes.join(", "), self.override_path.display())));
+        }
+        if output.command.is_empty() {
+            output = DriverOutput::note("nothing to change: the recorded image is what the service is configured with");
+        }
+        Ok(output)
+    }
+
+    async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        if components.is_empty() {
+            return Ok(DriverOutput::note("no components to restart"));
+        }
+        let mut args = vec!["up", "-d", "--no-deps", "--no-build", "--force-recreate"];
+        args.extend(components.iter().map(|c| c.service.as_str()));
+        let inv = self.compose(&args).await?.timeout(self.timeouts.up);
+        run(&inv).await
+    }
+
+    async fn state(&self, component: &Component) -> Result<ComponentState, DriverError> {
+        let list = self.inspect_service(&component.service).await?;
+        let Some(c) = list.first() else {
+            return Ok(ComponentState { status: RunStatus::Missing, ..ComponentState::unknown(&component.name) });
+        };
+        Ok(ComponentState {
+            component: component.name.clone(),
+            status: str_at(c, "/State/Status").map(RunStatus::from_docker).unwrap_or(RunStatus::Unknown),
+            restart_count: c.pointer("/RestartCount").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
+            started_at: str_at(c, "/State/StartedAt").map(str::to_string),
+            exit_code: c.pointer("/State/ExitCode").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()),
+            container_id: str_at(c, "/Id").map(str::to_string),
+            image_id: str_at(c, "/Image").map(str::to_string),
+        })
+    }
+
+    async fn logs_since(&self, component: &Component, since: SystemTime) -> Result<String, DriverError> {
+        let ids = self.containers(&component.service).await?;
+        let Some(id) = ids.first() else {
+            return Err(DriverError::NoContainer { project: self.project.clone(), service: component.service.clone() });
+        };
+        let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
+        let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
+        let inv = self.docker(&["logs", "--since", &since, id], format!("component {}", component.name));
+        let out = run(&inv).await?;
+        Ok(out.stdout + &out.stderr)
+    }
+}
+
+impl ComposeDriver {
+    /// Whether the running container of a service already runs exactly the recorded value, with
+    /// no pin of ours: then nothing needs pinning.
+    async fn gives(&self, service: &str, recorded: &LayerValue) -> Result<bool, DriverError> {
+        match self.service_value(service).await {
+            Ok(v) => Ok(v == *recorded),
+            Err(DriverError::NoContainer { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn require_image(layer: &Layer) -> Result<(), DriverError> {
+    if layer.kind == LayerKind::Image {
+        Ok(())
+    } else {
+        Err(DriverError::Unsupported { layer: layer.name.clone(), kind: layer.kind.as_str(), driver: "compose" })
+    }
+}
+
+fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
+    v.pointer(pointer).and_then(Value::as_str)
+}
+
+/// The project name: configured, else `COMPOSE_PROJECT_NAME`, else Compose's own rule (the
+/// directory name, lowercased, with characters other than `a-z0-9_-` removed). Always passed
+/// with `-p`, so v1 and v2 agree.
+pub fn project_name(runtime: &ComposeRuntime) -> String {
+    if let Some(p) = &runtime.project_name {
+        return p.clone();
+    }
+    if let Ok(p) = std::env::var("COMPOSE_PROJECT_NAME")
+        && !p.is_empty()
+    {
+        return p;
+    }
+    let base = runtime.project_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let name: String = base
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
+        .collect();
+    if name.is_empty() { "default".to_string() } else { name }
+}
+
+async fn detect(configured: Option<&str>, timeout: Duration) -> Result<Flavor, DriverError> {
+    match configured {
+        Some("docker compose") => return Ok(Flavor::V2),
+        Some("docker-compose") => return Ok(Flavor::V1),
+        _ => {}
+    }
+    let mut tried = Vec::new();
+    for (flavor, program, args) in [
+        (Flavor::V2, "docker", vec!["compose", "version"]),
+        (Flavor::V1, "docker-compose", vec!["version"]),
+    ] {
+        let inv = Invocation::new(program, args).unit("compose detection").timeout(timeout);
+        match run(&inv).await {
+            Ok(_) => return Ok(flavor),
+            Err(e) => tried.push(e.to_string()),
+        }
+    }
+    Err(DriverError::NoCompose { detail: tried.join("; ") })
+}
+
+async fn write_atomic(path: &Path, value: &Value) -> Result<(), DriverError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    tokio::fs::create_dir_all(dir).await.map_err(|e| DriverError::io(dir, e))?;
+    let tmp = path.with_extension("json.tmp");
+    let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
+    text.push(b'\n');
+    let write = async {
+        use tokio::io::AsyncWriteExt;
+        let mut f = tokio::fs::File::create(&tmp).await?;
+        f.write_all(&text).await?;
+        f.sync_all().await?;
+        tokio::fs::rename(&tmp, path).await
+    };
+    write.await.map_err(|e| DriverError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn project_name_follows_compose() {
+        let rt = |dir: &str, name: Option<&str>| ComposeRuntime {
+            project_dir: PathBuf::from(dir),
+            files: vec![],
+            project_name: name.map(str::to_string),
+            command: None,
+        };
+        assert_eq!(project_name(&rt("/srv/node", None)), "node");
+        assert_eq!(project_name(&rt("/srv/My.Node 2", None)), "mynode2");
+        assert_eq!(project_name(&rt("/srv/node", Some("custom"))), "custom");
+    }
+}

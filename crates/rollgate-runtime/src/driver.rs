@@ -1,0 +1,166 @@
+//! The [`RuntimeDriver`] trait and the values it returns.
+
+use std::time::SystemTime;
+
+use async_trait::async_trait;
+use rollgate_core::baseline::LayerValue;
+use rollgate_core::config::{Component, Layer};
+use serde::{Deserialize, Serialize};
+
+use crate::errors::DriverError;
+
+/// How rollgate acts on the runtime of a node: read a layer's value, change it, put back a
+/// recorded value, restart exactly the components of a layer, and observe those components.
+///
+/// This is a trait, not an enum of drivers, because tests and the runner substitute their own
+/// implementations (a scripted fake that fails on cue, a recorder), and the runner holds an
+/// `Arc<dyn RuntimeDriver>` chosen once from the configuration by [`crate::driver_for`].
+///
+/// `apply` and `restore` only change what the runtime *will* run; nothing restarts until
+/// `restart` is called, so the runner can journal each step separately.
+#[async_trait]
+pub trait RuntimeDriver: Send + Sync {
+    /// `compose` or `command`.
+    fn name(&self) -> &'static str;
+
+    /// The value the layer has now, with the digest that pins it exactly when there is one.
+    async fn current(&self, layer: &Layer) -> Result<LayerValue, DriverError>;
+
+    /// Make the layer's components run `value` at their next restart.
+    async fn apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError>;
+
+    /// Put back exactly the recorded value (by digest where the driver can).
+    async fn restore(&self, layer: &Layer, recorded: &LayerValue) -> Result<DriverOutput, DriverError>;
+
+    /// Restart (recreate) exactly these components and nothing else.
+    async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError>;
+
+    /// What the runtime says about one component now.
+    async fn state(&self, component: &Component) -> Result<ComponentState, DriverError>;
+
+    /// Everything the component logged since `since` (stdout and stderr together).
+    async fn logs_since(&self, component: &Component, since: SystemTime) -> Result<String, DriverError>;
+}
+
+/// What one child process did. Serialized into the journal beside the step that ran it:
+///
+/// ```json
+/// {"command": "docker-compose -p node -f docker-compose.yml -f /var/lib/rollgate/compose/node.override.json up -d --no-deps operator",
+///  "stdout": "", "stderr": "Recreating node_operator_1 ... done\n", "exit_code": 0, "duration_ms": 2140}
+/// ```
+///
+/// `stdout` and `stderr` are redacted; several commands run for one step are joined with
+/// ` && ` in `command` and their outputs concatenated.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriverOutput {
+    pub command: String,
+    pub stdout: String,
+    pub stderr: String,
+    /// `None` when the child was killed by a signal (a timeout) or nothing ran.
+    pub exit_code: Option<i32>,
+    pub duration_ms: u64,
+}
+
+impl DriverOutput {
+    /// An output for a step that needed no child process (e.g. only the override file changed).
+    pub fn note(command: impl Into<String>) -> DriverOutput {
+        DriverOutput { command: command.into(), exit_code: Some(0), ..DriverOutput::default() }
+    }
+
+    /// Append another command's output, for steps made of several commands.
+    pub fn then(mut self, next: DriverOutput) -> DriverOutput {
+        if self.command.is_empty() {
+            return next;
+        }
+        self.command = format!("{} && {}", self.command, next.command);
+        self.stdout.push_str(&next.stdout);
+        self.stderr.push_str(&next.stderr);
+        self.exit_code = next.exit_code;
+        self.duration_ms += next.duration_ms;
+        self
+    }
+}
+
+/// The run state of a component, as the runtime reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Restarting,
+    Paused,
+    Created,
+    Exited,
+    Dead,
+    /// No container or process exists for the component.
+    Missing,
+    /// The driver cannot tell (the command driver has no state command).
+    Unknown,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Restarting => "restarting",
+            RunStatus::Paused => "paused",
+            RunStatus::Created => "created",
+            RunStatus::Exited => "exited",
+            RunStatus::Dead => "dead",
+            RunStatus::Missing => "missing",
+            RunStatus::Unknown => "unknown",
+        }
+    }
+
+    /// Docker's `State.Status` words.
+    pub fn from_docker(s: &str) -> RunStatus {
+        match s {
+            "running" => RunStatus::Running,
+            "restarting" => RunStatus::Restarting,
+            "paused" => RunStatus::Paused,
+            "created" => RunStatus::Created,
+            "exited" | "removing" => RunStatus::Exited,
+            "dead" => RunStatus::Dead,
+            _ => RunStatus::Unknown,
+        }
+    }
+}
+
+/// One component's state, for the gates (restarts during the bake, a crash after a restart).
+///
+/// ```json
+/// {"component": "operator", "status": "running", "restart_count": 0,
+///  "started_at": "2026-11-28T04:22:10.123Z", "exit_code": 0,
+///  "container_id": "3f2a…", "image_id": "sha256:…"}
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ComponentState {
+    pub component: String,
+    pub status: RunStatus,
+    /// How often the runtime restarted it since it was created.
+    pub restart_count: Option<u32>,
+    /// RFC 3339, as the runtime reports it.
+    pub started_at: Option<String>,
+    /// The last exit code (0 while it never exited).
+    pub exit_code: Option<i32>,
+    pub container_id: Option<String>,
+    pub image_id: Option<String>,
+}
+
+impl ComponentState {
+    /// A state that says nothing is known.
+    pub fn unknown(component: &str) -> ComponentState {
+        ComponentState {
+            component: component.to_string(),
+            status: RunStatus::Unknown,
+            restart_count: None,
+            started_at: None,
+            exit_code: None,
+            container_id: None,
+            image_id: None,
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.status == RunStatus::Running
+    }
+}

@@ -1,0 +1,260 @@
+//! Running one child process: captured output, a deadline, redaction.
+//!
+//! Every child runs in its own process group so that a timeout kills everything it started:
+//! `sh -c "a | b"` or a wrapper script would otherwise leave grandchildren running after their
+//! parent is killed. Output is read concurrently with the wait, so a child that fills its pipe
+//! cannot deadlock, and is capped so a runaway child cannot exhaust memory.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use rollgate_core::redact::redact_text;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::Command;
+
+use crate::driver::DriverOutput;
+use crate::errors::DriverError;
+
+/// How much of each stream is kept. The rest is drained and dropped.
+pub const MAX_CAPTURE: usize = 1024 * 1024;
+
+/// After a kill, how long to wait for the pipes to close before giving up on the rest of the
+/// output (a grandchild that left the process group may still hold them open).
+const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+
+/// One command to run.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub program: String,
+    pub args: Vec<String>,
+    /// Added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<PathBuf>,
+    /// The unit acted on, for error messages (`layer operator-image`, `project node`).
+    pub unit: String,
+    pub timeout: Duration,
+    /// What to show as the command; defaults to the program and its arguments.
+    pub display: Option<String>,
+}
+
+impl Invocation {
+    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Invocation {
+        Invocation {
+            program: program.into(),
+            args: args.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+            cwd: None,
+            unit: String::new(),
+            timeout: Duration::from_secs(60),
+            display: None,
+        }
+    }
+
+    pub fn unit(mut self, unit: impl Into<String>) -> Invocation {
+        self.unit = unit.into();
+        self
+    }
+
+    pub fn timeout(mut self, timeout: Duration) -> Invocation {
+        self.timeout = timeout;
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Invocation {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Invocation {
+        self.cwd = Some(dir.into());
+        self
+    }
+
+    pub fn display(mut self, display: impl Into<String>) -> Invocation {
+        self.display = Some(display.into());
+        self
+    }
+
+    /// The command as shown in outputs and errors, redacted.
+    pub fn command_line(&self) -> String {
+        let text = match &self.display {
+            Some(d) => d.clone(),
+            None => std::iter::once(self.program.as_str())
+                .chain(self.args.iter().map(String::as_str))
+                .map(shell_word)
+                .collect::<Vec<_>>()
+                .join(" "),
+        };
+        redact_text(&text)
+    }
+}
+
+/// Quote a word for display only (never executed).
+fn shell_word(w: &str) -> String {
+    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+        w.to_string()
+    } else {
+        format!("'{}'", w.replace('\'', r"'\''"))
+    }
+}
+
+/// Run the invocation to completion. A non-zero exit is [`DriverError::Failed`]; exceeding the
+/// timeout kills the process group and is [`DriverError::Timeout`]. Both carry the output.
+pub async fn run(inv: &Invocation) -> Result<DriverOutput, DriverError> {
+    let output = run_unchecked(inv).await?;
+    match output {
+        Finished::Exited(out) if out.exit_code == Some(0) => Ok(out),
+        Finished::Exited(out) => Err(DriverError::Failed { command: out.command.clone(), unit: inv.unit.clone(), output: out }),
+        Finished::TimedOut(out) => Err(DriverError::Timeout {
+            command: out.command.clone(),
+            unit: inv.unit.clone(),
+            after: inv.timeout,
+            output: out,
+        }),
+    }
+}
+
+/// How a child ended.
+#[derive(Debug)]
+pub enum Finished {
+    Exited(DriverOutput),
+    TimedOut(DriverOutput),
+}
+
+/// Run the invocation and report how it ended without judging the exit code.
+pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
+    let command_line = inv.command_line();
+    let mut cmd = Command::new(&inv.program);
+    cmd.args(&inv.args)
+        .envs(inv.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some(dir) = &inv.cwd {
+        cmd.current_dir(dir);
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|source| DriverError::Spawn {
+        command: command_line.clone(),
+        unit: inv.unit.clone(),
+        source,
+    })?;
+    let pid = child.id();
+    let stdout = tokio::spawn(capture(child.stdout.take()));
+    let stderr = tokio::spawn(capture(child.stderr.take()));
+
+    let (exit_code, timed_out) = match tokio::time::timeout(inv.timeout, child.wait()).await {
+        Ok(Ok(status)) => (status.code(), false),
+        Ok(Err(source)) => {
+            return Err(DriverError::Spawn { command: command_line, unit: inv.unit.clone(), source });
+        }
+        Err(_) => {
+            kill_group(pid);
+            // Reap the direct child so it does not linger as a zombie.
+            let _ = child.kill().await;
+            (None, true)
+        }
+    };
+    // A grandchild that escaped the group could keep the pipes open: never wait forever.
+    let drain = if timed_out { DRAIN_AFTER_KILL } else { inv.timeout.max(DRAIN_AFTER_KILL) };
+    let stdout = join_capture(stdout, drain).await;
+    let stderr = join_capture(stderr, drain).await;
+    let out = DriverOutput {
+        command: command_line,
+        stdout: redact_lines(&stdout),
+        stderr: redact_lines(&stderr),
+        exit_code,
+        duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
+    };
+    Ok(if timed_out { Finished::TimedOut(out) } else { Finished::Exited(out) })
+}
+
+fn kill_group(pid: Option<u32>) {
+    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) else {
+        return;
+    };
+    // The child is the leader of its own group (process_group(0)), so its pid is the group id.
+    if let Err(e) = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL) {
+        tracing::debug!(pid = pid.as_raw_nonzero().get(), error = %e, "killing the process group failed");
+    }
+}
+
+async fn capture<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
+    let Some(mut reader) = reader else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match reader.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                let room = MAX_CAPTURE.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
+    }
+    kept
+}
+
+async fn join_capture(handle: tokio::task::JoinHandle<Vec<u8>>, wait: Duration) -> String {
+    match tokio::time::timeout(wait, handle).await {
+        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Redact line by line: [`redact_text`] splits on spaces only, and a URL at the start of a
+/// line would otherwise be glued to the previous line's last word.
+pub fn redact_lines(text: &str) -> String {
+    text.split_inclusive('\n').map(|line| {
+        let (body, nl) = match line.strip_suffix('\n') {
+            Some(b) => (b, "\n"),
+            None => (line, ""),
+        };
+        let body = body.split('\t').map(redact_text).collect::<Vec<_>>().join("\t");
+        format!("{body}{nl}")
+    }).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_quotes_words_with_spaces() {
+        let inv = Invocation::new("sh", ["-c", "echo 'a b'"]);
+        assert_eq!(inv.command_line(), r#"sh -c 'echo '\''a b'\'''"#);
+    }
+
+    #[test]
+    fn redacts_each_line() {
+        let t = "first line\npostgres://u:pw@h/db\nredis://:secret@h2\n";
+        assert_eq!(redact_lines(t), "first line\npostgres://u:****@h/db\nredis://:****@h2\n");
+    }
+
+    #[tokio::test]
+    async fn captures_output_and_exit_code() {
+        let out = run(&Invocation::new("sh", ["-c", "echo out; echo err >&2"])).await.unwrap();
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert_eq!(out.exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_grandchildren() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("marker");
+        let script = format!("(sleep 1; touch {}) & echo started >&2; sleep 30", marker.display());
+        let inv = Invocation::new("sh", ["-c", script.as_str()]).timeout(Duration::from_millis(300)).unit("test");
+        let err = run(&inv).await.unwrap_err();
+        let DriverError::Timeout { output, .. } = &err else { panic!("{err}") };
+        assert_eq!(output.stderr, "started\n");
+        assert_eq!(output.exit_code, None);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "a grandchild survived the timeout");
+    }
+}

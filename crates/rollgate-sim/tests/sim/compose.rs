@@ -1,0 +1,1 @@
+// compose test: see below
