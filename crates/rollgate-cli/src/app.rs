@@ -47,6 +47,10 @@ pub enum Command {
     Init(dispatch::init::InitArgs),
     /// Load the configuration and show what it means; changes nothing
     Validate(dispatch::validate::ValidateArgs),
+    /// Run the checks concurrently and print a table or JSON; changes nothing
+    Check(dispatch::check::CheckArgs),
+    /// Record (freeze) and inspect baselines
+    Baseline(dispatch::baseline::BaselineArgs),
     /// Dry run: validate a change, show its restart set and gates, run every read-only check
     Plan(dispatch::plan::PlanArgs),
     /// The full procedure: preflight, baseline, one-layer change, gates, promote or roll back
@@ -145,6 +149,8 @@ pub fn run(cli: Cli) -> ExitCode {
         match &cli.command {
             Command::Init(args) => dispatch::init::run(&ctx, args).await,
             Command::Validate(args) => dispatch::validate::run(&ctx, args).await,
+            Command::Check(args) => dispatch::check::run(&ctx, args).await,
+            Command::Baseline(args) => dispatch::baseline::run(&ctx, args).await,
             Command::Plan(args) => dispatch::plan::run(&ctx, args).await,
             Command::Rollout(args) => dispatch::rollout::run(&ctx, args).await,
             Command::Rollback(args) => dispatch::rollback::run(&ctx, args).await,

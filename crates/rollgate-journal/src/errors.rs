@@ -62,7 +62,12 @@ pub enum LockError {
         .since.as_deref().unwrap_or("unknown"),
         .heartbeat.as_deref().unwrap_or("unknown")
     )]
-    Busy { pid: Option<u32>, since: Option<String>, heartbeat: Option<String>, path: PathBuf },
+    Busy {
+        pid: Option<u32>,
+        since: Option<String>,
+        heartbeat: Option<String>,
+        path: PathBuf,
+    },
 
     #[error("failed to use the lock file {}", .path.display())]
     Io {

@@ -21,7 +21,10 @@ pub(crate) struct PersistedBaseline {
 
 impl PersistedBaseline {
     pub fn decode(&self, id: &str) -> Result<Baseline, JournalError> {
-        serde_json::from_value(self.baseline.clone()).map_err(|source| JournalError::Format { what: format!("baseline {id}"), source })
+        serde_json::from_value(self.baseline.clone()).map_err(|source| JournalError::Format {
+            what: format!("baseline {id}"),
+            source,
+        })
     }
 }
 
@@ -49,10 +52,28 @@ pub(crate) fn verdict_from_db(s: &str) -> Verdict {
 }
 
 /// A JSON column; a malformed value is a format error naming what it was.
-pub(crate) fn json_col(text: Option<String>, what: impl FnOnce() -> String) -> Result<Option<Value>, JournalError> {
-    text.map(|t| serde_json::from_str(&t).map_err(|source| JournalError::Format { what: what(), source })).transpose()
+pub(crate) fn json_col(
+    text: Option<String>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<Value>, JournalError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|source| JournalError::Format {
+            what: what(),
+            source,
+        })
+    })
+    .transpose()
 }
 
-pub(crate) fn layer_value_col(text: Option<String>, what: impl FnOnce() -> String) -> Result<Option<LayerValue>, JournalError> {
-    text.map(|t| serde_json::from_str(&t).map_err(|source| JournalError::Format { what: what(), source })).transpose()
+pub(crate) fn layer_value_col(
+    text: Option<String>,
+    what: impl FnOnce() -> String,
+) -> Result<Option<LayerValue>, JournalError> {
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|source| JournalError::Format {
+            what: what(),
+            source,
+        })
+    })
+    .transpose()
 }

@@ -12,7 +12,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::errors::JournalError;
-use crate::format::{PersistedBaseline, json_col, layer_value_col, outcome_from_db, outcome_to_db, verdict_from_db};
+use crate::format::{
+    PersistedBaseline, json_col, layer_value_col, outcome_from_db, outcome_to_db, verdict_from_db,
+};
 use crate::model::*;
 use crate::redact::Redactor;
 use crate::schema::{MIGRATIONS, SCHEMA_VERSION};
@@ -40,16 +42,32 @@ impl Journal {
     /// Open (creating when missing) `<state_dir>/journal.sqlite`, bringing its schema up to
     /// date. The directory is created mode 0700, the file kept at mode 0600.
     pub fn open(state_dir: &Path) -> Result<Journal, JournalError> {
-        let dir_err = |source| JournalError::StateDir { path: state_dir.to_path_buf(), source };
+        let dir_err = |source| JournalError::StateDir {
+            path: state_dir.to_path_buf(),
+            source,
+        };
         if !state_dir.exists() {
-            DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(dir_err)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(dir_err)?;
         }
         let path = state_dir.join(FILE_NAME);
         // Create the file ourselves so it never exists with the umask's mode; SQLite gives the
         // -wal and -shm files the database file's mode.
-        let file_err = |source| JournalError::StateDir { path: path.clone(), source };
-        OpenOptions::new().create(true).append(true).mode(0o600).open(&path).map_err(file_err)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(file_err)?;
+        let file_err = |source| JournalError::StateDir {
+            path: path.clone(),
+            source,
+        };
+        OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(file_err)?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(file_err)?;
 
         let conn = Connection::open(&path)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -59,7 +77,11 @@ impl Journal {
         // only with readers blocking the writer, so the answer is not checked.)
         let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
-        let mut journal = Journal { conn, path, redactor: Redactor::default() };
+        let mut journal = Journal {
+            conn,
+            path,
+            redactor: Redactor::default(),
+        };
         journal.migrate()?;
         Ok(journal)
     }
@@ -76,13 +98,18 @@ impl Journal {
 
     /// The schema version of the open file.
     pub fn schema_version(&self) -> Result<u32, JournalError> {
-        Ok(self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?)
+        Ok(self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
     fn migrate(&mut self) -> Result<(), JournalError> {
         let found = self.schema_version()?;
         if found > SCHEMA_VERSION {
-            return Err(JournalError::TooNew { found, supported: SCHEMA_VERSION });
+            return Err(JournalError::TooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
             let tx = self.conn.transaction()?;
@@ -105,16 +132,32 @@ impl Journal {
 
     /// Store a baseline. Baselines are immutable: an existing id is an error.
     pub fn insert_baseline(&mut self, baseline: &Baseline) -> Result<(), JournalError> {
-        let value = serde_json::to_value(baseline).map_err(|source| JournalError::Format { what: format!("baseline {}", baseline.id), source })?;
-        let body = PersistedBaseline { format: 1, baseline: self.redactor.json(&value) };
-        let body = serde_json::to_string(&body).map_err(|source| JournalError::Format { what: format!("baseline {}", baseline.id), source })?;
+        let value = serde_json::to_value(baseline).map_err(|source| JournalError::Format {
+            what: format!("baseline {}", baseline.id),
+            source,
+        })?;
+        let body = PersistedBaseline {
+            format: 1,
+            baseline: self.redactor.json(&value),
+        };
+        let body = serde_json::to_string(&body).map_err(|source| JournalError::Format {
+            what: format!("baseline {}", baseline.id),
+            source,
+        })?;
         let res = self.conn.execute(
             "INSERT INTO baselines (id, node, created_at, body) VALUES (?1, ?2, ?3, ?4)",
-            params![baseline.id, self.text(&baseline.node), baseline.created_at, body],
+            params![
+                baseline.id,
+                self.text(&baseline.node),
+                baseline.created_at,
+                body
+            ],
         );
         match res {
             Ok(_) => Ok(()),
-            Err(rusqlite::Error::SqliteFailure(e, _)) if e.code == rusqlite::ErrorCode::ConstraintViolation => {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
                 Err(JournalError::BaselineExists(baseline.id.clone()))
             }
             Err(e) => Err(e.into()),
@@ -122,9 +165,18 @@ impl Journal {
     }
 
     pub fn baseline(&self, id: &str) -> Result<Option<Baseline>, JournalError> {
-        let body: Option<String> = self.conn.query_row("SELECT body FROM baselines WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM baselines WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?;
         let Some(body) = body else { return Ok(None) };
-        let p: PersistedBaseline = serde_json::from_str(&body).map_err(|source| JournalError::Format { what: format!("baseline {id}"), source })?;
+        let p: PersistedBaseline =
+            serde_json::from_str(&body).map_err(|source| JournalError::Format {
+                what: format!("baseline {id}"),
+                source,
+            })?;
         p.decode(id).map(Some)
     }
 
@@ -134,7 +186,15 @@ impl Journal {
             "SELECT b.id, b.node, b.created_at, b.body, (SELECT MAX(at) FROM promotions p WHERE p.baseline_id = b.id)
              FROM baselines b ORDER BY b.seq DESC",
         )?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?)))?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (id, node, created_at, body, known_good_at) = row?;
@@ -149,7 +209,10 @@ impl Journal {
         if !self.baseline_exists(id)? {
             return Err(JournalError::NoBaseline(id.to_string()));
         }
-        self.conn.execute("INSERT INTO promotions (baseline_id, at) VALUES (?1, ?2)", params![id, now()])?;
+        self.conn.execute(
+            "INSERT INTO promotions (baseline_id, at) VALUES (?1, ?2)",
+            params![id, now()],
+        )?;
         Ok(())
     }
 
@@ -171,11 +234,16 @@ impl Journal {
                 |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, Option<String>>(4)?)),
             )
             .optional()?;
-        row.map(|(id, node, created_at, body, at)| summary(id, node, created_at, &body, at)).transpose()
+        row.map(|(id, node, created_at, body, at)| summary(id, node, created_at, &body, at))
+            .transpose()
     }
 
     fn baseline_exists(&self, id: &str) -> Result<bool, JournalError> {
-        Ok(self.conn.query_row("SELECT EXISTS(SELECT 1 FROM baselines WHERE id = ?1)", [id], |r| r.get(0))?)
+        Ok(self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM baselines WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?)
     }
 
     // ----- rollouts ----------------------------------------------------------------------------
@@ -187,21 +255,37 @@ impl Journal {
             .as_ref()
             .map(|f| serde_json::to_value(f).map(|v| self.json(&v)))
             .transpose()
-            .map_err(|source| JournalError::Format { what: "from".into(), source })?;
+            .map_err(|source| JournalError::Format {
+                what: "from".into(),
+                source,
+            })?;
         let to = self.text(&new.to);
         let plan = new.plan.as_ref().map(|p| self.json(p));
         let tx = self.conn.transaction()?;
-        let unfinished: Option<String> =
-            tx.query_row("SELECT id FROM rollouts WHERE finished_at IS NULL ORDER BY seq DESC LIMIT 1", [], |r| r.get(0)).optional()?;
+        let unfinished: Option<String> = tx
+            .query_row(
+                "SELECT id FROM rollouts WHERE finished_at IS NULL ORDER BY seq DESC LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
         if let Some(id) = unfinished {
             return Err(JournalError::Unfinished(id));
         }
-        let exists: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM rollouts WHERE id = ?1)", [&new.id], |r| r.get(0))?;
+        let exists: bool = tx.query_row(
+            "SELECT EXISTS(SELECT 1 FROM rollouts WHERE id = ?1)",
+            [&new.id],
+            |r| r.get(0),
+        )?;
         if exists {
             return Err(JournalError::RolloutExists(new.id.clone()));
         }
         if let Some(b) = &new.baseline_id {
-            let known: bool = tx.query_row("SELECT EXISTS(SELECT 1 FROM baselines WHERE id = ?1)", [b], |r| r.get(0))?;
+            let known: bool = tx.query_row(
+                "SELECT EXISTS(SELECT 1 FROM baselines WHERE id = ?1)",
+                [b],
+                |r| r.get(0),
+            )?;
             if !known {
                 return Err(JournalError::NoBaseline(b.clone()));
             }
@@ -223,17 +307,29 @@ impl Journal {
     }
 
     /// Record the baseline a rollout started from (frozen after `begin_rollout`).
-    pub fn set_baseline(&mut self, rollout_id: &str, baseline_id: &str) -> Result<(), JournalError> {
+    pub fn set_baseline(
+        &mut self,
+        rollout_id: &str,
+        baseline_id: &str,
+    ) -> Result<(), JournalError> {
         self.require_open_rollout(rollout_id)?;
         if !self.baseline_exists(baseline_id)? {
             return Err(JournalError::NoBaseline(baseline_id.to_string()));
         }
-        self.conn.execute("UPDATE rollouts SET baseline_id = ?2 WHERE id = ?1", params![rollout_id, baseline_id])?;
+        self.conn.execute(
+            "UPDATE rollouts SET baseline_id = ?2 WHERE id = ?1",
+            params![rollout_id, baseline_id],
+        )?;
         Ok(())
     }
 
     /// Write what is about to be done, before doing it. Committed (and fsynced) on return.
-    pub fn record_intent(&mut self, rollout_id: &str, kind: &str, detail: Value) -> Result<StepId, JournalError> {
+    pub fn record_intent(
+        &mut self,
+        rollout_id: &str,
+        kind: &str,
+        detail: Value,
+    ) -> Result<StepId, JournalError> {
         self.require_open_rollout(rollout_id)?;
         self.conn.execute(
             "INSERT INTO steps (rollout_id, kind, intent, intent_at) VALUES (?1, ?2, ?3, ?4)",
@@ -243,8 +339,16 @@ impl Journal {
     }
 
     /// Write how a step ended. Each step has exactly one outcome.
-    pub fn record_outcome(&mut self, step: StepId, ok: bool, detail: Value) -> Result<(), JournalError> {
-        let has: Option<Option<i64>> = self.conn.query_row("SELECT ok FROM steps WHERE id = ?1", [step.0], |r| r.get(0)).optional()?;
+    pub fn record_outcome(
+        &mut self,
+        step: StepId,
+        ok: bool,
+        detail: Value,
+    ) -> Result<(), JournalError> {
+        let has: Option<Option<i64>> = self
+            .conn
+            .query_row("SELECT ok FROM steps WHERE id = ?1", [step.0], |r| r.get(0))
+            .optional()?;
         match has {
             None => return Err(JournalError::NoStep(step.0)),
             Some(Some(_)) => return Err(JournalError::OutcomeRecorded(step.0)),
@@ -259,10 +363,22 @@ impl Journal {
 
     /// Store a child's output beside its step. `output` is the runtime's `DriverOutput` (or
     /// anything serializing to the same fields, see [`DriverOutputRecord`]).
-    pub fn record_driver_output(&mut self, step: StepId, output: &impl Serialize) -> Result<(), JournalError> {
-        let fmt = |source| JournalError::Format { what: "driver output".into(), source };
-        let rec: DriverOutputRecord = serde_json::from_value(serde_json::to_value(output).map_err(fmt)?).map_err(fmt)?;
-        let exists: bool = self.conn.query_row("SELECT EXISTS(SELECT 1 FROM steps WHERE id = ?1)", [step.0], |r| r.get(0))?;
+    pub fn record_driver_output(
+        &mut self,
+        step: StepId,
+        output: &impl Serialize,
+    ) -> Result<(), JournalError> {
+        let fmt = |source| JournalError::Format {
+            what: "driver output".into(),
+            source,
+        };
+        let rec: DriverOutputRecord =
+            serde_json::from_value(serde_json::to_value(output).map_err(fmt)?).map_err(fmt)?;
+        let exists: bool = self.conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM steps WHERE id = ?1)",
+            [step.0],
+            |r| r.get(0),
+        )?;
         if !exists {
             return Err(JournalError::NoStep(step.0));
         }
@@ -292,7 +408,12 @@ impl Journal {
     }
 
     /// End a rollout with its outcome and the reason (the deciding gate, or why it was refused).
-    pub fn finish_rollout(&mut self, rollout_id: &str, outcome: Outcome, reason: &str) -> Result<(), JournalError> {
+    pub fn finish_rollout(
+        &mut self,
+        rollout_id: &str,
+        outcome: Outcome,
+        reason: &str,
+    ) -> Result<(), JournalError> {
         self.require_open_rollout(rollout_id)?;
         self.conn.execute(
             "UPDATE rollouts SET finished_at = ?2, outcome = ?3, reason = ?4 WHERE id = ?1",
@@ -302,8 +423,14 @@ impl Journal {
     }
 
     fn require_rollout(&self, id: &str) -> Result<bool, JournalError> {
-        let finished: Option<bool> =
-            self.conn.query_row("SELECT finished_at IS NOT NULL FROM rollouts WHERE id = ?1", [id], |r| r.get(0)).optional()?;
+        let finished: Option<bool> = self
+            .conn
+            .query_row(
+                "SELECT finished_at IS NOT NULL FROM rollouts WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()?;
         finished.ok_or_else(|| JournalError::NoRollout(id.to_string()))
     }
 
@@ -330,7 +457,11 @@ impl Journal {
         let active = match active {
             None => None,
             Some((rollout_id, layer, from, to, baseline_id, started_at)) => {
-                let steps: u32 = self.conn.query_row("SELECT COUNT(*) FROM steps WHERE rollout_id = ?1", [&rollout_id], |r| r.get(0))?;
+                let steps: u32 = self.conn.query_row(
+                    "SELECT COUNT(*) FROM steps WHERE rollout_id = ?1",
+                    [&rollout_id],
+                    |r| r.get(0),
+                )?;
                 let last = self
                     .conn
                     .query_row(
@@ -340,28 +471,50 @@ impl Journal {
                     )
                     .optional()?;
                 let last_step = last
-                    .map(|(id, kind, intent, intent_at, ok)| -> Result<StepSummary, JournalError> {
-                        Ok(StepSummary {
-                            step_id: StepId(id),
-                            kind,
-                            intent: json_col(Some(intent), || format!("step {id} intent"))?.unwrap_or(Value::Null),
-                            intent_at,
-                            outcome_recorded: ok.is_some(),
-                            ok,
-                        })
-                    })
+                    .map(
+                        |(id, kind, intent, intent_at, ok)| -> Result<StepSummary, JournalError> {
+                            Ok(StepSummary {
+                                step_id: StepId(id),
+                                kind,
+                                intent: json_col(Some(intent), || format!("step {id} intent"))?
+                                    .unwrap_or(Value::Null),
+                                intent_at,
+                                outcome_recorded: ok.is_some(),
+                                ok,
+                            })
+                        },
+                    )
                     .transpose()?;
                 let from = layer_value_col(from, || format!("rollout {rollout_id} from"))?;
-                Some(ActiveRollout { rollout_id, layer, from, to, baseline_id, started_at, steps, last_step })
+                Some(ActiveRollout {
+                    rollout_id,
+                    layer,
+                    from,
+                    to,
+                    baseline_id,
+                    started_at,
+                    steps,
+                    last_step,
+                })
             }
         };
-        let last_finished = self.history_query("WHERE finished_at IS NOT NULL", 1)?.into_iter().next();
-        Ok(JournalState { schema_version: self.schema_version()?, active, last_known_good: self.last_known_good_summary()?, last_finished })
+        let last_finished = self
+            .history_query("WHERE finished_at IS NOT NULL", 1)?
+            .into_iter()
+            .next();
+        Ok(JournalState {
+            schema_version: self.schema_version()?,
+            active,
+            last_known_good: self.last_known_good_summary()?,
+            last_finished,
+        })
     }
 
     /// The latest `limit` rollouts, newest first.
     pub fn history(&self, limit: usize) -> Result<History, JournalError> {
-        Ok(History { rollouts: self.history_query("", limit)? })
+        Ok(History {
+            rollouts: self.history_query("", limit)?,
+        })
     }
 
     fn history_query(&self, filter: &str, limit: usize) -> Result<Vec<HistoryEntry>, JournalError> {
@@ -385,7 +538,8 @@ impl Journal {
         let mut out = Vec::new();
         for row in rows {
             let (rollout_id, started_at, layer, from, to, outcome, finished_at, baseline_id) = row?;
-            let from = layer_value_col(from, || format!("rollout {rollout_id} from"))?.map(|f| f.value);
+            let from =
+                layer_value_col(from, || format!("rollout {rollout_id} from"))?.map(|f| f.value);
             out.push(HistoryEntry {
                 rollout_id,
                 started_at,
@@ -422,7 +576,9 @@ impl Journal {
                 },
             )
             .optional()?;
-        let Some((layer, from, to, baseline_id, started_at, finished_at, outcome, reason, plan)) = head else {
+        let Some((layer, from, to, baseline_id, started_at, finished_at, outcome, reason, plan)) =
+            head
+        else {
             return Ok(None);
         };
         let mut steps = Vec::new();
@@ -444,7 +600,8 @@ impl Journal {
                 steps.push(StepRecord {
                     step_id: StepId(sid),
                     kind,
-                    intent: json_col(Some(intent), || format!("step {sid} intent"))?.unwrap_or(Value::Null),
+                    intent: json_col(Some(intent), || format!("step {sid} intent"))?
+                        .unwrap_or(Value::Null),
                     intent_at,
                     ok,
                     outcome: json_col(outcome, || format!("step {sid} outcome"))?,
@@ -456,11 +613,26 @@ impl Journal {
         let mut gates = Vec::new();
         {
             let mut stmt = self.conn.prepare("SELECT name, verdict, detail, evidence, at FROM gates WHERE rollout_id = ?1 ORDER BY id")?;
-            let rows = stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?, r.get::<_, String>(4)?)))?;
+            let rows = stmt.query_map([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                ))
+            })?;
             for row in rows {
                 let (name, verdict, detail, evidence, at) = row?;
-                let evidence = json_col(Some(evidence), || format!("gate {name} evidence"))?.unwrap_or(Value::Null);
-                gates.push(GateRecord { name, verdict: verdict_from_db(&verdict), detail, evidence, at });
+                let evidence = json_col(Some(evidence), || format!("gate {name} evidence"))?
+                    .unwrap_or(Value::Null);
+                gates.push(GateRecord {
+                    name,
+                    verdict: verdict_from_db(&verdict),
+                    detail,
+                    evidence,
+                    at,
+                });
             }
         }
         Ok(Some(RolloutDetail {
@@ -496,11 +668,31 @@ fn driver_output_row(r: &Row<'_>) -> rusqlite::Result<DriverOutputRecord> {
     })
 }
 
-fn summary(id: String, node: String, created_at: String, body: &str, known_good_at: Option<String>) -> Result<BaselineSummary, JournalError> {
-    let p: PersistedBaseline = serde_json::from_str(body).map_err(|source| JournalError::Format { what: format!("baseline {id}"), source })?;
+fn summary(
+    id: String,
+    node: String,
+    created_at: String,
+    body: &str,
+    known_good_at: Option<String>,
+) -> Result<BaselineSummary, JournalError> {
+    let p: PersistedBaseline =
+        serde_json::from_str(body).map_err(|source| JournalError::Format {
+            what: format!("baseline {id}"),
+            source,
+        })?;
     let mode = p.baseline.get("mode").cloned().unwrap_or(Value::Null);
-    let mode = serde_json::from_value(mode).map_err(|source| JournalError::Format { what: format!("baseline {id} mode"), source })?;
-    Ok(BaselineSummary { id, node, created_at, mode, known_good: known_good_at.is_some(), known_good_at })
+    let mode = serde_json::from_value(mode).map_err(|source| JournalError::Format {
+        what: format!("baseline {id} mode"),
+        source,
+    })?;
+    Ok(BaselineSummary {
+        id,
+        node,
+        created_at,
+        mode,
+        known_good: known_good_at.is_some(),
+        known_good_at,
+    })
 }
 
 /// The last [`MAX_STORED_OUTPUT`] bytes, cut at a character boundary, with a note of the cut.

@@ -75,7 +75,11 @@ pub struct Reclaimed {
 
 impl std::fmt::Display for Reclaimed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "reclaimed the lock of pid {} (held since {}): {}", self.previous.pid, self.previous.since, self.reason)
+        write!(
+            f,
+            "reclaimed the lock of pid {} (held since {}): {}",
+            self.previous.pid, self.previous.since, self.reason
+        )
     }
 }
 
@@ -84,9 +88,14 @@ impl std::fmt::Display for Reclaimed {
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum LockStatus {
     Free,
-    Held { holder: Holder },
+    Held {
+        holder: Holder,
+    },
     /// A holder is recorded but dead: the next rollout reclaims the lock.
-    Stale { holder: Holder, reason: StaleReason },
+    Stale {
+        holder: Holder,
+        reason: StaleReason,
+    },
 }
 
 /// The rollout lock of one node.
@@ -106,11 +115,25 @@ impl Lock {
     /// Take the lock, or say who holds it.
     pub fn acquire(state_dir: &Path) -> Result<LockGuard, LockError> {
         let path = state_dir.join(FILE_NAME);
-        let io = |source| LockError::Io { path: path.clone(), source };
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
         if !state_dir.exists() {
-            DirBuilder::new().recursive(true).mode(0o700).create(state_dir).map_err(io)?;
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)
+                .map_err(io)?;
         }
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600).open(&path).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
         match file.try_lock() {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => {
@@ -123,7 +146,10 @@ impl Lock {
         let reclaimed = match previous {
             None => None,
             Some(prev) => match liveness(&prev) {
-                Some(reason) => Some(Reclaimed { previous: prev, reason }),
+                Some(reason) => Some(Reclaimed {
+                    previous: prev,
+                    reason,
+                }),
                 // Alive and the same process, yet the flock was free: the file was replaced
                 // under a live holder. Refuse rather than run two rollouts.
                 None if prev.pid != std::process::id() => return Err(busy(&path, Some(&prev))),
@@ -138,7 +164,12 @@ impl Lock {
             since: now.clone(),
             heartbeat: now,
         };
-        let mut guard = LockGuard { file, path, holder, reclaimed };
+        let mut guard = LockGuard {
+            file,
+            path,
+            holder,
+            reclaimed,
+        };
         guard.write_holder()?;
         Ok(guard)
     }
@@ -191,7 +222,10 @@ impl LockGuard {
             self.file.write_all(&text)?;
             self.file.sync_data()
         })();
-        res.map_err(|source| LockError::Io { path: self.path.clone(), source })
+        res.map_err(|source| LockError::Io {
+            path: self.path.clone(),
+            source,
+        })
     }
 }
 
@@ -243,7 +277,9 @@ fn now() -> String {
 
 /// The kernel's id of this boot; `unknown` where there is none (not Linux).
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_else(|_| "unknown".into())
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
 }
 
 /// The fields of `/proc/<pid>/stat` after the command name (which may contain spaces and `)`).
@@ -273,8 +309,14 @@ mod tests {
         assert!(g.reclaimed().is_none());
         g.heartbeat().unwrap();
         let err = Lock::acquire(dir.path()).unwrap_err();
-        assert!(matches!(err, LockError::Busy { pid: Some(p), .. } if p == std::process::id()), "{err}");
-        assert!(matches!(Lock::status(dir.path()).unwrap(), LockStatus::Held { .. }));
+        assert!(
+            matches!(err, LockError::Busy { pid: Some(p), .. } if p == std::process::id()),
+            "{err}"
+        );
+        assert!(matches!(
+            Lock::status(dir.path()).unwrap(),
+            LockStatus::Held { .. }
+        ));
         drop(g);
         assert_eq!(Lock::status(dir.path()).unwrap(), LockStatus::Free);
         assert!(Lock::acquire(dir.path()).unwrap().reclaimed().is_none());
@@ -291,7 +333,13 @@ mod tests {
             heartbeat: "2026-01-01T00:00:00Z".into(),
         };
         std::fs::write(dir.path().join(FILE_NAME), serde_json::to_vec(&h).unwrap()).unwrap();
-        assert!(matches!(Lock::status(dir.path()).unwrap(), LockStatus::Stale { reason: StaleReason::DifferentBoot, .. }));
+        assert!(matches!(
+            Lock::status(dir.path()).unwrap(),
+            LockStatus::Stale {
+                reason: StaleReason::DifferentBoot,
+                ..
+            }
+        ));
         let g = Lock::acquire(dir.path()).unwrap();
         let r = g.reclaimed().unwrap();
         assert_eq!(r.reason, StaleReason::DifferentBoot);

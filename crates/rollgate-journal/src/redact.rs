@@ -24,7 +24,10 @@ const MIN_LITERAL: usize = 4;
 
 impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
-        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= MIN_LITERAL).collect();
+        let mut secrets: Vec<String> = secrets
+            .into_iter()
+            .filter(|s| s.len() >= MIN_LITERAL)
+            .collect();
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Redactor { secrets }
@@ -52,7 +55,11 @@ impl Redactor {
             Value::Object(m) => Value::Object(
                 m.iter()
                     .map(|(k, v)| {
-                        let v = if is_secret_key(k) && !v.is_null() { Value::String(REDACTED.into()) } else { self.json(v) };
+                        let v = if is_secret_key(k) && !v.is_null() {
+                            Value::String(REDACTED.into())
+                        } else {
+                            self.json(v)
+                        };
                         (self.text(k), v)
                     })
                     .collect(),
@@ -86,9 +93,18 @@ fn redact_words(text: &str) -> String {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "passwd", "secret", "token", "api_key", "apikey", "authorization", "private_key"]
-        .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+    [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+        "private_key",
+    ]
+    .iter()
+    .any(|s| k == *s || k.ends_with(&format!("_{s}")))
 }
 
 /// The secrets in a configuration: passwords (and secret query values) of every configured URL,
@@ -136,13 +152,18 @@ pub fn url_secrets(url: &str) -> Vec<String> {
         let query = query.split('#').next().unwrap_or("");
         for pair in query.split('&') {
             if let Some((k, v)) = pair.split_once('=')
-                && (is_secret_key(k) || ["key", "pass", "auth"].contains(&k.to_ascii_lowercase().as_str()))
+                && (is_secret_key(k)
+                    || ["key", "pass", "auth"].contains(&k.to_ascii_lowercase().as_str()))
             {
                 out.push(v.to_string());
             }
         }
     }
-    let decoded: Vec<String> = out.iter().map(|s| percent_decode(s)).filter(|d| !out.contains(d)).collect();
+    let decoded: Vec<String> = out
+        .iter()
+        .map(|s| percent_decode(s))
+        .filter(|d| !out.contains(d))
+        .collect();
     out.extend(decoded);
     out.retain(|s| !s.is_empty());
     out
@@ -155,7 +176,9 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok())
+            && let Some(b) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
         {
             out.push(b);
             i += 3;
@@ -175,9 +198,16 @@ mod tests {
     #[test]
     fn configured_secrets_vanish_everywhere() {
         let r = Redactor::new(url_secrets("postgres://app:s3cr%3At@127.0.0.1/db"));
-        assert_eq!(r.text("auth failed for s3cr:t\npostgres://app:s3cr%3At@h/db"), "auth failed for ****\npostgres://app:****@h/db");
-        let v = r.json(&json!({"url": "x redis://:hunter22@h", "password": "pw", "n": [1, "s3cr:t"]}));
-        assert_eq!(v, json!({"url": "x redis://:****@h", "password": "****", "n": [1, "****"]}));
+        assert_eq!(
+            r.text("auth failed for s3cr:t\npostgres://app:s3cr%3At@h/db"),
+            "auth failed for ****\npostgres://app:****@h/db"
+        );
+        let v =
+            r.json(&json!({"url": "x redis://:hunter22@h", "password": "pw", "n": [1, "s3cr:t"]}));
+        assert_eq!(
+            v,
+            json!({"url": "x redis://:****@h", "password": "****", "n": [1, "****"]})
+        );
     }
 
     #[test]
@@ -185,6 +215,9 @@ mod tests {
         let r = Redactor::new(vec!["a".to_string()]);
         assert_eq!(r.text("a banana"), "a banana");
         assert!(url_secrets("http://127.0.0.1:8080/v2/status").is_empty());
-        assert_eq!(url_secrets("https://h/x?token=abc123&a=1"), vec!["abc123".to_string()]);
+        assert_eq!(
+            url_secrets("https://h/x?token=abc123&a=1"),
+            vec!["abc123".to_string()]
+        );
     }
 }

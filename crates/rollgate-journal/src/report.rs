@@ -10,7 +10,9 @@ use rollgate_core::baseline::LayerValue;
 use serde::{Deserialize, Serialize};
 
 use crate::lock::LockStatus;
-use crate::model::{ActiveRollout, BaselineSummary, History, HistoryEntry, JournalState, RolloutDetail};
+use crate::model::{
+    ActiveRollout, BaselineSummary, History, HistoryEntry, JournalState, RolloutDetail,
+};
 
 /// A layer's current value, or why it could not be read.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,7 +62,12 @@ pub struct ActiveStatus {
 }
 
 impl StatusReport {
-    pub fn new(node: &str, layers: BTreeMap<String, LayerStatus>, state: JournalState, lock: LockStatus) -> StatusReport {
+    pub fn new(
+        node: &str,
+        layers: BTreeMap<String, LayerStatus>,
+        state: JournalState,
+        lock: LockStatus,
+    ) -> StatusReport {
         let held = matches!(lock, LockStatus::Held { .. });
         let active_rollout = state.active.map(|rollout| ActiveStatus {
             interrupted: !held,
@@ -100,10 +107,18 @@ impl StatusReport {
                 let _ = writeln!(s, "lock: free");
             }
             LockStatus::Held { holder } => {
-                let _ = writeln!(s, "lock: held by pid {} since {} (heartbeat {})", holder.pid, holder.since, holder.heartbeat);
+                let _ = writeln!(
+                    s,
+                    "lock: held by pid {} since {} (heartbeat {})",
+                    holder.pid, holder.since, holder.heartbeat
+                );
             }
             LockStatus::Stale { holder, reason } => {
-                let _ = writeln!(s, "lock: stale, pid {} since {}: {reason}; the next rollout reclaims it", holder.pid, holder.since);
+                let _ = writeln!(
+                    s,
+                    "lock: stale, pid {} since {}: {reason}; the next rollout reclaims it",
+                    holder.pid, holder.since
+                );
             }
         }
         match &self.active_rollout {
@@ -112,17 +127,33 @@ impl StatusReport {
             }
             Some(a) => {
                 let r = &a.rollout;
-                let state = if a.interrupted { "INTERRUPTED (run `rollgate resume`)" } else { "running" };
+                let state = if a.interrupted {
+                    "INTERRUPTED (run `rollgate resume`)"
+                } else {
+                    "running"
+                };
                 let _ = writeln!(s, "active rollout: {} {state}", r.rollout_id);
-                let from = r.from.as_ref().map(LayerValue::display).unwrap_or_else(|| "?".into());
-                let _ = writeln!(s, "  {} {from} -> {} (started {})", r.layer, r.to, r.started_at);
+                let from = r
+                    .from
+                    .as_ref()
+                    .map(LayerValue::display)
+                    .unwrap_or_else(|| "?".into());
+                let _ = writeln!(
+                    s,
+                    "  {} {from} -> {} (started {})",
+                    r.layer, r.to, r.started_at
+                );
                 if let Some(step) = &r.last_step {
                     let outcome = match step.ok {
                         None => "intent written, no outcome".to_string(),
                         Some(true) => "done".to_string(),
                         Some(false) => "failed".to_string(),
                     };
-                    let _ = writeln!(s, "  step {} of {}: {} ({outcome}) at {}", step.step_id, r.steps, step.kind, step.intent_at);
+                    let _ = writeln!(
+                        s,
+                        "  step {} of {}: {} ({outcome}) at {}",
+                        step.step_id, r.steps, step.kind, step.intent_at
+                    );
                 }
             }
         }
@@ -132,11 +163,22 @@ impl StatusReport {
             }
             Some(b) => {
                 let at = b.known_good_at.as_deref().unwrap_or("?");
-                let _ = writeln!(s, "last known-good baseline: {} (frozen {}, known-good since {at})", b.id, b.created_at);
+                let _ = writeln!(
+                    s,
+                    "last known-good baseline: {} (frozen {}, known-good since {at})",
+                    b.id, b.created_at
+                );
             }
         }
         if let Some(h) = &self.last_rollout {
-            let _ = writeln!(s, "last rollout: {} {} -> {}: {}", h.rollout_id, h.layer, h.to, outcome_word(h));
+            let _ = writeln!(
+                s,
+                "last rollout: {} {} -> {}: {}",
+                h.rollout_id,
+                h.layer,
+                h.to,
+                outcome_word(h)
+            );
         }
         s
     }
@@ -165,7 +207,10 @@ pub fn history_human(history: &History) -> String {
             ]
         })
         .collect();
-    table(&["ROLLOUT", "STARTED", "LAYER", "FROM", "TO", "OUTCOME"], &rows)
+    table(
+        &["ROLLOUT", "STARTED", "LAYER", "FROM", "TO", "OUTCOME"],
+        &rows,
+    )
 }
 
 fn table<const N: usize>(header: &[&str; N], rows: &[[String; N]]) -> String {
@@ -198,7 +243,11 @@ pub fn show_human(d: &RolloutDetail) -> String {
     let mut s = String::new();
     let outcome = d.outcome.map(|o| o.as_str()).unwrap_or("unfinished");
     let _ = writeln!(s, "rollout {}: {outcome}", d.rollout_id);
-    let from = d.from.as_ref().map(LayerValue::display).unwrap_or_else(|| "?".into());
+    let from = d
+        .from
+        .as_ref()
+        .map(LayerValue::display)
+        .unwrap_or_else(|| "?".into());
     let _ = writeln!(s, "  layer     {}", d.layer);
     let _ = writeln!(s, "  from      {from}");
     let _ = writeln!(s, "  to        {}", d.to);
@@ -218,15 +267,34 @@ pub fn show_human(d: &RolloutDetail) -> String {
             Some(false) => "FAILED",
             None => "NO OUTCOME",
         };
-        let _ = writeln!(s, "  {:>3} {:<12} {mark:<10} {}", step.step_id, step.kind, step.intent_at);
+        let _ = writeln!(
+            s,
+            "  {:>3} {:<12} {mark:<10} {}",
+            step.step_id, step.kind, step.intent_at
+        );
         let _ = writeln!(s, "      intent:  {}", compact(&step.intent));
         if let Some(o) = &step.outcome {
             let _ = writeln!(s, "      outcome: {}", compact(o));
         }
         for out in &step.driver_outputs {
-            let code = out.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "killed".into());
-            let _ = writeln!(s, "      $ {}  (exit {code}, {} ms)", out.command, out.duration_ms);
-            for line in out.stderr.lines().rev().take(5).collect::<Vec<_>>().into_iter().rev() {
+            let code = out
+                .exit_code
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "killed".into());
+            let _ = writeln!(
+                s,
+                "      $ {}  (exit {code}, {} ms)",
+                out.command, out.duration_ms
+            );
+            for line in out
+                .stderr
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+            {
                 let _ = writeln!(s, "        | {line}");
             }
         }
@@ -236,7 +304,13 @@ pub fn show_human(d: &RolloutDetail) -> String {
         let _ = writeln!(s, "  none");
     }
     for g in &d.gates {
-        let _ = writeln!(s, "  {:<13} {}: {}", g.verdict.as_str().to_uppercase(), g.name, g.detail);
+        let _ = writeln!(
+            s,
+            "  {:<13} {}: {}",
+            g.verdict.as_str().to_uppercase(),
+            g.name,
+            g.detail
+        );
         if !g.evidence.is_null() {
             let _ = writeln!(s, "      evidence: {}", compact(&g.evidence));
         }
@@ -247,5 +321,9 @@ pub fn show_human(d: &RolloutDetail) -> String {
 /// A JSON value on one line, shortened for the terminal (the JSON output has it whole).
 fn compact(v: &serde_json::Value) -> String {
     let t = v.to_string();
-    if t.chars().count() <= 200 { t } else { t.chars().take(199).collect::<String>() + "…" }
+    if t.chars().count() <= 200 {
+        t
+    } else {
+        t.chars().take(199).collect::<String>() + "…"
+    }
 }

@@ -199,22 +199,18 @@ pub fn client_config(verifier: Arc<PccsVerifier>) -> Result<rustls::ClientConfig
         .with_no_client_auth())
 }
 
-/// Find the rustls error behind a request failure (it hides inside an `io::Error`, whose
-/// `source()` skips the wrapped error itself).
+/// Find the rustls error behind a request failure. It hides inside `io::Error`s (nested, one
+/// per layer), whose `source()` skips the wrapped error itself, so those are opened by hand.
 fn tls_error(err: &(dyn std::error::Error + 'static)) -> Option<TlsError> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(t) = e.downcast_ref::<TlsError>() {
-            return Some(t.clone());
-        }
-        if let Some(io) = e.downcast_ref::<std::io::Error>()
-            && let Some(t) = io.get_ref().and_then(|i| i.downcast_ref::<TlsError>())
-        {
-            return Some(t.clone());
-        }
-        cur = e.source();
+    if let Some(t) = err.downcast_ref::<TlsError>() {
+        return Some(t.clone());
     }
-    None
+    if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+        && let Some(t) = tls_error(inner)
+    {
+        return Some(t);
+    }
+    err.source().and_then(tls_error)
 }
 
 fn short(hash: &[u8; 32]) -> String {

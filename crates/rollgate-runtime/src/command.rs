@@ -42,9 +42,21 @@ pub struct CommandDriver {
 
 impl CommandDriver {
     pub fn new(commands: CommandRuntime, config: &Config) -> CommandDriver {
-        let services = config.components.iter().map(|(name, c)| (name.clone(), c.service.clone())).collect();
-        let cwd = config.source.parent().filter(|p| !p.as_os_str().is_empty()).map(Path::to_path_buf);
-        CommandDriver { commands, services, cwd }
+        let services = config
+            .components
+            .iter()
+            .map(|(name, c)| (name.clone(), c.service.clone()))
+            .collect();
+        let cwd = config
+            .source
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(Path::to_path_buf);
+        CommandDriver {
+            commands,
+            services,
+            cwd,
+        }
     }
 
     /// The services of a layer's components, space-separated.
@@ -102,20 +114,33 @@ impl RuntimeDriver for CommandDriver {
             });
         }
         let digest = match layer.kind {
-            LayerKind::Binary | LayerKind::Config => file_digest(&self.resolve_path(&value)).await?,
+            LayerKind::Binary | LayerKind::Config => {
+                file_digest(&self.resolve_path(&value)).await?
+            }
             LayerKind::Image => None,
         };
-        Ok(LayerValue { kind: layer.kind, value, digest })
+        Ok(LayerValue {
+            kind: layer.kind,
+            value,
+            digest,
+        })
     }
 
     async fn apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError> {
-        let inv = self.layer_invocation("apply", &self.commands.apply, layer).env("ROLLGATE_VALUE", value);
+        let inv = self
+            .layer_invocation("apply", &self.commands.apply, layer)
+            .env("ROLLGATE_VALUE", value);
         run(&inv).await
     }
 
-    async fn restore(&self, layer: &Layer, recorded: &LayerValue) -> Result<DriverOutput, DriverError> {
-        let mut inv =
-            self.layer_invocation("apply", &self.commands.apply, layer).env("ROLLGATE_VALUE", &recorded.value);
+    async fn restore(
+        &self,
+        layer: &Layer,
+        recorded: &LayerValue,
+    ) -> Result<DriverOutput, DriverError> {
+        let mut inv = self
+            .layer_invocation("apply", &self.commands.apply, layer)
+            .env("ROLLGATE_VALUE", &recorded.value);
         if let Some(d) = &recorded.digest {
             inv = inv.env("ROLLGATE_DIGEST", d);
         }
@@ -134,10 +159,22 @@ impl RuntimeDriver for CommandDriver {
     }
 
     async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
-        let services = components.iter().map(|c| c.service.as_str()).collect::<Vec<_>>().join(" ");
-        let names = components.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ");
+        let services = components
+            .iter()
+            .map(|c| c.service.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let names = components
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let inv = self
-            .invocation("restart", &self.commands.restart, format!("components {names}"))
+            .invocation(
+                "restart",
+                &self.commands.restart,
+                format!("components {names}"),
+            )
             .env("ROLLGATE_COMPONENTS", services);
         run(&inv).await
     }
@@ -147,7 +184,11 @@ impl RuntimeDriver for CommandDriver {
         Ok(ComponentState::unknown(&component.name))
     }
 
-    async fn logs_since(&self, component: &Component, since: SystemTime) -> Result<String, DriverError> {
+    async fn logs_since(
+        &self,
+        component: &Component,
+        since: SystemTime,
+    ) -> Result<String, DriverError> {
         let Some(logs) = &self.commands.logs else {
             return Ok(String::new());
         };
@@ -155,7 +196,10 @@ impl RuntimeDriver for CommandDriver {
             .invocation("logs", logs, format!("component {}", component.name))
             .env("ROLLGATE_COMPONENT", &component.service)
             .env("ROLLGATE_COMPONENTS", &component.service)
-            .env("ROLLGATE_SINCE", humantime::format_rfc3339_millis(since).to_string());
+            .env(
+                "ROLLGATE_SINCE",
+                humantime::format_rfc3339_millis(since).to_string(),
+            );
         let out = run(&inv).await?;
         Ok(out.stdout + &out.stderr)
     }

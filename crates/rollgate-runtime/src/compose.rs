@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rollgate_core::baseline::LayerValue;
-use rollgate_core::config::{ComposeRuntime, Component, Config, Layer};
+use rollgate_core::config::{Component, ComposeRuntime, Config, Layer};
 use rollgate_core::vocab::LayerKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -71,7 +71,10 @@ pub struct Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Timeouts {
-        Timeouts { query: Duration::from_secs(30), up: Duration::from_secs(300) }
+        Timeouts {
+            query: Duration::from_secs(30),
+            up: Duration::from_secs(300),
+        }
     }
 }
 
@@ -113,9 +116,19 @@ impl ComposeDriver {
         let files = runtime
             .files
             .iter()
-            .map(|f| if f.is_absolute() { f.clone() } else { runtime.project_dir.join(f) })
+            .map(|f| {
+                if f.is_absolute() {
+                    f.clone()
+                } else {
+                    runtime.project_dir.join(f)
+                }
+            })
             .collect();
-        let services = config.components.iter().map(|(n, c)| (n.clone(), c.service.clone())).collect();
+        let services = config
+            .components
+            .iter()
+            .map(|(n, c)| (n.clone(), c.service.clone()))
+            .collect();
         let dir = config.node.state_dir.join("compose");
         Ok(ComposeDriver {
             override_path: dir.join(format!("{project}.override.json")),
@@ -147,7 +160,10 @@ impl ComposeDriver {
 
     /// The detected (or configured) Compose implementation.
     pub async fn flavor(&self) -> Result<Flavor, DriverError> {
-        self.flavor.get_or_try_init(|| detect(self.runtime.command.as_deref(), self.timeouts.query)).await.copied()
+        self.flavor
+            .get_or_try_init(|| detect(self.runtime.command.as_deref(), self.timeouts.query))
+            .await
+            .copied()
     }
 
     /// The Compose command with the project, the operator's files and, when it exists, the
@@ -156,11 +172,17 @@ impl ComposeDriver {
         let (program, prefix) = self.flavor().await?.program_and_prefix();
         let mut all: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         all.extend(["-p".into(), self.project.clone()]);
-        all.extend(["--project-directory".into(), self.runtime.project_dir.display().to_string()]);
+        all.extend([
+            "--project-directory".into(),
+            self.runtime.project_dir.display().to_string(),
+        ]);
         for f in &self.files {
             all.extend(["-f".into(), f.display().to_string()]);
         }
-        if tokio::fs::try_exists(&self.override_path).await.unwrap_or(false) {
+        if tokio::fs::try_exists(&self.override_path)
+            .await
+            .unwrap_or(false)
+        {
             all.extend(["-f".into(), self.override_path.display().to_string()]);
         }
         all.extend(args.iter().map(|s| s.to_string()));
@@ -170,15 +192,24 @@ impl ComposeDriver {
     }
 
     fn docker(&self, args: &[&str], unit: String) -> Invocation {
-        Invocation::new("docker", args.iter().copied()).unit(unit).timeout(self.timeouts.query)
+        Invocation::new("docker", args.iter().copied())
+            .unit(unit)
+            .timeout(self.timeouts.query)
     }
 
     fn service_of(&self, component: &str) -> Result<String, DriverError> {
-        self.services.get(component).cloned().ok_or_else(|| DriverError::UnknownComponent(component.to_string()))
+        self.services
+            .get(component)
+            .cloned()
+            .ok_or_else(|| DriverError::UnknownComponent(component.to_string()))
     }
 
     fn layer_services(&self, layer: &Layer) -> Result<Vec<String>, DriverError> {
-        layer.components.iter().map(|c| self.service_of(c)).collect()
+        layer
+            .components
+            .iter()
+            .map(|c| self.service_of(c))
+            .collect()
     }
 
     /// Container IDs of a service (one-off `run` containers excluded).
@@ -187,7 +218,18 @@ impl ComposeDriver {
         let svc = format!("label={LABEL_SERVICE}={service}");
         let oneoff = format!("label={LABEL_ONEOFF}=False");
         let inv = self.docker(
-            &["ps", "-a", "-q", "--no-trunc", "--filter", &project, "--filter", &svc, "--filter", &oneoff],
+            &[
+                "ps",
+                "-a",
+                "-q",
+                "--no-trunc",
+                "--filter",
+                &project,
+                "--filter",
+                &svc,
+                "--filter",
+                &oneoff,
+            ],
             format!("service {service}"),
         );
         let out = run(&inv).await?;
@@ -219,10 +261,17 @@ impl ComposeDriver {
 
     /// The image ID a reference resolves to locally, or `None` when it does not exist.
     pub async fn image_id(&self, reference: &str) -> Result<Option<String>, DriverError> {
-        let inv = self.docker(&["image", "inspect", "--format", "{{.Id}}", reference], format!("image {reference}"));
+        let inv = self.docker(
+            &["image", "inspect", "--format", "{{.Id}}", reference],
+            format!("image {reference}"),
+        );
         match run(&inv).await {
             Ok(out) => Ok(Some(out.stdout.trim().to_string()).filter(|s| !s.is_empty())),
-            Err(DriverError::Failed { output, .. }) if output.stderr.to_ascii_lowercase().contains("no such") => Ok(None),
+            Err(DriverError::Failed { output, .. })
+                if output.stderr.to_ascii_lowercase().contains("no such") =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e),
         }
     }
@@ -231,7 +280,10 @@ impl ComposeDriver {
     async fn service_value(&self, service: &str) -> Result<LayerValue, DriverError> {
         let list = self.inspect_service(service).await?;
         let Some(c) = list.first() else {
-            return Err(DriverError::NoContainer { project: self.project.clone(), service: service.to_string() });
+            return Err(DriverError::NoContainer {
+                project: self.project.clone(),
+                service: service.to_string(),
+            });
         };
         let (Some(value), Some(digest)) = (str_at(c, "/Config/Image"), str_at(c, "/Image")) else {
             return Err(DriverError::Parse {
@@ -240,13 +292,19 @@ impl ComposeDriver {
                 detail: "container has no Config.Image or Image".into(),
             });
         };
-        Ok(LayerValue { kind: LayerKind::Image, value: value.to_string(), digest: Some(digest.to_string()) })
+        Ok(LayerValue {
+            kind: LayerKind::Image,
+            value: value.to_string(),
+            digest: Some(digest.to_string()),
+        })
     }
 
     async fn files_sha256(&self) -> Result<String, DriverError> {
         let mut h = Sha256::new();
         for f in &self.files {
-            let bytes = tokio::fs::read(f).await.map_err(|e| DriverError::io(f, e))?;
+            let bytes = tokio::fs::read(f)
+                .await
+                .map_err(|e| DriverError::io(f, e))?;
             h.update(f.display().to_string().as_bytes());
             h.update([0]);
             h.update(&bytes);
@@ -265,17 +323,25 @@ impl ComposeDriver {
         })
     }
 
-    async fn read_json<T: for<'de> Deserialize<'de> + Default>(path: &Path) -> Result<T, DriverError> {
+    async fn read_json<T: for<'de> Deserialize<'de> + Default>(
+        path: &Path,
+    ) -> Result<T, DriverError> {
         match tokio::fs::read(path).await {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| DriverError::io(path, std::io::Error::new(std::io::ErrorKind::InvalidData, e))),
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                DriverError::io(
+                    path,
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+                )
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
             Err(e) => Err(DriverError::io(path, e)),
         }
     }
 
     async fn read_override(&self) -> Result<BTreeMap<String, String>, DriverError> {
-        let v: Value = Self::read_json::<Option<Value>>(&self.override_path).await?.unwrap_or(Value::Null);
+        let v: Value = Self::read_json::<Option<Value>>(&self.override_path)
+            .await?
+            .unwrap_or(Value::Null);
         let mut pinned = BTreeMap::new();
         if let Some(services) = v.get("services").and_then(Value::as_object) {
             for (name, svc) in services {
@@ -288,7 +354,11 @@ impl ComposeDriver {
     }
 
     /// Write (or delete, when nothing is pinned) the override and pins files.
-    async fn write_state(&self, pinned: &BTreeMap<String, String>, pins: &Pins) -> Result<(), DriverError> {
+    async fn write_state(
+        &self,
+        pinned: &BTreeMap<String, String>,
+        pins: &Pins,
+    ) -> Result<(), DriverError> {
         if pinned.is_empty() {
             for p in [&self.override_path, &self.pins_path] {
                 match tokio::fs::remove_file(p).await {
@@ -309,7 +379,11 @@ impl ComposeDriver {
             .collect();
         doc.insert("services".into(), Value::Object(services));
         write_atomic(&self.override_path, &Value::Object(doc)).await?;
-        write_atomic(&self.pins_path, &serde_json::to_value(pins).unwrap_or(Value::Null)).await
+        write_atomic(
+            &self.pins_path,
+            &serde_json::to_value(pins).unwrap_or(Value::Null),
+        )
+        .await
     }
 }
 
@@ -327,11 +401,21 @@ impl RuntimeDriver for ComposeDriver {
             values.push((service, v));
         }
         let Some((_, first)) = values.first().cloned() else {
-            return Err(DriverError::Inconsistent { layer: layer.name.clone(), detail: "the layer has no components".into() });
+            return Err(DriverError::Inconsistent {
+                layer: layer.name.clone(),
+                detail: "the layer has no components".into(),
+            });
         };
         if values.iter().any(|(_, v)| *v != first) {
-            let detail = values.iter().map(|(s, v)| format!("{s}: {}", v.display())).collect::<Vec<_>>().join(", ");
-            return Err(DriverError::Inconsistent { layer: layer.name.clone(), detail });
+            let detail = values
+                .iter()
+                .map(|(s, v)| format!("{s}: {}", v.display()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            return Err(DriverError::Inconsistent {
+                layer: layer.name.clone(),
+                detail,
+            });
         }
         Ok(first)
     }
@@ -348,7 +432,13 @@ impl RuntimeDriver for ComposeDriver {
                 // First pin of this service: remember what the operator's files gave, so a
                 // restore to exactly that can remove the pin again.
                 let original = self.service_value(service).await?;
-                pins.services.insert(service.clone(), Pin { original, files_sha256: files_sha256.clone() });
+                pins.services.insert(
+                    service.clone(),
+                    Pin {
+                        original,
+                        files_sha256: files_sha256.clone(),
+                    },
+                );
             }
             pinned.insert(service.clone(), value.to_string());
         }
@@ -360,27 +450,45 @@ impl RuntimeDriver for ComposeDriver {
         )))
     }
 
-    async fn restore(&self, layer: &Layer, recorded: &LayerValue) -> Result<DriverOutput, DriverError> {
+    async fn restore(
+        &self,
+        layer: &Layer,
+        recorded: &LayerValue,
+    ) -> Result<DriverOutput, DriverError> {
         require_image(layer)?;
-        let fail = |detail: String| DriverError::Restore { layer: layer.name.clone(), recorded: recorded.display(), detail };
+        let fail = |detail: String| DriverError::Restore {
+            layer: layer.name.clone(),
+            recorded: recorded.display(),
+            detail,
+        };
         let Some(digest) = recorded.digest.as_deref() else {
-            return Err(fail("no digest was recorded, so the exact image cannot be proven".into()));
+            return Err(fail(
+                "no digest was recorded, so the exact image cannot be proven".into(),
+            ));
         };
         let services = self.layer_services(layer)?;
         let _guard = self.files_lock.lock().await;
         let mut output = DriverOutput::default();
 
         if self.image_id(digest).await?.as_deref() != Some(digest) {
-            return Err(fail(format!("image {digest} is no longer present on this machine")));
+            return Err(fail(format!(
+                "image {digest} is no longer present on this machine"
+            )));
         }
         let by_digest = recorded.value.contains('@');
         let resolved = self.image_id(&recorded.value).await?;
         if resolved.as_deref() != Some(digest) {
             if by_digest {
-                return Err(fail(format!("{} does not resolve to {digest}", recorded.value)));
+                return Err(fail(format!(
+                    "{} does not resolve to {digest}",
+                    recorded.value
+                )));
             }
             // The tag was moved (re-pushed, re-built): point it back at the recorded image.
-            let inv = self.docker(&["tag", digest, &recorded.value], format!("layer {}", layer.name));
+            let inv = self.docker(
+                &["tag", digest, &recorded.value],
+                format!("layer {}", layer.name),
+            );
             output = output.then(run(&inv).await?);
         }
 
@@ -397,18 +505,30 @@ impl RuntimeDriver for ComposeDriver {
                 pinned.remove(service);
                 pins.services.remove(service);
                 notes.push(format!("unpin service {service}"));
-            } else if pinned.contains_key(service) || pins.services.contains_key(service) || !self.gives(service, recorded).await? {
+            } else if pinned.contains_key(service)
+                || pins.services.contains_key(service)
+                || !self.gives(service, recorded).await?
+            {
                 pinned.insert(service.clone(), recorded.value.clone());
-                notes.push(format!("pin image {} for service {service}", recorded.value));
+                notes.push(format!(
+                    "pin image {} for service {service}",
+                    recorded.value
+                ));
             }
         }
         pins.services.retain(|s, _| pinned.contains_key(s));
         self.write_state(&pinned, &pins).await?;
         if !notes.is_empty() {
-            output = output.then(DriverOutput::note(format!("{} in {}", notes.join(", "), self.override_path.display())));
+            output = output.then(DriverOutput::note(format!(
+                "{} in {}",
+                notes.join(", "),
+                self.override_path.display()
+            )));
         }
         if output.command.is_empty() {
-            output = DriverOutput::note("nothing to change: the recorded image is what the service is configured with");
+            output = DriverOutput::note(
+                "nothing to change: the recorded image is what the service is configured with",
+            );
         }
         Ok(output)
     }
@@ -426,27 +546,48 @@ impl RuntimeDriver for ComposeDriver {
     async fn state(&self, component: &Component) -> Result<ComponentState, DriverError> {
         let list = self.inspect_service(&component.service).await?;
         let Some(c) = list.first() else {
-            return Ok(ComponentState { status: RunStatus::Missing, ..ComponentState::unknown(&component.name) });
+            return Ok(ComponentState {
+                status: RunStatus::Missing,
+                ..ComponentState::unknown(&component.name)
+            });
         };
         Ok(ComponentState {
             component: component.name.clone(),
-            status: str_at(c, "/State/Status").map(RunStatus::from_docker).unwrap_or(RunStatus::Unknown),
-            restart_count: c.pointer("/RestartCount").and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok()),
+            status: str_at(c, "/State/Status")
+                .map(RunStatus::from_docker)
+                .unwrap_or(RunStatus::Unknown),
+            restart_count: c
+                .pointer("/RestartCount")
+                .and_then(Value::as_u64)
+                .and_then(|n| u32::try_from(n).ok()),
             started_at: str_at(c, "/State/StartedAt").map(str::to_string),
-            exit_code: c.pointer("/State/ExitCode").and_then(Value::as_i64).and_then(|n| i32::try_from(n).ok()),
+            exit_code: c
+                .pointer("/State/ExitCode")
+                .and_then(Value::as_i64)
+                .and_then(|n| i32::try_from(n).ok()),
             container_id: str_at(c, "/Id").map(str::to_string),
             image_id: str_at(c, "/Image").map(str::to_string),
         })
     }
 
-    async fn logs_since(&self, component: &Component, since: SystemTime) -> Result<String, DriverError> {
+    async fn logs_since(
+        &self,
+        component: &Component,
+        since: SystemTime,
+    ) -> Result<String, DriverError> {
         let ids = self.containers(&component.service).await?;
         let Some(id) = ids.first() else {
-            return Err(DriverError::NoContainer { project: self.project.clone(), service: component.service.clone() });
+            return Err(DriverError::NoContainer {
+                project: self.project.clone(),
+                service: component.service.clone(),
+            });
         };
         let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
         let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
-        let inv = self.docker(&["logs", "--since", &since, id], format!("component {}", component.name));
+        let inv = self.docker(
+            &["logs", "--since", &since, id],
+            format!("component {}", component.name),
+        );
         let out = run(&inv).await?;
         Ok(out.stdout + &out.stderr)
     }
@@ -468,7 +609,11 @@ fn require_image(layer: &Layer) -> Result<(), DriverError> {
     if layer.kind == LayerKind::Image {
         Ok(())
     } else {
-        Err(DriverError::Unsupported { layer: layer.name.clone(), kind: layer.kind.as_str(), driver: "compose" })
+        Err(DriverError::Unsupported {
+            layer: layer.name.clone(),
+            kind: layer.kind.as_str(),
+            driver: "compose",
+        })
     }
 }
 
@@ -488,13 +633,21 @@ pub fn project_name(runtime: &ComposeRuntime) -> String {
     {
         return p;
     }
-    let base = runtime.project_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let base = runtime
+        .project_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_default();
     let name: String = base
         .to_lowercase()
         .chars()
         .filter(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')
         .collect();
-    if name.is_empty() { "default".to_string() } else { name }
+    if name.is_empty() {
+        "default".to_string()
+    } else {
+        name
+    }
 }
 
 async fn detect(configured: Option<&str>, timeout: Duration) -> Result<Flavor, DriverError> {
@@ -508,18 +661,24 @@ async fn detect(configured: Option<&str>, timeout: Duration) -> Result<Flavor, D
         (Flavor::V2, "docker", vec!["compose", "version"]),
         (Flavor::V1, "docker-compose", vec!["version"]),
     ] {
-        let inv = Invocation::new(program, args).unit("compose detection").timeout(timeout);
+        let inv = Invocation::new(program, args)
+            .unit("compose detection")
+            .timeout(timeout);
         match run(&inv).await {
             Ok(_) => return Ok(flavor),
             Err(e) => tried.push(e.to_string()),
         }
     }
-    Err(DriverError::NoCompose { detail: tried.join("; ") })
+    Err(DriverError::NoCompose {
+        detail: tried.join("; "),
+    })
 }
 
 async fn write_atomic(path: &Path, value: &Value) -> Result<(), DriverError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir).await.map_err(|e| DriverError::io(dir, e))?;
+    tokio::fs::create_dir_all(dir)
+        .await
+        .map_err(|e| DriverError::io(dir, e))?;
     let tmp = path.with_extension("json.tmp");
     let mut text = serde_json::to_vec_pretty(value).unwrap_or_default();
     text.push(b'\n');

@@ -30,7 +30,11 @@ pub trait RuntimeDriver: Send + Sync {
     async fn apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError>;
 
     /// Put back exactly the recorded value (by digest where the driver can).
-    async fn restore(&self, layer: &Layer, recorded: &LayerValue) -> Result<DriverOutput, DriverError>;
+    async fn restore(
+        &self,
+        layer: &Layer,
+        recorded: &LayerValue,
+    ) -> Result<DriverOutput, DriverError>;
 
     /// Restart (recreate) exactly these components and nothing else.
     async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError>;
@@ -39,7 +43,11 @@ pub trait RuntimeDriver: Send + Sync {
     async fn state(&self, component: &Component) -> Result<ComponentState, DriverError>;
 
     /// Everything the component logged since `since` (stdout and stderr together).
-    async fn logs_since(&self, component: &Component, since: SystemTime) -> Result<String, DriverError>;
+    async fn logs_since(
+        &self,
+        component: &Component,
+        since: SystemTime,
+    ) -> Result<String, DriverError>;
 }
 
 /// What one child process did. Serialized into the journal beside the step that ran it:
@@ -64,7 +72,11 @@ pub struct DriverOutput {
 impl DriverOutput {
     /// An output for a step that needed no child process (e.g. only the override file changed).
     pub fn note(command: impl Into<String>) -> DriverOutput {
-        DriverOutput { command: command.into(), exit_code: Some(0), ..DriverOutput::default() }
+        DriverOutput {
+            command: command.into(),
+            exit_code: Some(0),
+            ..DriverOutput::default()
+        }
     }
 
     /// Append another command's output, for steps made of several commands.

@@ -22,19 +22,34 @@ pub enum DriverError {
 
     /// The child ran and exited unsuccessfully.
     #[error("`{command}` for {unit} exited with {}: {}", exit_label(.output.exit_code), stderr_tail(&.output.stderr))]
-    Failed { command: String, unit: String, output: DriverOutput },
+    Failed {
+        command: String,
+        unit: String,
+        output: Box<DriverOutput>,
+    },
 
     /// The child exceeded its timeout and was killed with its process group.
     #[error("`{command}` for {unit} timed out after {} and was killed: {}", humantime::format_duration(*.after), stderr_tail(&.output.stderr))]
-    Timeout { command: String, unit: String, after: Duration, output: DriverOutput },
+    Timeout {
+        command: String,
+        unit: String,
+        after: Duration,
+        output: Box<DriverOutput>,
+    },
 
     /// Neither `docker compose` nor `docker-compose` works on this machine.
-    #[error("no working Docker Compose: neither `docker compose version` nor `docker-compose version` succeeded: {detail}")]
+    #[error(
+        "no working Docker Compose: neither `docker compose version` nor `docker-compose version` succeeded: {detail}"
+    )]
     NoCompose { detail: String },
 
     /// The output of a command could not be understood.
     #[error("unexpected output from `{command}` for {unit}: {detail}")]
-    Parse { command: String, unit: String, detail: String },
+    Parse {
+        command: String,
+        unit: String,
+        detail: String,
+    },
 
     /// No container exists for a Compose service.
     #[error("no container for service `{service}` of Compose project `{project}`")]
@@ -46,11 +61,19 @@ pub enum DriverError {
 
     /// A restore cannot put back the recorded value exactly.
     #[error("cannot restore layer `{layer}` to {recorded}: {detail}")]
-    Restore { layer: String, recorded: String, detail: String },
+    Restore {
+        layer: String,
+        recorded: String,
+        detail: String,
+    },
 
     /// The layer kind is not supported by this driver.
     #[error("layer `{layer}` of kind {kind} is not supported by the {driver} driver")]
-    Unsupported { layer: String, kind: &'static str, driver: &'static str },
+    Unsupported {
+        layer: String,
+        kind: &'static str,
+        driver: &'static str,
+    },
 
     /// A component or layer names something the configuration does not define.
     #[error("unknown component `{0}`")]
@@ -69,13 +92,18 @@ impl DriverError {
     /// The captured output of the failing child, when there is one.
     pub fn output(&self) -> Option<&DriverOutput> {
         match self {
-            DriverError::Failed { output, .. } | DriverError::Timeout { output, .. } => Some(output),
+            DriverError::Failed { output, .. } | DriverError::Timeout { output, .. } => {
+                Some(output)
+            }
             _ => None,
         }
     }
 
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> DriverError {
-        DriverError::Io { path: path.into(), source }
+        DriverError::Io {
+            path: path.into(),
+            source,
+        }
     }
 }
 

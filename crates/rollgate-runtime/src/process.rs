@@ -39,7 +39,10 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    pub fn new(program: impl Into<String>, args: impl IntoIterator<Item = impl Into<String>>) -> Invocation {
+    pub fn new(
+        program: impl Into<String>,
+        args: impl IntoIterator<Item = impl Into<String>>,
+    ) -> Invocation {
         Invocation {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
@@ -92,7 +95,10 @@ impl Invocation {
 
 /// Quote a word for display only (never executed).
 fn shell_word(w: &str) -> String {
-    if !w.is_empty() && w.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c)) {
+    if !w.is_empty()
+        && w.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:=@,+%".contains(c))
+    {
         w.to_string()
     } else {
         format!("'{}'", w.replace('\'', r"'\''"))
@@ -105,12 +111,16 @@ pub async fn run(inv: &Invocation) -> Result<DriverOutput, DriverError> {
     let output = run_unchecked(inv).await?;
     match output {
         Finished::Exited(out) if out.exit_code == Some(0) => Ok(out),
-        Finished::Exited(out) => Err(DriverError::Failed { command: out.command.clone(), unit: inv.unit.clone(), output: out }),
+        Finished::Exited(out) => Err(DriverError::Failed {
+            command: out.command.clone(),
+            unit: inv.unit.clone(),
+            output: Box::new(out),
+        }),
         Finished::TimedOut(out) => Err(DriverError::Timeout {
             command: out.command.clone(),
             unit: inv.unit.clone(),
             after: inv.timeout,
-            output: out,
+            output: Box::new(out),
         }),
     }
 }
@@ -149,7 +159,11 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
     let (exit_code, timed_out) = match tokio::time::timeout(inv.timeout, child.wait()).await {
         Ok(Ok(status)) => (status.code(), false),
         Ok(Err(source)) => {
-            return Err(DriverError::Spawn { command: command_line, unit: inv.unit.clone(), source });
+            return Err(DriverError::Spawn {
+                command: command_line,
+                unit: inv.unit.clone(),
+                source,
+            });
         }
         Err(_) => {
             kill_group(pid);
@@ -159,7 +173,11 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
         }
     };
     // A grandchild that escaped the group could keep the pipes open: never wait forever.
-    let drain = if timed_out { DRAIN_AFTER_KILL } else { inv.timeout.max(DRAIN_AFTER_KILL) };
+    let drain = if timed_out {
+        DRAIN_AFTER_KILL
+    } else {
+        inv.timeout.max(DRAIN_AFTER_KILL)
+    };
     let stdout = join_capture(stdout, drain).await;
     let stderr = join_capture(stderr, drain).await;
     let out = DriverOutput {
@@ -169,11 +187,18 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
         exit_code,
         duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
     };
-    Ok(if timed_out { Finished::TimedOut(out) } else { Finished::Exited(out) })
+    Ok(if timed_out {
+        Finished::TimedOut(out)
+    } else {
+        Finished::Exited(out)
+    })
 }
 
 fn kill_group(pid: Option<u32>) {
-    let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()).and_then(rustix::process::Pid::from_raw) else {
+    let Some(pid) = pid
+        .and_then(|p| i32::try_from(p).ok())
+        .and_then(rustix::process::Pid::from_raw)
+    else {
         return;
     };
     // The child is the leader of its own group (process_group(0)), so its pid is the group id.
@@ -210,14 +235,20 @@ async fn join_capture(handle: tokio::task::JoinHandle<Vec<u8>>, wait: Duration) 
 /// Redact line by line: [`redact_text`] splits on spaces only, and a URL at the start of a
 /// line would otherwise be glued to the previous line's last word.
 pub fn redact_lines(text: &str) -> String {
-    text.split_inclusive('\n').map(|line| {
-        let (body, nl) = match line.strip_suffix('\n') {
-            Some(b) => (b, "\n"),
-            None => (line, ""),
-        };
-        let body = body.split('\t').map(redact_text).collect::<Vec<_>>().join("\t");
-        format!("{body}{nl}")
-    }).collect()
+    text.split_inclusive('\n')
+        .map(|line| {
+            let (body, nl) = match line.strip_suffix('\n') {
+                Some(b) => (b, "\n"),
+                None => (line, ""),
+            };
+            let body = body
+                .split('\t')
+                .map(redact_text)
+                .collect::<Vec<_>>()
+                .join("\t");
+            format!("{body}{nl}")
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -233,12 +264,17 @@ mod tests {
     #[test]
     fn redacts_each_line() {
         let t = "first line\npostgres://u:pw@h/db\nredis://:secret@h2\n";
-        assert_eq!(redact_lines(t), "first line\npostgres://u:****@h/db\nredis://:****@h2\n");
+        assert_eq!(
+            redact_lines(t),
+            "first line\npostgres://u:****@h/db\nredis://:****@h2\n"
+        );
     }
 
     #[tokio::test]
     async fn captures_output_and_exit_code() {
-        let out = run(&Invocation::new("sh", ["-c", "echo out; echo err >&2"])).await.unwrap();
+        let out = run(&Invocation::new("sh", ["-c", "echo out; echo err >&2"]))
+            .await
+            .unwrap();
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.exit_code, Some(0));
@@ -248,10 +284,17 @@ mod tests {
     async fn timeout_kills_grandchildren() {
         let dir = tempfile::tempdir().unwrap();
         let marker = dir.path().join("marker");
-        let script = format!("(sleep 1; touch {}) & echo started >&2; sleep 30", marker.display());
-        let inv = Invocation::new("sh", ["-c", script.as_str()]).timeout(Duration::from_millis(300)).unit("test");
+        let script = format!(
+            "(sleep 1; touch {}) & echo started >&2; sleep 30",
+            marker.display()
+        );
+        let inv = Invocation::new("sh", ["-c", script.as_str()])
+            .timeout(Duration::from_millis(300))
+            .unit("test");
         let err = run(&inv).await.unwrap_err();
-        let DriverError::Timeout { output, .. } = &err else { panic!("{err}") };
+        let DriverError::Timeout { output, .. } = &err else {
+            panic!("{err}")
+        };
         assert_eq!(output.stderr, "started\n");
         assert_eq!(output.exit_code, None);
         tokio::time::sleep(Duration::from_millis(1500)).await;

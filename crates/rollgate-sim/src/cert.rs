@@ -149,7 +149,14 @@ impl PccsCert {
 /// Skips a DER tag and length, returning the offset of the content.
 fn content_start(der: &[u8], at: usize) -> Option<usize> {
     let len = *der.get(at + 1)?;
-    Some(at + 2 + if len & 0x80 != 0 { (len & 0x7f) as usize } else { 0 })
+    Some(
+        at + 2
+            + if len & 0x80 != 0 {
+                (len & 0x7f) as usize
+            } else {
+                0
+            },
+    )
 }
 
 /// A v1 certificate's TBSCertificate starts with the serial INTEGER instead of `[0] version`.
@@ -188,7 +195,10 @@ const ECDSA_SHA256: &[u8] = &[
 
 fn name(common_name: &str) -> Vec<u8> {
     // Name ::= SEQUENCE OF SET OF AttributeTypeAndValue; one RDN, CN (2.5.4.3) as UTF8String.
-    let atv = seq(&[&[0x06, 0x03, 0x55, 0x04, 0x03], &tlv(0x0c, common_name.as_bytes())]);
+    let atv = seq(&[
+        &[0x06, 0x03, 0x55, 0x04, 0x03],
+        &tlv(0x0c, common_name.as_bytes()),
+    ]);
     seq(&[&tlv(0x31, &atv)])
 }
 
@@ -269,8 +279,16 @@ fn base64(data: &[u8]) -> String {
             | u32::from(*c.get(2).unwrap_or(&0));
         out.push(T[(n >> 18) as usize & 63] as char);
         out.push(T[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
-        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 1 {
+            T[(n >> 6) as usize & 63] as char
+        } else {
+            '='
+        });
+        out.push(if c.len() > 2 {
+            T[n as usize & 63] as char
+        } else {
+            '='
+        });
     }
     out
 }

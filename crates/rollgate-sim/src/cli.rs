@@ -21,7 +21,10 @@ use rollgate_sim::services::pccs::{PccsOptions, RunningPccs};
 use rollgate_sim::{Endpoint, FaultProxy, KycVersion, OperatorVersion, SimError};
 
 #[derive(Debug, Parser)]
-#[command(name = "rollgate-sim", about = "A simulated operator node stack that speaks the real protocols")]
+#[command(
+    name = "rollgate-sim",
+    about = "A simulated operator node stack that speaks the real protocols"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -134,7 +137,11 @@ struct PccsArgs {
 
 #[derive(Debug, Args)]
 struct AesmArgs {
-    #[arg(long, env = "SIM_AESM_SOCKET", default_value = "/var/run/aesmd/aesm.socket")]
+    #[arg(
+        long,
+        env = "SIM_AESM_SOCKET",
+        default_value = "/var/run/aesmd/aesm.socket"
+    )]
     socket: PathBuf,
 }
 
@@ -309,7 +316,10 @@ fn run_service(command: Command) -> Result<ExitCode> {
 /// Resolves on SIGTERM or SIGINT.
 async fn terminated() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -406,8 +416,9 @@ async fn serve(command: Command) -> Result<ExitCode> {
             aesm.shutdown();
         }
         Command::Proxy(a) => {
-            let proxy = FaultProxy::start_on(Endpoint::parse(&a.listen), Endpoint::parse(&a.upstream))
-                .await?;
+            let proxy =
+                FaultProxy::start_on(Endpoint::parse(&a.listen), Endpoint::parse(&a.upstream))
+                    .await?;
             tracing::info!(listen = %proxy.endpoint(), upstream = %a.upstream, "proxy started");
             terminated().await;
             proxy.shutdown();
@@ -434,7 +445,10 @@ fn load_or_create_cert(dir: &std::path::Path, kind: CertKind) -> Result<PccsCert
         ("key.der", cert.key_der().to_vec()),
         ("cert.pem", cert.pem().into_bytes()),
         ("key.pem", cert.key_pem().into_bytes()),
-        ("cert.sha256", format!("{}\n", cert.sha256_hex()).into_bytes()),
+        (
+            "cert.sha256",
+            format!("{}\n", cert.sha256_hex()).into_bytes(),
+        ),
     ] {
         let p = dir.join(name);
         std::fs::write(&p, bytes).with_context(|| format!("failed to write {}", p.display()))?;
@@ -512,7 +526,10 @@ fn print_status(net: &Localnet, json: bool) -> Result<ExitCode> {
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
     } else {
-        println!("{:<11} {:<8} {:<8} {:<28} version", "component", "state", "pid", "endpoint");
+        println!(
+            "{:<11} {:<8} {:<8} {:<28} version",
+            "component", "state", "pid", "endpoint"
+        );
         for s in &status {
             println!(
                 "{:<11} {:<8} {:<8} {:<28} {}",

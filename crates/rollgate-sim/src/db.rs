@@ -18,7 +18,8 @@ const DUPLICATE_DATABASE: &str = "42P04";
 const UNIQUE_VIOLATION: &str = "23505";
 
 fn pg_config(url: &str) -> Result<tokio_postgres::Config, SimError> {
-    url.parse::<tokio_postgres::Config>().map_err(SimError::Postgres)
+    url.parse::<tokio_postgres::Config>()
+        .map_err(SimError::Postgres)
 }
 
 /// Connects to Postgres within `timeout`; the connection task runs in the background and ends
@@ -41,9 +42,7 @@ pub async fn connect_pg(url: &str, timeout: Duration) -> Result<Client, SimError
 /// node does on first start.
 pub async fn connect_pg_creating(url: &str, timeout: Duration) -> Result<Client, SimError> {
     match connect_pg(url, timeout).await {
-        Err(SimError::Postgres(e))
-            if e.code().map(|c| c.code()) == Some(INVALID_CATALOG_NAME) =>
-        {
+        Err(SimError::Postgres(e)) if e.code().map(|c| c.code()) == Some(INVALID_CATALOG_NAME) => {
             ensure_database(url, timeout).await?;
             connect_pg(url, timeout).await
         }
@@ -239,20 +238,29 @@ mod tests {
             "postgres://postgres@127.0.0.1:5433/node0_x"
         );
         assert_eq!(
-            with_dbname("postgres://postgres@/postgres?host=/tmp/pg&port=5433", "kyc"),
+            with_dbname(
+                "postgres://postgres@/postgres?host=/tmp/pg&port=5433",
+                "kyc"
+            ),
             "postgres://postgres@/kyc?host=/tmp/pg&port=5433"
         );
         assert_eq!(
             with_dbname("postgres://postgres@127.0.0.1:5433", "kyc"),
             "postgres://postgres@127.0.0.1:5433/kyc"
         );
-        assert_eq!(with_dbname("host=/tmp user=u", "k"), "host=/tmp user=u dbname=k");
+        assert_eq!(
+            with_dbname("host=/tmp user=u", "k"),
+            "host=/tmp user=u dbname=k"
+        );
     }
 
     #[test]
     fn endpoints_and_proxy_urls() {
         let url = "postgres://postgres:pw@127.0.0.1:5433/node0";
-        assert_eq!(pg_endpoint(url).unwrap(), Endpoint::Tcp("127.0.0.1:5433".into()));
+        assert_eq!(
+            pg_endpoint(url).unwrap(),
+            Endpoint::Tcp("127.0.0.1:5433".into())
+        );
         let via = pg_url_via(url, "127.0.0.1:999".parse().unwrap()).unwrap();
         assert_eq!(via, "postgres://postgres:pw@127.0.0.1:999/node0");
         assert_eq!(

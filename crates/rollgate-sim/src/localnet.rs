@@ -189,8 +189,11 @@ impl Localnet {
         }
         let runtime_env = self.dir.join("runtime.env");
         if !runtime_env.exists() {
-            fs::write(&runtime_env, "SGX_DEBUG=0\nSGX_PRERELEASE=1\nREPORT_TYPE=SELF\n")
-                .map_err(io_err(format!("write {}", runtime_env.display())))?;
+            fs::write(
+                &runtime_env,
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1\nREPORT_TYPE=SELF\n",
+            )
+            .map_err(io_err(format!("write {}", runtime_env.display())))?;
         }
         for c in COMPONENTS {
             if self.running_pid(c).is_none() {
@@ -320,7 +323,10 @@ impl Localnet {
                 push("--traffic-interval-ms", cfg.traffic_interval_ms.to_string());
                 push("--slow-start-ms", cfg.slow_start_ms.to_string());
                 if let Some(u) = &cfg.database_url {
-                    push("--database-url", crate::db::with_dbname(u, &cfg.operator_database));
+                    push(
+                        "--database-url",
+                        crate::db::with_dbname(u, &cfg.operator_database),
+                    );
                 }
                 if let Some(u) = &cfg.redis_url {
                     push("--redis-url", u.clone());
@@ -330,7 +336,10 @@ impl Localnet {
                 push("--listen", listen(cfg.kyc_port));
                 push("--version", self.recorded("kyc")?);
                 if let Some(u) = &cfg.database_url {
-                    push("--database-url", crate::db::with_dbname(u, &cfg.kyc_database));
+                    push(
+                        "--database-url",
+                        crate::db::with_dbname(u, &cfg.kyc_database),
+                    );
                 }
             }
             other => return Err(err(format!("unknown component {other:?}"))),
@@ -352,7 +361,10 @@ impl Localnet {
         let args = self.args(c, cfg)?;
         let child = Command::new(&cfg.exe)
             .args(&args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log2)
@@ -404,7 +416,11 @@ impl Localnet {
 
     /// The pid of the component when it is running (and really is our process).
     fn running_pid(&self, c: &str) -> Option<u32> {
-        let pid: u32 = fs::read_to_string(self.pid_path(c)).ok()?.trim().parse().ok()?;
+        let pid: u32 = fs::read_to_string(self.pid_path(c))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()?;
         // Guard against pid reuse: the process must be a rollgate-sim running this component.
         let cmdline = fs::read(format!("/proc/{pid}/cmdline")).ok()?;
         let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
@@ -438,7 +454,10 @@ impl Localnet {
 }
 
 fn signal(pid: u32, sig: rustix::process::Signal) {
-    if let Some(p) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
+    if let Some(p) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
         let _ = rustix::process::kill_process(p, sig);
     }
 }
@@ -496,8 +515,12 @@ mod tests {
     fn set_validates_and_current_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let net = Localnet::new(dir.path());
-        net.set("operator-image", "rollgate-sim/operator:v1.1.0").unwrap();
-        assert_eq!(net.current("operator-binary").unwrap(), "rollgate-sim/operator:v1.1.0");
+        net.set("operator-image", "rollgate-sim/operator:v1.1.0")
+            .unwrap();
+        assert_eq!(
+            net.current("operator-binary").unwrap(),
+            "rollgate-sim/operator:v1.1.0"
+        );
         assert!(net.set("kyc-image", "v9.9.9").is_err());
         net.set("kyc-image", "v1.1.0-unhealthy").unwrap();
         assert_eq!(net.current("kyc-image").unwrap(), "v1.1.0-unhealthy");

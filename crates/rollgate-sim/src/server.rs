@@ -16,10 +16,12 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// Binds `addr` (port 0 picks a free port).
 pub async fn bind(addr: &str) -> Result<TcpListener, SimError> {
-    TcpListener::bind(addr).await.map_err(|source| SimError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SimError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// A running axum server.

@@ -18,7 +18,8 @@ pub(crate) fn write_if_changed(path: &Path, content: &[u8]) -> Result<bool, SimE
         return Ok(false);
     }
     let tmp = path.with_extension("tmp-rollgate-sim");
-    std::fs::write(&tmp, content).map_err(|e| SimError::io(format!("write {}", tmp.display()), e))?;
+    std::fs::write(&tmp, content)
+        .map_err(|e| SimError::io(format!("write {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path)
         .map_err(|e| SimError::io(format!("rename to {}", path.display()), e))?;
     Ok(true)

@@ -168,7 +168,9 @@ impl RunningStack {
             let kyc = db::with_dbname(base, &opts.kyc_database);
             if opts.proxy_dependencies {
                 let proxy = FaultProxy::start("127.0.0.1:0", db::pg_endpoint(base)?).await?;
-                let via = proxy.local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+                let via = proxy
+                    .local_addr()
+                    .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
                 operator_db_url = Some(db::pg_url_via(&node0, via)?);
                 kyc_db_url = Some(db::pg_url_via(&kyc, via)?);
                 postgres_proxy = Some(proxy);
@@ -183,7 +185,9 @@ impl RunningStack {
             && opts.proxy_dependencies
         {
             let proxy = FaultProxy::start("127.0.0.1:0", db::redis_endpoint(url)?).await?;
-            let via = proxy.local_addr().unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+            let via = proxy
+                .local_addr()
+                .unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
             redis_url = Some(db::redis_url_via(url, via)?);
             redis_proxy = Some(proxy);
         }
@@ -206,10 +210,9 @@ impl RunningStack {
         };
         let operator_listen = addr_of(&stack.opts.host, stack.opts.operator_port);
         let kyc_listen = addr_of(&stack.opts.host, stack.opts.kyc_port);
-        let operator = RunningOperator::start(stack.operator_options(
-            stack.opts.operator_version,
-            operator_listen,
-        ))
+        let operator = RunningOperator::start(
+            stack.operator_options(stack.opts.operator_version, operator_listen),
+        )
         .await?;
         stack.operator_addr = operator.local_addr();
         stack.operator = Some(operator);
@@ -337,9 +340,8 @@ impl RunningStack {
     pub async fn restart_operator(&mut self, version: OperatorVersion) -> Result<(), SimError> {
         self.stop_operator().await;
         let listener = rebind(self.operator_addr).await?;
-        let op =
-            RunningOperator::start_on(listener, self.operator_options(version, String::new()))
-                .await?;
+        let op = RunningOperator::start_on(listener, self.operator_options(version, String::new()))
+            .await?;
         self.operator = Some(op);
         Ok(())
     }
@@ -350,7 +352,8 @@ impl RunningStack {
             k.shutdown().await;
         }
         let listener = rebind(self.kyc_addr).await?;
-        self.kyc = Some(RunningKyc::start_on(listener, self.kyc_options(version, String::new())).await?);
+        self.kyc =
+            Some(RunningKyc::start_on(listener, self.kyc_options(version, String::new())).await?);
         Ok(())
     }
 

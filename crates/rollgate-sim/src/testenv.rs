@@ -51,7 +51,9 @@ fn require(name: &str, value: Option<String>) -> Option<String> {
              before running the tests"
         );
     }
-    eprintln!("skipped: {name} is not set (run `eval \"$(scripts/services)\"` to enable this test)");
+    eprintln!(
+        "skipped: {name} is not set (run `eval \"$(scripts/services)\"` to enable this test)"
+    );
     None
 }
 

@@ -155,7 +155,11 @@ pub fn version_of(value: &str) -> &str {
     }
 }
 
-fn unknown(component: &'static str, s: &str, known: impl Iterator<Item = &'static str>) -> SimError {
+fn unknown(
+    component: &'static str,
+    s: &str,
+    known: impl Iterator<Item = &'static str>,
+) -> SimError {
     SimError::UnknownVersion {
         component,
         version: s.to_owned(),
@@ -170,7 +174,13 @@ impl FromStr for OperatorVersion {
         OperatorVersion::ALL
             .into_iter()
             .find(|x| x.as_str() == v)
-            .ok_or_else(|| unknown("operator", s, OperatorVersion::ALL.iter().map(|v| v.as_str())))
+            .ok_or_else(|| {
+                unknown(
+                    "operator",
+                    s,
+                    OperatorVersion::ALL.iter().map(|v| v.as_str()),
+                )
+            })
     }
 }
 
@@ -214,10 +224,15 @@ mod tests {
     #[test]
     fn image_references_select_their_tag() {
         assert_eq!(
-            "rollgate-sim/operator:v1.1.0-slow".parse::<OperatorVersion>().unwrap(),
+            "rollgate-sim/operator:v1.1.0-slow"
+                .parse::<OperatorVersion>()
+                .unwrap(),
             OperatorVersion::Slow
         );
-        assert_eq!(version_of("localhost:5000/sim/operator"), "localhost:5000/sim/operator");
+        assert_eq!(
+            version_of("localhost:5000/sim/operator"),
+            "localhost:5000/sim/operator"
+        );
         assert!("v9".parse::<OperatorVersion>().is_err());
     }
 }

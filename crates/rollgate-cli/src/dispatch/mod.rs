@@ -1,5 +1,7 @@
 //! One file per subcommand.
 
+pub mod baseline;
+pub mod check;
 pub mod common;
 pub mod init;
 pub mod plan;

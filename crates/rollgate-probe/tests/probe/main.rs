@@ -2,5 +2,6 @@
 //! well, badly, or not at all, and (where available) the real Postgres and Redis.
 
 mod bad_responses;
+mod pccs;
 mod services;
 mod support;

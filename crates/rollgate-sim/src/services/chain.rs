@@ -112,7 +112,9 @@ fn call(inner: &Inner, req: &Value) -> Value {
 async fn rpc(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let reply = match serde_json::from_slice::<Value>(&body) {
         Err(_) => error(Value::Null, -32700, "Parse error"),
-        Ok(Value::Array(batch)) if batch.is_empty() => error(Value::Null, -32600, "Invalid Request"),
+        Ok(Value::Array(batch)) if batch.is_empty() => {
+            error(Value::Null, -32600, "Invalid Request")
+        }
         Ok(Value::Array(batch)) => Value::Array(batch.iter().map(|r| call(&inner, r)).collect()),
         Ok(single) => call(&inner, &single),
     };

@@ -334,10 +334,14 @@ impl Inner {
 
     /// The Postgres client, reconnecting (and creating the schema) when there is none.
     async fn pg(&self) -> Result<Arc<tokio_postgres::Client>, SimError> {
-        let url = self.opts.database_url.as_deref().ok_or(SimError::InvalidUrl {
-            url: String::new(),
-            reason: "no database configured",
-        })?;
+        let url = self
+            .opts
+            .database_url
+            .as_deref()
+            .ok_or(SimError::InvalidUrl {
+                url: String::new(),
+                reason: "no database configured",
+            })?;
         let mut slot = self.pg.lock().await;
         if let Some(c) = slot.as_ref()
             && !c.is_closed()
@@ -649,7 +653,10 @@ fn encryption_key(node_id: u64) -> String {
 
 /// Writes `enclave/build-flags.env`: the flags the enclave artifacts of this version were built
 /// with. Left untouched when already identical.
-fn write_build_flags(app_config: &std::path::Path, version: OperatorVersion) -> Result<(), SimError> {
+fn write_build_flags(
+    app_config: &std::path::Path,
+    version: OperatorVersion,
+) -> Result<(), SimError> {
     let dir = app_config.join("enclave");
     std::fs::create_dir_all(&dir)
         .map_err(|e| SimError::io(format!("create {}", dir.display()), e))?;
@@ -700,7 +707,12 @@ async fn fault_log_loop(inner: Arc<Inner>) {
 }
 
 fn json_response(status: StatusCode, v: Value) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        v.to_string(),
+    )
+        .into_response()
 }
 
 async fn status(State(inner): State<Arc<Inner>>) -> Response {
@@ -732,10 +744,9 @@ async fn mark_price(State(inner): State<Arc<Inner>>) -> Response {
 
 async fn request(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     match inner.sequence(&body).await {
-        Ok((index, tx)) => json_response(
-            StatusCode::OK,
-            json!({"requestIndex": index, "txHash": tx}),
-        ),
+        Ok((index, tx)) => {
+            json_response(StatusCode::OK, json!({"requestIndex": index, "txHash": tx}))
+        }
         Err(Reject::NotAccepting) => json_response(
             StatusCode::MISDIRECTED_REQUEST,
             json!({"error": "NotAcceptingRequests"}),

@@ -207,7 +207,8 @@ fn fake_der_hex(label: &str) -> String {
     format!("308201{out}")
 }
 
-const ISSUER_CHAIN: &str = "-----BEGIN%20CERTIFICATE-----%0Arollgate-sim%0A-----END%20CERTIFICATE-----%0A";
+const ISSUER_CHAIN: &str =
+    "-----BEGIN%20CERTIFICATE-----%0Arollgate-sim%0A-----END%20CERTIFICATE-----%0A";
 
 async fn root_ca_crl() -> Response {
     (

@@ -14,7 +14,11 @@ pub fn client() -> reqwest::Client {
 }
 
 pub async fn get_json(url: &str) -> Value {
-    let r = client().get(url).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let r = client()
+        .get(url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
     r.json().await.unwrap()
 }
 
@@ -70,7 +74,9 @@ impl TestStack {
 
     pub async fn stop(self) {
         self.stack.shutdown().await;
-        self.dbs.drop_with_redis(Some(&self.services.redis_url)).await;
+        self.dbs
+            .drop_with_redis(Some(&self.services.redis_url))
+            .await;
     }
 }
 

@@ -11,7 +11,11 @@ fn sim() -> Command {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
@@ -25,7 +29,9 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 
 #[tokio::test]
 async fn localnet_up_set_restart_down() {
-    let Some(services) = rollgate_sim::testenv::require_services() else { return };
+    let Some(services) = rollgate_sim::testenv::require_services() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let suffix = rollgate_sim::testenv::unique_suffix();
     let op_port = free_port();
@@ -52,7 +58,10 @@ async fn localnet_up_set_restart_down() {
     struct Down(std::path::PathBuf);
     impl Drop for Down {
         fn drop(&mut self) {
-            let _ = sim().args(["localnet", "down", "--dir"]).arg(&self.0).output();
+            let _ = sim()
+                .args(["localnet", "down", "--dir"])
+                .arg(&self.0)
+                .output();
         }
     }
     let _down = Down(dir.path().to_owned());
@@ -64,11 +73,17 @@ async fn localnet_up_set_restart_down() {
         (status(&url).await["health"] == "Healthy").then_some(())
     })
     .await;
-    assert!(dir.path().join("app_config/ethereum/addresses.json").exists());
+    assert!(
+        dir.path()
+            .join("app_config/ethereum/addresses.json")
+            .exists()
+    );
     assert!(dir.path().join("pccs/cert.sha256").exists());
     assert!(dir.path().join("aesm/aesm.socket").exists());
 
-    let (code, out, _) = run(sim().args(["localnet", "status", "--json", "--dir"]).arg(dir.path()));
+    let (code, out, _) = run(sim()
+        .args(["localnet", "status", "--json", "--dir"])
+        .arg(dir.path()));
     assert_eq!(code, 0, "{out}");
     let st: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(st.as_array().unwrap().len(), 6);
@@ -97,7 +112,10 @@ async fn localnet_up_set_restart_down() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(status(&url).await["version"], "v1.1.0");
     // Only the operator restarted.
-    assert_eq!(std::fs::read_to_string(dir.path().join("pids/kyc.pid")).unwrap(), kyc_pid_before);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("pids/kyc.pid")).unwrap(),
+        kyc_pid_before
+    );
 
     let (code, _, err) = run(sim().args(["localnet", "down", "--dir"]).arg(dir.path()));
     assert_eq!(code, 0, "{err}");
@@ -106,6 +124,8 @@ async fn localnet_up_set_restart_down() {
     assert_eq!(code, 3);
 
     for db in [format!("node0_{suffix}"), format!("kyc_{suffix}")] {
-        let _ = rollgate_sim::db::drop_database(&services.database_url, &db, Duration::from_secs(5)).await;
+        let _ =
+            rollgate_sim::db::drop_database(&services.database_url, &db, Duration::from_secs(5))
+                .await;
     }
 }

@@ -50,7 +50,9 @@ impl ServerCertVerifier for Pin {
         _c: &CertificateDer<'_>,
         _d: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        Err(rustls::Error::General("the pin verifier only speaks TLS 1.3".into()))
+        Err(rustls::Error::General(
+            "the pin verifier only speaks TLS 1.3".into(),
+        ))
     }
 
     fn verify_tls13_signature(
@@ -68,13 +70,17 @@ impl ServerCertVerifier for Pin {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 fn trusting(cert: &PccsCert) -> rustls::ClientConfig {
     let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(cert.der().to_vec())).unwrap();
+    roots
+        .add(CertificateDer::from(cert.der().to_vec()))
+        .unwrap();
     rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
@@ -102,12 +108,19 @@ async fn https_get(
     path: &str,
 ) -> Result<(u16, String), String> {
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(pccs.local_addr()).await.map_err(|e| e.to_string())?;
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let mut tls = connector.connect(name, tcp).await.map_err(|e| e.to_string())?;
-    tls.write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
+    let tcp = tokio::net::TcpStream::connect(pccs.local_addr())
         .await
         .map_err(|e| e.to_string())?;
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())?;
+    tls.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     let mut resp = Vec::new();
     // The server may close without close_notify; what was read is still the full response.
     let _ = tls.read_to_end(&mut resp).await;
@@ -117,7 +130,10 @@ async fn https_get(
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("no status line in {text:?}"))?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Ok((code, body))
 }
 
@@ -135,18 +151,30 @@ async fn start(kind: CertKind) -> RunningPccs {
 async fn pccs_v3_certificate_validates_with_a_trust_store() {
     let pccs = start(CertKind::V3San).await;
     assert!(pccs.url().starts_with("https://127.0.0.1:"));
-    let (code, body) = https_get(&pccs, trusting(pccs.cert()), "/sgx/certification/v4/rootcacrl")
-        .await
-        .unwrap();
+    let (code, body) = https_get(
+        &pccs,
+        trusting(pccs.cert()),
+        "/sgx/certification/v4/rootcacrl",
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
     assert!(!body.is_empty());
-    let (code, _) = https_get(&pccs, pinned(pccs.cert()), "/sgx/certification/v4/pckcrl?ca=processor")
-        .await
-        .unwrap();
+    let (code, _) = https_get(
+        &pccs,
+        pinned(pccs.cert()),
+        "/sgx/certification/v4/pckcrl?ca=processor",
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 200);
-    let (code, _) = https_get(&pccs, pinned(pccs.cert()), "/sgx/certification/v4/pckcrl?ca=nope")
-        .await
-        .unwrap();
+    let (code, _) = https_get(
+        &pccs,
+        pinned(pccs.cert()),
+        "/sgx/certification/v4/pckcrl?ca=nope",
+    )
+    .await
+    .unwrap();
     assert_eq!(code, 400);
     pccs.shutdown().await;
 }
@@ -163,7 +191,10 @@ async fn pccs_v1_certificate_needs_a_pin() {
     let err = https_get(&pccs, trusting(&cert), "/sgx/certification/v4/rootcacrl")
         .await
         .unwrap_err();
-    assert!(err.contains("UnsupportedCertVersion") || err.to_lowercase().contains("certificate"), "{err}");
+    assert!(
+        err.contains("UnsupportedCertVersion") || err.to_lowercase().contains("certificate"),
+        "{err}"
+    );
 
     // The pin works.
     let (code, body) = https_get(&pccs, pinned(&cert), "/sgx/certification/v4/rootcacrl")
@@ -174,6 +205,10 @@ async fn pccs_v1_certificate_needs_a_pin() {
 
     // A wrong pin is refused.
     let other = PccsCert::generate(CertKind::V1NoSan).unwrap();
-    assert!(https_get(&pccs, pinned(&other), "/sgx/certification/v4/rootcacrl").await.is_err());
+    assert!(
+        https_get(&pccs, pinned(&other), "/sgx/certification/v4/rootcacrl")
+            .await
+            .is_err()
+    );
     pccs.shutdown().await;
 }

@@ -9,7 +9,9 @@ use crate::common::{TestStack, client, eventually, get_json, request_index, stat
 
 #[tokio::test]
 async fn baseline_stack_speaks_every_protocol() {
-    let Some(t) = TestStack::start(|_| {}).await else { return };
+    let Some(t) = TestStack::start(|_| {}).await else {
+        return;
+    };
     let s = &t.stack;
 
     // Operator status: readiness and progression fields with their types.
@@ -27,10 +29,14 @@ async fn baseline_stack_speaks_every_protocol() {
     // Progression: the traffic generator advances requestIndex and lastTx.
     let first = request_index(&st);
     let base = s.operator_url();
-    let later = eventually(Duration::from_secs(5), "requestIndex to advance", || async {
-        let st = status(&base).await;
-        (request_index(&st) > first + 2 && st["lastTx"] != first_tx).then_some(st)
-    })
+    let later = eventually(
+        Duration::from_secs(5),
+        "requestIndex to advance",
+        || async {
+            let st = status(&base).await;
+            (request_index(&st) > first + 2 && st["lastTx"] != first_tx).then_some(st)
+        },
+    )
     .await;
     assert!(request_index(&later) > first);
 
@@ -61,7 +67,11 @@ async fn baseline_stack_speaks_every_protocol() {
     assert!(body["requestIndex"].as_u64().unwrap() > first);
 
     // Prometheus metrics.
-    let metrics = client().get(format!("{base}/metrics")).send().await.unwrap();
+    let metrics = client()
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap();
     let text = metrics.text().await.unwrap();
     for name in [
         "operator_up 1",
@@ -76,7 +86,10 @@ async fn baseline_stack_speaks_every_protocol() {
     // Postgres rows in the operator's database, Redis keys under the node's prefix.
     let pg = t.dbs.node0.connect().await.unwrap();
     let row = pg
-        .query_one("SELECT count(*), max(request_index) FROM operator_requests", &[])
+        .query_one(
+            "SELECT count(*), max(request_index) FROM operator_requests",
+            &[],
+        )
         .await
         .unwrap();
     assert!(row.get::<_, i64>(0) > 2);
@@ -119,7 +132,9 @@ async fn baseline_stack_speaks_every_protocol() {
     let id = rpc(json!({"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]})).await;
     assert_eq!(id["result"], "0x539");
     assert_eq!(id["id"], 1);
-    let block = |v: &Value| u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap();
+    let block = |v: &Value| {
+        u64::from_str_radix(v["result"].as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    };
     let b1 = block(&rpc(json!({"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"})).await);
     tokio::time::sleep(Duration::from_millis(450)).await;
     let b2 = block(&rpc(json!({"jsonrpc":"2.0","id":3,"method":"eth_blockNumber"})).await);
@@ -129,13 +144,26 @@ async fn baseline_stack_speaks_every_protocol() {
     let batch = rpc(json!([{"jsonrpc":"2.0","id":5,"method":"eth_chainId"},{"jsonrpc":"2.0","id":6,"method":"nope"}])).await;
     assert_eq!(batch[0]["result"], "0x539");
     assert_eq!(batch[1]["error"]["code"], -32601);
-    let parse = client().post(s.chain_url()).body("{not json").send().await.unwrap();
-    assert_eq!(parse.json::<Value>().await.unwrap()["error"]["code"], -32700);
+    let parse = client()
+        .post(s.chain_url())
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        parse.json::<Value>().await.unwrap()["error"]["code"],
+        -32700
+    );
 
     // Deployment-service: health, and the metadata it owns.
-    let h = client().get(format!("{}/health", s.deployment_url())).send().await.unwrap();
+    let h = client()
+        .get(format!("{}/health", s.deployment_url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(h.status(), 200);
-    let meta: Value = serde_json::from_slice(&std::fs::read(s.deployment_metadata()).unwrap()).unwrap();
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(s.deployment_metadata()).unwrap()).unwrap();
     assert_eq!(meta["chainId"], 1337);
     assert_eq!(
         s.deployment_metadata(),
@@ -149,23 +177,33 @@ async fn baseline_stack_speaks_every_protocol() {
     );
 
     // AESM: a unix socket that accepts connections.
-    tokio::net::UnixStream::connect(s.aesm_socket()).await.unwrap();
+    tokio::net::UnixStream::connect(s.aesm_socket())
+        .await
+        .unwrap();
 
     t.stop().await;
 }
 
 #[tokio::test]
 async fn restart_operator_swaps_the_version_on_the_same_address() {
-    let Some(mut t) = TestStack::start(|_| {}).await else { return };
+    let Some(mut t) = TestStack::start(|_| {}).await else {
+        return;
+    };
     let url = t.stack.operator_url();
     let before = request_index(&status(&url).await);
-    t.stack.restart_operator(OperatorVersion::V1_1_0).await.unwrap();
+    t.stack
+        .restart_operator(OperatorVersion::V1_1_0)
+        .await
+        .unwrap();
     assert_eq!(t.stack.operator_url(), url);
     let st = status(&url).await;
     assert_eq!(st["version"], "v1.1.0");
     // The sequence resumes from Postgres, as a restarted node's does.
     assert!(request_index(&st) >= before);
-    t.stack.restart_operator(OperatorVersion::V1_0_0).await.unwrap();
+    t.stack
+        .restart_operator(OperatorVersion::V1_0_0)
+        .await
+        .unwrap();
     assert_eq!(status(&url).await["version"], "v1.0.0");
     t.stop().await;
 }

@@ -57,15 +57,28 @@ async fn slow_start_answers_421_then_becomes_healthy() {
     let st = status(&op.url()).await;
     assert_eq!(st["health"], "Starting");
     assert_eq!(st["runningState"], "Starting");
-    let r = client().post(format!("{}/v2/request", op.url())).body("{}").send().await.unwrap();
+    let r = client()
+        .post(format!("{}/v2/request", op.url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 421);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "NotAcceptingRequests");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "NotAcceptingRequests"
+    );
     let url = op.url();
     eventually(Duration::from_secs(3), "slow start to finish", || async {
         (status(&url).await["health"] == "Healthy").then_some(())
     })
     .await;
-    let r = client().post(format!("{url}/v2/request")).body("{}").send().await.unwrap();
+    let r = client()
+        .post(format!("{url}/v2/request"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     op.shutdown().await;
 }
@@ -79,12 +92,19 @@ async fn crash_loop_exits_nonzero_and_goes_dark() {
     .await
     .unwrap();
     assert_eq!(status(&op.url()).await["health"], "Healthy");
-    let code = tokio::time::timeout(Duration::from_secs(3), op.wait_exit()).await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(3), op.wait_exit())
+        .await
+        .unwrap();
     assert_eq!(code, 1);
     assert_eq!(op.exit_code(), Some(1));
     let url = op.url();
     eventually(Duration::from_secs(3), "the port to close", || async {
-        client().get(format!("{url}/v2/status")).send().await.is_err().then_some(())
+        client()
+            .get(format!("{url}/v2/status"))
+            .send()
+            .await
+            .is_err()
+            .then_some(())
     })
     .await;
     op.shutdown().await;
@@ -97,7 +117,9 @@ async fn crash_loop_exits_nonzero_and_goes_dark() {
     })
     .await
     .unwrap();
-    let code = tokio::time::timeout(Duration::from_secs(3), kyc.wait_exit()).await.unwrap();
+    let code = tokio::time::timeout(Duration::from_secs(3), kyc.wait_exit())
+        .await
+        .unwrap();
     assert_eq!(code, 1);
     kyc.shutdown().await;
 }
@@ -133,10 +155,12 @@ async fn fault_versions_report_non_null_faults() {
     let op = start(OperatorVersion::RegistrationFault).await;
     let st = status(&op.url()).await;
     assert!(st["attestation"]["fault"].is_null());
-    assert!(st["registration"]["fault"]["message"]
-        .as_str()
-        .unwrap()
-        .starts_with("registration rejected"));
+    assert!(
+        st["registration"]["fault"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("registration rejected")
+    );
     op.shutdown().await;
 }
 
@@ -148,7 +172,11 @@ async fn renamed_field_breaks_the_alert_contract_only() {
     assert_eq!(st["runningState"], "Running");
     assert!(st["raftMetrics"].get("voterIds").is_none());
     assert!(st["raftMetrics"]["voters"].is_array());
-    assert!(st["lastTx"].is_u64(), "lastTx should be a number: {}", st["lastTx"]);
+    assert!(
+        st["lastTx"].is_u64(),
+        "lastTx should be a number: {}",
+        st["lastTx"]
+    );
     op.shutdown().await;
 }
 
@@ -167,8 +195,15 @@ async fn slow_version_is_several_times_slower() {
     let fast = start(OperatorVersion::V1_1_0).await;
     let slow = start(OperatorVersion::Slow).await;
     let (f, s) = (latency(&fast).await, latency(&slow).await);
-    assert!(s >= Duration::from_millis(40), "slow version took only {s:?}");
-    assert!(s > f * 4, "fast {f:?} vs slow {s:?}");
+    assert!(
+        s >= Duration::from_millis(40),
+        "slow version took only {s:?}"
+    );
+    // Compared by difference, not ratio: a loaded CI machine inflates both equally.
+    assert!(
+        s >= f + Duration::from_millis(35),
+        "fast {f:?} vs slow {s:?}"
+    );
     fast.shutdown().await;
     slow.shutdown().await;
 }
@@ -183,7 +218,10 @@ async fn sgx_debug_version_writes_debug_build_flags() {
     })
     .await
     .unwrap();
-    assert_eq!(std::fs::read_to_string(&flags).unwrap(), "SGX_DEBUG=1\nSGX_PRERELEASE=0\n");
+    assert_eq!(
+        std::fs::read_to_string(&flags).unwrap(),
+        "SGX_DEBUG=1\nSGX_PRERELEASE=0\n"
+    );
     op.shutdown().await;
     let op = RunningOperator::start(OperatorOptions {
         app_config: Some(dir.path().to_owned()),
@@ -191,7 +229,10 @@ async fn sgx_debug_version_writes_debug_build_flags() {
     })
     .await
     .unwrap();
-    assert_eq!(std::fs::read_to_string(&flags).unwrap(), "SGX_DEBUG=0\nSGX_PRERELEASE=1\n");
+    assert_eq!(
+        std::fs::read_to_string(&flags).unwrap(),
+        "SGX_DEBUG=0\nSGX_PRERELEASE=1\n"
+    );
     op.shutdown().await;
 }
 
@@ -204,10 +245,21 @@ async fn missing_mark_price_answers_503() {
     })
     .await
     .unwrap();
-    assert_eq!(get_json(&format!("{}/v2/mark-price", op.url())).await, serde_json::json!({}));
-    let r = client().post(format!("{}/v2/request", op.url())).body("{}").send().await.unwrap();
+    assert_eq!(
+        get_json(&format!("{}/v2/mark-price", op.url())).await,
+        serde_json::json!({})
+    );
+    let r = client()
+        .post(format!("{}/v2/request", op.url()))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 503);
-    assert_eq!(r.json::<Value>().await.unwrap()["error"], "ServiceUnavailable");
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"],
+        "ServiceUnavailable"
+    );
     op.shutdown().await;
 }
 
@@ -227,8 +279,12 @@ async fn traffic_off_models_an_idle_node() {
 
 #[tokio::test]
 async fn bloat_writes_ten_times_more_per_request() {
-    let Some(url) = rollgate_sim::testenv::require_database_url() else { return };
-    let db = rollgate_sim::testenv::TestDatabase::create(&url, "node0").await.unwrap();
+    let Some(url) = rollgate_sim::testenv::require_database_url() else {
+        return;
+    };
+    let db = rollgate_sim::testenv::TestDatabase::create(&url, "node0")
+        .await
+        .unwrap();
     let mut per_request = Vec::new();
     for v in [OperatorVersion::V1_1_0, OperatorVersion::Bloat] {
         let op = RunningOperator::start(OperatorOptions {
@@ -239,7 +295,12 @@ async fn bloat_writes_ten_times_more_per_request() {
         .await
         .unwrap();
         for _ in 0..5 {
-            let r = client().post(format!("{}/v2/request", op.url())).body("{}").send().await.unwrap();
+            let r = client()
+                .post(format!("{}/v2/request", op.url()))
+                .body("{}")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
         }
         op.shutdown().await;
@@ -310,13 +371,25 @@ async fn binary_logs(args: &[&str], needle: &str) -> String {
 #[tokio::test]
 async fn fault_versions_log_to_stderr() {
     let line = binary_logs(
-        &["operator", "--listen", "127.0.0.1:0", "--version", "v1.1.0-attestation-fault"],
+        &[
+            "operator",
+            "--listen",
+            "127.0.0.1:0",
+            "--version",
+            "v1.1.0-attestation-fault",
+        ],
         "attestation failed:",
     )
     .await;
     assert!(line.contains("ERROR"), "{line}");
     binary_logs(
-        &["operator", "--listen", "127.0.0.1:0", "--version", "v1.1.0-registration-fault"],
+        &[
+            "operator",
+            "--listen",
+            "127.0.0.1:0",
+            "--version",
+            "v1.1.0-registration-fault",
+        ],
         "registration rejected:",
     )
     .await;
@@ -327,7 +400,15 @@ async fn crash_loop_binary_exits_with_status_1() {
     let status = tokio::time::timeout(
         Duration::from_secs(10),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_rollgate-sim"))
-            .args(["operator", "--listen", "127.0.0.1:0", "--version", "v1.1.0-crash-loop", "--crash-after-ms", "200"])
+            .args([
+                "operator",
+                "--listen",
+                "127.0.0.1:0",
+                "--version",
+                "v1.1.0-crash-loop",
+                "--crash-after-ms",
+                "200",
+            ])
             .stderr(Stdio::null())
             .status(),
     )

@@ -1,0 +1,212 @@
+//! Freezing the baseline (product.md step 1): a complete, addressable record of the node as it
+//! is now, or a refusal that says exactly what is ambiguous or red.
+//!
+//! [`freeze`] runs every check (all groups) concurrently with reading every layer's current
+//! value from the runtime driver; progression is sampled over `rollout.baseline_window` to
+//! measure rates. It refuses when any check fails, any layer cannot be read, or — under
+//! `rollout.idle_progression = "fail"` — a progression signal did not move. Under
+//! `inconclusive` and `pass` an idle node is frozen with `idle: true` and its rates, and the
+//! gates judge it later. Nothing is stored by [`freeze`]; [`freeze_and_store`] stores the
+//! baseline in the journal and marks it known-good (`rollgate baseline freeze`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rollgate_core::baseline::{Baseline, LayerValue, ProgressionRate};
+use rollgate_core::config::{Config, IdlePolicy};
+use rollgate_core::vocab::{CheckResult, CheckStatus};
+use rollgate_runtime::RuntimeDriver;
+use serde_json::Value;
+
+use crate::checks::{CheckKind, CheckOptions, Checker, plan};
+use crate::errors::RunnerError;
+use crate::journal::JournalHandle;
+
+/// Why a baseline was not frozen. `reasons` are complete sentences naming the check (or the
+/// layer) and what was wrong; `checks` are every check that ran, for display.
+#[derive(Debug, Clone)]
+pub struct FreezeRefused {
+    pub reasons: Vec<String>,
+    pub checks: Vec<CheckResult>,
+    /// What was observed anyway (never stored as known-good).
+    pub observed: Box<Baseline>,
+}
+
+impl fmt::Display for FreezeRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the environment is ambiguous or not green: {}", self.reasons.join("; "))
+    }
+}
+
+impl std::error::Error for FreezeRefused {}
+
+/// Why `baseline freeze` did not store a baseline.
+#[derive(Debug, thiserror::Error)]
+pub enum FreezeError {
+    #[error("refused to freeze a baseline")]
+    Refused(#[source] Box<FreezeRefused>),
+    #[error("failed to store the baseline")]
+    Journal(#[source] RunnerError),
+}
+
+/// Freeze the current state into a baseline, or refuse.
+pub async fn freeze(config: &Config, driver: &dyn RuntimeDriver) -> Result<Baseline, FreezeRefused> {
+    let checks = plan(config, &[]);
+    let options = CheckOptions::for_baseline(config);
+    let results = async {
+        match Checker::new(config, options) {
+            Ok(checker) => checker.run_all(&checks).await,
+            Err(_) => crate::checks::run_checks_with(config, &[], options).await,
+        }
+    };
+    let layers = futures_util::future::join_all(config.layers.values().map(|l| async move {
+        let r = driver.current(l).await;
+        (l.name.clone(), r)
+    }));
+    let (results, layers) = tokio::join!(results, layers);
+
+    let mut reasons = Vec::new();
+    let mut values = BTreeMap::new();
+    for (name, r) in layers {
+        match r {
+            Ok(v) if v.value.trim().is_empty() => {
+                reasons.push(format!("layer {name}: the runtime reports no current value"));
+            }
+            Ok(v) => {
+                values.insert(name, v);
+            }
+            Err(e) => reasons.push(format!(
+                "layer {name}: cannot read its current value: {}",
+                rollgate_probe::errors::chain(&e)
+            )),
+        }
+    }
+    let baseline = assemble(config, &checks, results, values);
+    judge(config, &baseline, &mut reasons);
+    if reasons.is_empty() {
+        Ok(baseline)
+    } else {
+        Err(FreezeRefused { reasons, checks: baseline.checks.clone(), observed: Box::new(baseline) })
+    }
+}
+
+/// Freeze, store in the journal, and mark known-good.
+pub async fn freeze_and_store(config: &Config, journal: &JournalHandle, driver: &dyn RuntimeDriver) -> Result<Baseline, FreezeError> {
+    let baseline = freeze(config, driver).await.map_err(|r| FreezeError::Refused(Box::new(r)))?;
+    let b = baseline.clone();
+    journal
+        .call(move |j| {
+            j.insert_baseline(&b)?;
+            j.mark_known_good(&b.id)
+        })
+        .await
+        .map_err(FreezeError::Journal)?;
+    Ok(baseline)
+}
+
+/// Build the record from the check results and layer values.
+fn assemble(
+    config: &Config,
+    planned: &[crate::checks::PlannedCheck],
+    results: Vec<CheckResult>,
+    layers: BTreeMap<String, LayerValue>,
+) -> Baseline {
+    let mut readiness = BTreeMap::new();
+    let mut progression = Vec::new();
+    let mut faults = Vec::new();
+    let mut storage = BTreeMap::new();
+    let mut metadata = None;
+    for (p, r) in planned.iter().zip(&results) {
+        match p.kind {
+            CheckKind::Readiness(i) => {
+                if let Some(entry) = config.readiness.get(i) {
+                    readiness.insert(entry.name.clone(), r.observed.clone());
+                }
+            }
+            CheckKind::Progression(_) => {
+                if let Ok(rate) = serde_json::from_value::<ProgressionRate>(r.observed.clone()) {
+                    progression.push(rate);
+                }
+            }
+            CheckKind::Faults => {
+                if let Some(list) = r.observed.as_array() {
+                    faults.extend(list.iter().filter_map(|v| v.as_str().map(str::to_string)));
+                }
+            }
+            CheckKind::Postgres => {
+                if let Some(dbs) = r.observed.get("databases").and_then(Value::as_object) {
+                    for (db, size) in dbs {
+                        if let Some(n) = size.as_u64() {
+                            storage.insert(format!("postgres:{db}"), n);
+                        }
+                    }
+                }
+                if let Some(free) = r.observed.get("data_dir_free_bytes").and_then(Value::as_u64) {
+                    storage.insert("postgres:data_dir_free".into(), free);
+                }
+            }
+            CheckKind::Disk(i) => {
+                if let (Some(d), Some(free)) = (config.headroom.disk.get(i), r.observed.get("free_bytes").and_then(Value::as_u64)) {
+                    storage.insert(format!("disk:{}", d.path.display()), free);
+                }
+            }
+            CheckKind::DeploymentMetadata => {
+                let o = &r.observed;
+                if o.get("sha256").is_some() {
+                    metadata = Some(rollgate_core::baseline::MetadataRecord {
+                        path: o["path"].as_str().unwrap_or_default().to_string(),
+                        owner: o["owner"].as_str().map(str::to_string),
+                        uid: o["uid"].as_u64().map(|u| u as u32),
+                        sha256: o["sha256"].as_str().map(str::to_string),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    let sgx = config.sgx.as_ref().filter(|_| config.node.enclave).map(|s| {
+        let files = rollgate_probe::sgx::read_files(s);
+        rollgate_probe::sgx::record(s, &files)
+    });
+    let idle = progression.iter().any(|p| p.idle);
+    Baseline {
+        id: crate::rollout::new_id("b"),
+        node: config.node.name.clone(),
+        created_at: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+        mode: config.node.mode,
+        layers,
+        metadata,
+        sgx,
+        readiness,
+        faults,
+        progression,
+        idle,
+        checks: results,
+        storage,
+    }
+}
+
+/// Every reason the baseline cannot be frozen.
+fn judge(config: &Config, baseline: &Baseline, reasons: &mut Vec<String>) {
+    for c in &baseline.checks {
+        if c.status == CheckStatus::Fail {
+            reasons.push(format!("{}: {}", c.name, c.detail));
+        }
+    }
+    for p in &config.progression {
+        let Some(rate) = baseline.progression.iter().find(|r| r.name == p.name) else {
+            // Its check failed (and is already a reason) or did not run.
+            continue;
+        };
+        if rate.idle && config.rollout.idle_progression == IdlePolicy::Fail {
+            reasons.push(format!(
+                "progression:{}: idle: {} stayed at {} for {:.1}s (rollout.idle_progression = fail; set it to \
+                 inconclusive or pass to freeze an idle node)",
+                p.name,
+                p.pointer,
+                rate.last,
+                rate.window_ms as f64 / 1000.0
+            ));
+        }
+    }
+}
