@@ -59,6 +59,12 @@ pub enum Command {
     Rollback(dispatch::rollback::RollbackArgs),
     /// Finish an interrupted rollout: re-verify and promote, or roll back
     Resume(dispatch::resume::ResumeArgs),
+    /// Current layer values, the active rollout and its step, the last known-good baseline
+    Status(dispatch::status::StatusArgs),
+    /// The journal's rollouts, newest first
+    History(dispatch::history::HistoryArgs),
+    /// One rollout's decision record with evidence
+    Show(dispatch::show::ShowArgs),
 }
 
 /// Everything a subcommand needs from the global options.
@@ -155,6 +161,9 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Rollout(args) => dispatch::rollout::run(&ctx, args).await,
             Command::Rollback(args) => dispatch::rollback::run(&ctx, args).await,
             Command::Resume(args) => dispatch::resume::run(&ctx, args).await,
+            Command::Status(args) => dispatch::status::run(&ctx, args).await,
+            Command::History(args) => dispatch::history::run(&ctx, args).await,
+            Command::Show(args) => dispatch::show::run(&ctx, args).await,
         }
     });
     match result {

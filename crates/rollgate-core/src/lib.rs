@@ -12,6 +12,7 @@ pub mod engine;
 pub mod errors;
 pub mod exit;
 pub mod redact;
+pub mod stats;
 pub mod units;
 pub mod vocab;
 

@@ -335,7 +335,7 @@ impl Journal {
             "INSERT INTO steps (rollout_id, kind, intent, intent_at) VALUES (?1, ?2, ?3, ?4)",
             params![rollout_id, kind, self.json(&detail), now()],
         )?;
-        Ok(StepId(self.conn.last_insert_rowid()))
+        Ok(self.conn.last_insert_rowid())
     }
 
     /// Write how a step ended. Each step has exactly one outcome.
@@ -347,16 +347,16 @@ impl Journal {
     ) -> Result<(), JournalError> {
         let has: Option<Option<i64>> = self
             .conn
-            .query_row("SELECT ok FROM steps WHERE id = ?1", [step.0], |r| r.get(0))
+            .query_row("SELECT ok FROM steps WHERE id = ?1", [step], |r| r.get(0))
             .optional()?;
         match has {
-            None => return Err(JournalError::NoStep(step.0)),
-            Some(Some(_)) => return Err(JournalError::OutcomeRecorded(step.0)),
+            None => return Err(JournalError::NoStep(step)),
+            Some(Some(_)) => return Err(JournalError::OutcomeRecorded(step)),
             Some(None) => {}
         }
         self.conn.execute(
             "UPDATE steps SET ok = ?2, outcome = ?3, outcome_at = ?4 WHERE id = ?1",
-            params![step.0, ok, self.json(&detail), now()],
+            params![step, ok, self.json(&detail), now()],
         )?;
         Ok(())
     }
@@ -376,16 +376,16 @@ impl Journal {
             serde_json::from_value(serde_json::to_value(output).map_err(fmt)?).map_err(fmt)?;
         let exists: bool = self.conn.query_row(
             "SELECT EXISTS(SELECT 1 FROM steps WHERE id = ?1)",
-            [step.0],
+            [step],
             |r| r.get(0),
         )?;
         if !exists {
-            return Err(JournalError::NoStep(step.0));
+            return Err(JournalError::NoStep(step));
         }
         self.conn.execute(
             "INSERT INTO driver_outputs (step_id, command, stdout, stderr, exit_code, duration_ms, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![
-                step.0,
+                step,
                 self.text(&rec.command),
                 self.text(&tail(&rec.stdout)),
                 self.text(&tail(&rec.stderr)),
@@ -474,7 +474,7 @@ impl Journal {
                     .map(
                         |(id, kind, intent, intent_at, ok)| -> Result<StepSummary, JournalError> {
                             Ok(StepSummary {
-                                step_id: StepId(id),
+                                step_id: id,
                                 kind,
                                 intent: json_col(Some(intent), || format!("step {id} intent"))?
                                     .unwrap_or(Value::Null),
@@ -486,7 +486,7 @@ impl Journal {
                     )
                     .transpose()?;
                 let from = layer_value_col(from, || format!("rollout {rollout_id} from"))?;
-                Some(ActiveRollout {
+                Some(UnfinishedRollout {
                     rollout_id,
                     layer,
                     from,
@@ -504,17 +504,16 @@ impl Journal {
             .next();
         Ok(JournalState {
             schema_version: self.schema_version()?,
-            active,
+            interrupted: active,
             last_known_good: self.last_known_good_summary()?,
             last_finished,
         })
     }
 
     /// The latest `limit` rollouts, newest first.
-    pub fn history(&self, limit: usize) -> Result<History, JournalError> {
-        Ok(History {
-            rollouts: self.history_query("", limit)?,
-        })
+    /// (`History::from` it for the JSON document.)
+    pub fn history(&self, limit: usize) -> Result<Vec<HistoryEntry>, JournalError> {
+        self.history_query("", limit)
     }
 
     fn history_query(&self, filter: &str, limit: usize) -> Result<Vec<HistoryEntry>, JournalError> {
@@ -598,7 +597,7 @@ impl Journal {
             for row in rows {
                 let (sid, kind, intent, intent_at, ok, outcome, outcome_at) = row?;
                 steps.push(StepRecord {
-                    step_id: StepId(sid),
+                    step_id: sid,
                     kind,
                     intent: json_col(Some(intent), || format!("step {sid} intent"))?
                         .unwrap_or(Value::Null),
@@ -606,7 +605,7 @@ impl Journal {
                     ok,
                     outcome: json_col(outcome, || format!("step {sid} outcome"))?,
                     outcome_at,
-                    driver_outputs: self.driver_outputs(StepId(sid))?,
+                    driver_outputs: self.driver_outputs(sid)?,
                 });
             }
         }
@@ -653,7 +652,7 @@ impl Journal {
 
     fn driver_outputs(&self, step: StepId) -> Result<Vec<DriverOutputRecord>, JournalError> {
         let mut stmt = self.conn.prepare("SELECT command, stdout, stderr, exit_code, duration_ms FROM driver_outputs WHERE step_id = ?1 ORDER BY id")?;
-        let rows = stmt.query_map([step.0], driver_output_row)?;
+        let rows = stmt.query_map([step], driver_output_row)?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 }

@@ -8,16 +8,8 @@ use rollgate_core::baseline::LayerValue;
 use rollgate_core::vocab::{Mode, Outcome, Verdict};
 use serde::{Deserialize, Serialize};
 
-/// The identity of a step within the journal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct StepId(pub i64);
-
-impl std::fmt::Display for StepId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+/// The identity of a step within the journal (the row id, increasing across all rollouts).
+pub type StepId = i64;
 
 /// A rollout about to start.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,9 +48,10 @@ pub struct BaselineSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JournalState {
     pub schema_version: u32,
-    /// A rollout that has no finish: running in another process, or interrupted by a crash
-    /// (the lock tells which).
-    pub active: Option<ActiveRollout>,
+    /// A rollout that has no finish. Seen by a process about to start a rollout, it was
+    /// interrupted (a crash) and must be resumed; while a live process holds the lock it may
+    /// still be running ([`crate::Lock::status`] tells which).
+    pub interrupted: Option<UnfinishedRollout>,
     pub last_known_good: Option<BaselineSummary>,
     /// The most recently finished rollout.
     pub last_finished: Option<HistoryEntry>,
@@ -66,7 +59,7 @@ pub struct JournalState {
 
 /// A rollout without a finish and where it stopped.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ActiveRollout {
+pub struct UnfinishedRollout {
     pub rollout_id: String,
     pub layer: String,
     pub from: Option<LayerValue>,
@@ -77,7 +70,7 @@ pub struct ActiveRollout {
     pub last_step: Option<StepSummary>,
 }
 
-impl ActiveRollout {
+impl UnfinishedRollout {
     /// True when the last step's intent was written but not its outcome: the action may or
     /// may not have happened, and `resume` must find out.
     pub fn stopped_at_intent(&self) -> bool {
@@ -118,10 +111,17 @@ pub struct HistoryEntry {
     pub baseline_id: Option<String>,
 }
 
-/// `rollgate history --format json`: `{"rollouts": [HistoryEntry…]}`, newest first.
+/// `rollgate history --format json`: `{"rollouts": [HistoryEntry…]}`, newest first
+/// (`History::from(journal.history(limit)?)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct History {
     pub rollouts: Vec<HistoryEntry>,
+}
+
+impl From<Vec<HistoryEntry>> for History {
+    fn from(rollouts: Vec<HistoryEntry>) -> History {
+        History { rollouts }
+    }
 }
 
 /// A child process's output as stored beside its step (the runtime's `DriverOutput`).

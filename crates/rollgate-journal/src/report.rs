@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::lock::LockStatus;
 use crate::model::{
-    ActiveRollout, BaselineSummary, History, HistoryEntry, JournalState, RolloutDetail,
+    BaselineSummary, History, HistoryEntry, JournalState, RolloutDetail, UnfinishedRollout,
 };
 
 /// A layer's current value, or why it could not be read.
@@ -54,7 +54,7 @@ pub struct StatusReport {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ActiveStatus {
     #[serde(flatten)]
-    pub rollout: ActiveRollout,
+    pub rollout: UnfinishedRollout,
     /// No live process holds the lock: the rollout was interrupted.
     pub interrupted: bool,
     /// Its last step's intent has no outcome.
@@ -69,7 +69,7 @@ impl StatusReport {
         lock: LockStatus,
     ) -> StatusReport {
         let held = matches!(lock, LockStatus::Held { .. });
-        let active_rollout = state.active.map(|rollout| ActiveStatus {
+        let active_rollout = state.interrupted.map(|rollout| ActiveStatus {
             interrupted: !held,
             stopped_at_intent: rollout.stopped_at_intent(),
             rollout,

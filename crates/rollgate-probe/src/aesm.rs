@@ -17,14 +17,23 @@ pub async fn probe_aesm(socket: &Path, timeout: Duration) -> Outcome {
         Ok(Ok(_stream)) => Outcome::pass(format!("unix:{path}: accepting connections"), observed),
         Ok(Err(e)) => {
             let why = match e.kind() {
-                std::io::ErrorKind::NotFound => "no socket at this path (is aesmd running?)".to_string(),
-                std::io::ErrorKind::ConnectionRefused => "nothing is listening on the socket (aesmd stopped?)".to_string(),
-                std::io::ErrorKind::PermissionDenied => "permission denied (is rollgate in the socket's group?)".to_string(),
+                std::io::ErrorKind::NotFound => {
+                    "no socket at this path (is aesmd running?)".to_string()
+                }
+                std::io::ErrorKind::ConnectionRefused => {
+                    "nothing is listening on the socket (aesmd stopped?)".to_string()
+                }
+                std::io::ErrorKind::PermissionDenied => {
+                    "permission denied (is rollgate in the socket's group?)".to_string()
+                }
                 _ => format!("cannot connect: {e}"),
             };
             Outcome::fail(format!("unix:{path}: {why}"), observed)
         }
-        Err(_) => Outcome::fail(format!("unix:{path}: connect did not complete within {timeout:?}"), observed),
+        Err(_) => Outcome::fail(
+            format!("unix:{path}: connect did not complete within {timeout:?}"),
+            observed,
+        ),
     }
 }
 
@@ -47,6 +56,10 @@ mod tests {
         // The socket file stays behind when the daemon dies: refused, not missing.
         let stale = probe_aesm(&sock, Duration::from_secs(1)).await;
         assert_eq!(stale.status, CheckStatus::Fail);
-        assert!(stale.detail.contains("nothing is listening"), "{}", stale.detail);
+        assert!(
+            stale.detail.contains("nothing is listening"),
+            "{}",
+            stale.detail
+        );
     }
 }

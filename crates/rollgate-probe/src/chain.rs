@@ -24,7 +24,10 @@ pub struct AdvanceWindow {
 
 impl Default for AdvanceWindow {
     fn default() -> Self {
-        AdvanceWindow { window: Duration::from_secs(3), interval: Duration::from_millis(250) }
+        AdvanceWindow {
+            window: Duration::from_secs(3),
+            interval: Duration::from_millis(250),
+        }
     }
 }
 
@@ -34,13 +37,22 @@ pub async fn rpc(http: &HttpClient, url: &str, method: &str) -> Result<Value, Pr
     let fetched = http.post_json(url, &body).await?;
     require_success(url, &fetched)?;
     let doc = parse_json(url, &fetched.body)?;
-    let invalid = |message: String| ProbeError::Invalid { endpoint: redact_url(url), message };
+    let invalid = |message: String| ProbeError::Invalid {
+        endpoint: redact_url(url),
+        message,
+    };
     if let Some(err) = doc.get("error").filter(|e| !e.is_null()) {
-        return Err(invalid(format!("{method} returned error {}", show_value(err, 120))));
+        return Err(invalid(format!(
+            "{method} returned error {}",
+            show_value(err, 120)
+        )));
     }
     match doc.get("result") {
         Some(r) => Ok(r.clone()),
-        None => Err(invalid(format!("{method} answer has no `result` ({})", show_value(&doc, 80)))),
+        None => Err(invalid(format!(
+            "{method} answer has no `result` ({})",
+            show_value(&doc, 80)
+        ))),
     }
 }
 
@@ -58,7 +70,10 @@ async fn rpc_quantity(http: &HttpClient, url: &str, method: &str) -> Result<u64,
     let v = rpc(http, url, method).await?;
     quantity(&v).ok_or_else(|| ProbeError::Invalid {
         endpoint: redact_url(url),
-        message: format!("{method} returned {}, expected a hex quantity like \"0x1a\"", show_value(&v, 60)),
+        message: format!(
+            "{method} returned {}, expected a hex quantity like \"0x1a\"",
+            show_value(&v, 60)
+        ),
     })
 }
 
@@ -94,7 +109,10 @@ pub async fn probe_chain(http: &HttpClient, chain: &Chain, advance: AdvanceWindo
     let observed = json!({"chain_id": chain_id, "head_first": first, "head_last": last,
                           "sampled_ms": start.elapsed().as_millis() as u64});
     if last < first {
-        Outcome::fail(format!("{endpoint}: head went backwards from {first} to {last} (chain reset?)"), observed)
+        Outcome::fail(
+            format!("{endpoint}: head went backwards from {first} to {last} (chain reset?)"),
+            observed,
+        )
     } else if last == first {
         Outcome::warn(
             format!(
@@ -104,7 +122,10 @@ pub async fn probe_chain(http: &HttpClient, chain: &Chain, advance: AdvanceWindo
             observed,
         )
     } else {
-        Outcome::pass(format!("{endpoint}: chain {chain_id}, head {first} → {last}"), observed)
+        Outcome::pass(
+            format!("{endpoint}: chain {chain_id}, head {first} → {last}"),
+            observed,
+        )
     }
 }
 

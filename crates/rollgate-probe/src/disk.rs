@@ -27,11 +27,20 @@ pub struct DiskUsage {
 /// The usage of the filesystem holding `path`.
 pub fn disk_usage(path: &Path) -> std::io::Result<DiskUsage> {
     let st = rustix::fs::statvfs(path).map_err(std::io::Error::from)?;
-    let unit = if st.f_frsize > 0 { st.f_frsize } else { st.f_bsize };
+    let unit = if st.f_frsize > 0 {
+        st.f_frsize
+    } else {
+        st.f_bsize
+    };
     let total = st.f_blocks.saturating_mul(unit);
     let free = st.f_bavail.saturating_mul(unit);
-    let free_percent = if total == 0 { 0.0 } else { free as f64 * 100.0 / total as f64 };
-    let free_inodes_percent = (st.f_files > 0).then(|| st.f_favail as f64 * 100.0 / st.f_files as f64);
+    let free_percent = if total == 0 {
+        0.0
+    } else {
+        free as f64 * 100.0 / total as f64
+    };
+    let free_inodes_percent =
+        (st.f_files > 0).then(|| st.f_favail as f64 * 100.0 / st.f_files as f64);
     Ok(DiskUsage {
         total_bytes: total,
         free_bytes: free,
@@ -50,7 +59,12 @@ pub fn probe_disk(h: &DiskHeadroom) -> Outcome {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Outcome::fail(format!("{path}: does not exist"), serde_json::Value::Null);
         }
-        Err(e) => return Outcome::fail(format!("{path}: cannot read filesystem usage: {e}"), serde_json::Value::Null),
+        Err(e) => {
+            return Outcome::fail(
+                format!("{path}: cannot read filesystem usage: {e}"),
+                serde_json::Value::Null,
+            );
+        }
     };
     judge_disk(h, &usage)
 }
@@ -63,24 +77,35 @@ pub fn judge_disk(h: &DiskHeadroom, u: &DiskUsage) -> Outcome {
     if let Some(min) = h.min_free_bytes
         && u.free_bytes < min
     {
-        problems.push(format!("{} free, below min_free {}", format_size(u.free_bytes), format_size(min)));
+        problems.push(format!(
+            "{} free, below min_free {}",
+            format_size(u.free_bytes),
+            format_size(min)
+        ));
     }
     if let Some(min) = h.min_free_percent
         && u.free_percent < min
     {
-        problems.push(format!("{:.1}% free, below min_free_percent {min}%", u.free_percent));
+        problems.push(format!(
+            "{:.1}% free, below min_free_percent {min}%",
+            u.free_percent
+        ));
     }
     if let (Some(min), Some(have)) = (h.min_free_inodes_percent, u.free_inodes_percent)
         && have < min
     {
-        problems.push(format!("{have:.1}% inodes free, below min_free_inodes_percent {min}%"));
+        problems.push(format!(
+            "{have:.1}% inodes free, below min_free_inodes_percent {min}%"
+        ));
     }
     let summary = format!(
         "{} free of {} ({:.1}%){}",
         format_size(u.free_bytes),
         format_size(u.total_bytes),
         u.free_percent,
-        u.free_inodes_percent.map(|p| format!(", {p:.1}% inodes free")).unwrap_or_default()
+        u.free_inodes_percent
+            .map(|p| format!(", {p:.1}% inodes free"))
+            .unwrap_or_default()
     );
     if problems.is_empty() {
         Outcome::pass(format!("{path}: {summary}"), observed)
@@ -106,20 +131,41 @@ mod tests {
     }
 
     fn h(bytes: Option<u64>, pct: Option<f64>, ipct: Option<f64>) -> DiskHeadroom {
-        DiskHeadroom { path: "/data".into(), min_free_bytes: bytes, min_free_percent: pct, min_free_inodes_percent: ipct }
+        DiskHeadroom {
+            path: "/data".into(),
+            min_free_bytes: bytes,
+            min_free_percent: pct,
+            min_free_inodes_percent: ipct,
+        }
     }
 
     #[test]
     fn thresholds() {
         let gib = 1 << 30;
-        let ok = judge_disk(&h(Some(10 * gib), Some(10.0), Some(5.0)), &usage(20 * gib, 100 * gib, 50, 100));
+        let ok = judge_disk(
+            &h(Some(10 * gib), Some(10.0), Some(5.0)),
+            &usage(20 * gib, 100 * gib, 50, 100),
+        );
         assert_eq!(ok.status, CheckStatus::Pass, "{}", ok.detail);
-        let low = judge_disk(&h(Some(10 * gib), None, None), &usage(5 * gib, 100 * gib, 50, 100));
+        let low = judge_disk(
+            &h(Some(10 * gib), None, None),
+            &usage(5 * gib, 100 * gib, 50, 100),
+        );
         assert_eq!(low.status, CheckStatus::Fail);
-        assert!(low.detail.contains("below min_free 10.0 GiB"), "{}", low.detail);
-        let pct = judge_disk(&h(None, Some(10.0), None), &usage(5 * gib, 100 * gib, 50, 100));
+        assert!(
+            low.detail.contains("below min_free 10.0 GiB"),
+            "{}",
+            low.detail
+        );
+        let pct = judge_disk(
+            &h(None, Some(10.0), None),
+            &usage(5 * gib, 100 * gib, 50, 100),
+        );
         assert!(pct.detail.contains("5.0% free"), "{}", pct.detail);
-        let inodes = judge_disk(&h(None, None, Some(5.0)), &usage(50 * gib, 100 * gib, 1, 100));
+        let inodes = judge_disk(
+            &h(None, None, Some(5.0)),
+            &usage(50 * gib, 100 * gib, 1, 100),
+        );
         assert!(inodes.detail.contains("inodes"), "{}", inodes.detail);
         // No inode figures: the inode threshold cannot be judged and is not invented.
         let none = judge_disk(&h(None, None, Some(5.0)), &usage(50 * gib, 100 * gib, 0, 0));

@@ -20,14 +20,20 @@ pub fn check_mode(config: &Config) -> Outcome {
     let mode = config.node.mode;
     let observed = json!({"mode": mode.as_str()});
     match mode {
-        Mode::Host => Outcome::fail("node.mode is host: diagnostic only, rollouts refuse it", observed),
+        Mode::Host => Outcome::fail(
+            "node.mode is host: diagnostic only, rollouts refuse it",
+            observed,
+        ),
         _ => Outcome::pass(format!("{mode} (canonical)"), observed),
     }
 }
 
 /// The chain and deployment-service URLs — configured, and set in the runtime env file when it
 /// sets them — all belong to the declared mode.
-pub fn check_dependency_urls(config: &Config, runtime_env: Option<&BTreeMap<String, String>>) -> Outcome {
+pub fn check_dependency_urls(
+    config: &Config,
+    runtime_env: Option<&BTreeMap<String, String>>,
+) -> Outcome {
     let mode = config.node.mode;
     let mut urls: Vec<(String, String)> = Vec::new();
     if let Some(c) = &config.dependencies.chain {
@@ -43,23 +49,51 @@ pub fn check_dependency_urls(config: &Config, runtime_env: Option<&BTreeMap<Stri
             }
         }
     }
-    let observed = json!(urls.iter().map(|(k, u)| (k.clone(), redact_url(u))).collect::<BTreeMap<_, _>>());
+    let observed = json!(
+        urls.iter()
+            .map(|(k, u)| (k.clone(), redact_url(u)))
+            .collect::<BTreeMap<_, _>>()
+    );
     if urls.is_empty() {
         return Outcome::skip("no chain or deployment-service URL configured");
     }
-    let modes: Vec<(String, String, Mode)> = urls.iter().map(|(k, u)| (k.clone(), redact_url(u), Mode::of_url(u))).collect();
+    let modes: Vec<(String, String, Mode)> = urls
+        .iter()
+        .map(|(k, u)| (k.clone(), redact_url(u), Mode::of_url(u)))
+        .collect();
     let mismatched: Vec<String> = if mode == Mode::Host {
         // Host mode accepts any URLs, but still only of one mode.
         let first = modes[0].2;
-        modes.iter().filter(|(_, _, m)| *m != first).map(|(k, u, m)| format!("{k} {u} is {m}, {} is {first}", modes[0].0)).collect()
+        modes
+            .iter()
+            .filter(|(_, _, m)| *m != first)
+            .map(|(k, u, m)| format!("{k} {u} is {m}, {} is {first}", modes[0].0))
+            .collect()
     } else {
-        modes.iter().filter(|(_, _, m)| *m != mode).map(|(k, u, m)| format!("{k} {u} is {m}")).collect()
+        modes
+            .iter()
+            .filter(|(_, _, m)| *m != mode)
+            .map(|(k, u, m)| format!("{k} {u} is {m}"))
+            .collect()
     };
     let list: Vec<String> = modes.iter().map(|(k, u, _)| format!("{k} {u}")).collect();
     if mismatched.is_empty() {
-        Outcome::pass(format!("all {}: {}", if mode == Mode::Host { modes[0].2 } else { mode }, list.join(", ")), observed)
+        Outcome::pass(
+            format!(
+                "all {}: {}",
+                if mode == Mode::Host { modes[0].2 } else { mode },
+                list.join(", ")
+            ),
+            observed,
+        )
     } else {
-        Outcome::fail(format!("mode mismatch: node.mode is {mode} but {}", mismatched.join("; ")), observed)
+        Outcome::fail(
+            format!(
+                "mode mismatch: node.mode is {mode} but {}",
+                mismatched.join("; ")
+            ),
+            observed,
+        )
     }
 }
 
@@ -69,7 +103,9 @@ pub fn check_app_config(path: &Path) -> Outcome {
     match std::fs::metadata(path) {
         Ok(m) if m.is_dir() => Outcome::pass(format!("{} present", path.display()), observed),
         Ok(_) => Outcome::fail(format!("{} is not a directory", path.display()), observed),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Outcome::fail(format!("{} does not exist", path.display()), observed),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Outcome::fail(format!("{} does not exist", path.display()), observed)
+        }
         Err(e) => Outcome::fail(format!("{}: {e}", path.display()), observed),
     }
 }

@@ -22,7 +22,11 @@ pub enum ProbeError {
     },
 
     #[error("{endpoint}: answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(" ({body})") })]
-    Status { endpoint: String, status: u16, body: String },
+    Status {
+        endpoint: String,
+        status: u16,
+        body: String,
+    },
 
     #[error("{endpoint}: response body larger than the {limit}-byte limit (probe.max_body)")]
     TooLarge { endpoint: String, limit: u64 },
@@ -131,7 +135,10 @@ mod tests {
         let e = ProbeError::Io {
             endpoint: "unix:/x".into(),
             what: "cannot connect".into(),
-            source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                "connection refused",
+            ),
         };
         assert_eq!(e.detail(), "unix:/x: cannot connect: connection refused");
     }

@@ -27,7 +27,11 @@ pub fn faults_in(doc: &Value, pointers: &[String]) -> Vec<String> {
 }
 
 /// Read the status document at `url` and list its faults.
-pub async fn read_faults(http: &HttpClient, url: &str, pointers: &[String]) -> Result<Vec<String>, ProbeError> {
+pub async fn read_faults(
+    http: &HttpClient,
+    url: &str,
+    pointers: &[String],
+) -> Result<Vec<String>, ProbeError> {
     let doc = http.get_json(url).await?;
     Ok(faults_in(&doc, pointers))
 }
@@ -40,7 +44,13 @@ mod tests {
     #[test]
     fn only_present_values_are_faults() {
         let doc = json!({"attestation": {"fault": {"stage": "Identity"}}, "registration": {"fault": null}, "x": ""});
-        let ptrs: Vec<String> = ["/attestation/fault", "/registration/fault", "/x", "/absent"].iter().map(|s| s.to_string()).collect();
-        assert_eq!(faults_in(&doc, &ptrs), vec![r#"/attestation/fault={"stage":"Identity"}"#.to_string()]);
+        let ptrs: Vec<String> = ["/attestation/fault", "/registration/fault", "/x", "/absent"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert_eq!(
+            faults_in(&doc, &ptrs),
+            vec![r#"/attestation/fault={"stage":"Identity"}"#.to_string()]
+        );
     }
 }

@@ -32,16 +32,24 @@ pub struct HttpClient {
 impl HttpClient {
     /// A plain-HTTP(S) client with the system's roots, for node endpoints.
     pub fn new(limits: &ProbeLimits) -> Result<HttpClient, ProbeError> {
-        let client = base_builder(limits).build().map_err(|source| ProbeError::Request {
-            endpoint: "http client".into(),
-            source,
-        })?;
-        Ok(HttpClient { client, limits: limits.clone() })
+        let client = base_builder(limits)
+            .build()
+            .map_err(|source| ProbeError::Request {
+                endpoint: "http client".into(),
+                source,
+            })?;
+        Ok(HttpClient {
+            client,
+            limits: limits.clone(),
+        })
     }
 
     /// Wrap a client built elsewhere (the PCCS probe brings its own TLS configuration).
     pub fn with_client(client: reqwest::Client, limits: &ProbeLimits) -> HttpClient {
-        HttpClient { client, limits: limits.clone() }
+        HttpClient {
+            client,
+            limits: limits.clone(),
+        }
     }
 
     pub fn limits(&self) -> &ProbeLimits {
@@ -80,7 +88,10 @@ impl HttpClient {
             })?;
             let status = resp.status().as_u16();
             if resp.content_length().is_some_and(|n| n > limit) {
-                return Err(ProbeError::TooLarge { endpoint: endpoint.clone(), limit });
+                return Err(ProbeError::TooLarge {
+                    endpoint: endpoint.clone(),
+                    limit,
+                });
             }
             let mut body = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| ProbeError::Request {
@@ -89,7 +100,10 @@ impl HttpClient {
             })? {
                 if body.len() as u64 + chunk.len() as u64 > limit {
                     // Dropping `resp` closes the connection: the rest is never read.
-                    return Err(ProbeError::TooLarge { endpoint: endpoint.clone(), limit });
+                    return Err(ProbeError::TooLarge {
+                        endpoint: endpoint.clone(),
+                        limit,
+                    });
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -97,7 +111,10 @@ impl HttpClient {
         };
         match tokio::time::timeout(self.limits.timeout, work).await {
             Ok(r) => r,
-            Err(_) => Err(ProbeError::Timeout { endpoint, after: self.limits.timeout }),
+            Err(_) => Err(ProbeError::Timeout {
+                endpoint,
+                after: self.limits.timeout,
+            }),
         }
     }
 }
@@ -119,7 +136,11 @@ pub fn require_success(url: &str, fetched: &Fetched) -> Result<(), ProbeError> {
     } else {
         let body = String::from_utf8_lossy(&fetched.body[..fetched.body.len().min(200)]);
         let body: String = body.chars().filter(|c| !c.is_control()).take(120).collect();
-        Err(ProbeError::Status { endpoint: redact_url(url), status: fetched.status, body })
+        Err(ProbeError::Status {
+            endpoint: redact_url(url),
+            status: fetched.status,
+            body,
+        })
     }
 }
 
@@ -139,13 +160,20 @@ pub fn judge(doc: &Value, expect: &Expect) -> Option<String> {
     match (&expect.check, at) {
         (Expectation::Present(true), Some(_)) | (Expectation::Present(false), None) => None,
         (Expectation::Present(true), None) => Some(format!("{p} is missing")),
-        (Expectation::Present(false), Some(v)) => Some(format!("{p} is present ({}), expected absent", show_value(v, 60))),
+        (Expectation::Present(false), Some(v)) => Some(format!(
+            "{p} is present ({}), expected absent",
+            show_value(v, 60)
+        )),
         (_, None) => Some(format!("{p} is missing")),
         (Expectation::Equals(want), Some(v)) => {
             if values_equal(v, want) {
                 None
             } else {
-                Some(format!("{p} is {}, expected {}", show_value(v, 60), show_value(want, 60)))
+                Some(format!(
+                    "{p} is {}, expected {}",
+                    show_value(v, 60),
+                    show_value(want, 60)
+                ))
             }
         }
         (Expectation::OneOf(wants), Some(v)) => {
@@ -153,14 +181,23 @@ pub fn judge(doc: &Value, expect: &Expect) -> Option<String> {
                 None
             } else {
                 let list: Vec<String> = wants.iter().map(|w| show_value(w, 30)).collect();
-                Some(format!("{p} is {}, expected one of {}", show_value(v, 60), list.join(", ")))
+                Some(format!(
+                    "{p} is {}, expected one of {}",
+                    show_value(v, 60),
+                    list.join(", ")
+                ))
             }
         }
         (Expectation::Type(t), Some(v)) => {
             if t.matches(v) {
                 None
             } else {
-                Some(format!("{p} is {} {}, expected {}", JsonType::of(v).as_str(), show_value(v, 60), t.as_str()))
+                Some(format!(
+                    "{p} is {} {}, expected {}",
+                    JsonType::of(v).as_str(),
+                    show_value(v, 60),
+                    t.as_str()
+                ))
             }
         }
     }
@@ -169,7 +206,9 @@ pub fn judge(doc: &Value, expect: &Expect) -> Option<String> {
 /// Equality where `1` and `1.0` are the same number (TOML and JSON disagree on integer-ness).
 fn values_equal(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y),
+        (Value::Number(x), Value::Number(y)) => {
+            x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y)
+        }
         _ => a == b,
     }
 }
@@ -182,15 +221,25 @@ pub async fn probe_readiness(http: &HttpClient, readiness: &Readiness) -> Outcom
         Ok(f) => f,
         Err(e) => return e.into(),
     };
-    let doc = match (require_success(&readiness.url, &fetched), parse_json(&readiness.url, &fetched.body)) {
+    let doc = match (
+        require_success(&readiness.url, &fetched),
+        parse_json(&readiness.url, &fetched.body),
+    ) {
         (Ok(()), Ok(doc)) => doc,
         (Ok(()), Err(e)) | (Err(e), Err(_)) => return e.into(),
         // A JSON error body is kept: it usually says why the node is not ready.
         (Err(e), Ok(doc)) => return Outcome::fail(e.detail(), doc),
     };
-    let failures: Vec<String> = readiness.expect.iter().filter_map(|e| judge(&doc, e)).collect();
+    let failures: Vec<String> = readiness
+        .expect
+        .iter()
+        .filter_map(|e| judge(&doc, e))
+        .collect();
     if failures.is_empty() {
-        Outcome::pass(format!("{endpoint}: {} expectation(s) hold", readiness.expect.len()), doc)
+        Outcome::pass(
+            format!("{endpoint}: {} expectation(s) hold", readiness.expect.len()),
+            doc,
+        )
     } else {
         Outcome::fail(format!("{endpoint}: {}", failures.join("; ")), doc)
     }
@@ -203,7 +252,10 @@ pub async fn probe_health(http: &HttpClient, url: &str) -> Outcome {
     match http.get(url).await {
         Ok(f) if (200..300).contains(&f.status) => {
             let observed = serde_json::from_slice(&f.body).unwrap_or(Value::Null);
-            Outcome::pass(format!("{endpoint}: HTTP {}", f.status), json!({"status": f.status, "body": observed}))
+            Outcome::pass(
+                format!("{endpoint}: HTTP {}", f.status),
+                json!({"status": f.status, "body": observed}),
+            )
         }
         Ok(f) => match require_success(url, &f) {
             Err(e) => Outcome::fail(e.detail(), json!({"status": f.status})),
@@ -218,7 +270,10 @@ mod tests {
     use super::*;
 
     fn ex(pointer: &str, check: Expectation) -> Expect {
-        Expect { pointer: pointer.into(), check }
+        Expect {
+            pointer: pointer.into(),
+            check,
+        }
     }
 
     #[test]
@@ -226,17 +281,35 @@ mod tests {
         let doc = json!({"health": "Healthy", "n": 1, "ok": true, "s": "x", "nil": null});
         let cases: Vec<(Expect, Option<&str>)> = vec![
             (ex("/health", Expectation::Equals(json!("Healthy"))), None),
-            (ex("/health", Expectation::Equals(json!("Running"))), Some("/health is \"Healthy\", expected \"Running\"")),
+            (
+                ex("/health", Expectation::Equals(json!("Running"))),
+                Some("/health is \"Healthy\", expected \"Running\""),
+            ),
             (ex("/n", Expectation::Equals(json!(1.0))), None),
-            (ex("/ok", Expectation::OneOf(vec![json!(false), json!(true)])), None),
-            (ex("/s", Expectation::OneOf(vec![json!("a"), json!("b")])), Some("/s is \"x\", expected one of \"a\", \"b\"")),
+            (
+                ex("/ok", Expectation::OneOf(vec![json!(false), json!(true)])),
+                None,
+            ),
+            (
+                ex("/s", Expectation::OneOf(vec![json!("a"), json!("b")])),
+                Some("/s is \"x\", expected one of \"a\", \"b\""),
+            ),
             (ex("/nil", Expectation::Present(true)), None),
-            (ex("/gone", Expectation::Present(true)), Some("/gone is missing")),
+            (
+                ex("/gone", Expectation::Present(true)),
+                Some("/gone is missing"),
+            ),
             (ex("/gone", Expectation::Present(false)), None),
             (ex("/ok", Expectation::Type(JsonType::Boolean)), None),
             (ex("/n", Expectation::Type(JsonType::Number)), None),
-            (ex("/s", Expectation::Type(JsonType::Integer)), Some("/s is string \"x\", expected integer")),
-            (ex("/gone", Expectation::Equals(json!(1))), Some("/gone is missing")),
+            (
+                ex("/s", Expectation::Type(JsonType::Integer)),
+                Some("/s is string \"x\", expected integer"),
+            ),
+            (
+                ex("/gone", Expectation::Equals(json!(1))),
+                Some("/gone is missing"),
+            ),
         ];
         for (e, want) in cases {
             assert_eq!(judge(&doc, &e).as_deref(), want, "{e:?}");

@@ -25,7 +25,10 @@ fn escape(symbol: &str) -> String {
 pub fn parse_price(v: &Value) -> Result<f64, String> {
     let p = match v {
         Value::Number(n) => n.as_f64().ok_or("not a finite number")?,
-        Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("\"{}\" is not a decimal number", cut(s)))?,
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("\"{}\" is not a decimal number", cut(s)))?,
         other => return Err(format!("{} is not a number", show_value(other, 40))),
     };
     if !p.is_finite() {
@@ -44,7 +47,11 @@ pub fn parse_timestamp_ms(v: &Value) -> Result<i128, String> {
         if !n.is_finite() || n < 0.0 {
             return Err(format!("{n} is not a valid epoch time"));
         }
-        Ok(if n < 1e11 { (n * 1000.0) as i128 } else { n as i128 })
+        Ok(if n < 1e11 {
+            (n * 1000.0) as i128
+        } else {
+            n as i128
+        })
     };
     match v {
         Value::Number(n) => from_number(n.as_f64().ok_or("not a finite number")?),
@@ -55,14 +62,23 @@ pub fn parse_timestamp_ms(v: &Value) -> Result<i128, String> {
             }
             time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
                 .map(|t| t.unix_timestamp_nanos() / 1_000_000)
-                .map_err(|_| format!("\"{}\" is neither epoch seconds, milliseconds nor RFC 3339", cut(s)))
+                .map_err(|_| {
+                    format!(
+                        "\"{}\" is neither epoch seconds, milliseconds nor RFC 3339",
+                        cut(s)
+                    )
+                })
         }
         other => Err(format!("{} is not a timestamp", show_value(other, 40))),
     }
 }
 
 fn cut(s: &str) -> String {
-    if s.chars().count() > 40 { format!("{}…", s.chars().take(40).collect::<String>()) } else { s.to_string() }
+    if s.chars().count() > 40 {
+        format!("{}…", s.chars().take(40).collect::<String>())
+    } else {
+        s.to_string()
+    }
 }
 
 /// Judge a mark-price document at `now_ms` (epoch milliseconds).
@@ -99,7 +115,10 @@ pub fn judge(doc: &Value, probe: &MarkPriceProbe, now_ms: i128) -> (Vec<String>,
                 Ok(ts) => {
                     let age = now_ms - ts;
                     if age < -(MAX_FUTURE_SKEW.as_millis() as i128) {
-                        problems.push(format!("{sym}: timestamp is {:.1}s in the future (clock skew?)", -age as f64 / 1000.0));
+                        problems.push(format!(
+                            "{sym}: timestamp is {:.1}s in the future (clock skew?)",
+                            -age as f64 / 1000.0
+                        ));
                     } else if age > max_age_ms {
                         problems.push(format!(
                             "{sym}: stale: {:.1}s old, max_age {}s",
@@ -120,13 +139,24 @@ pub fn judge(doc: &Value, probe: &MarkPriceProbe, now_ms: i128) -> (Vec<String>,
 pub async fn mark_price(http: &HttpClient, probe: &MarkPriceProbe) -> Result<Outcome, ProbeError> {
     let endpoint = redact_url(&probe.url);
     let doc = http.get_json(&probe.url).await?;
-    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i128).unwrap_or(0);
+    let now_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i128)
+        .unwrap_or(0);
     let (problems, observed) = judge(&doc, probe, now_ms);
     Ok(if problems.is_empty() {
         let list: Vec<String> = probe
             .symbols
             .iter()
-            .map(|s| format!("{s} {}", observed[s]["price"].as_f64().map(|p| p.to_string()).unwrap_or_default()))
+            .map(|s| {
+                format!(
+                    "{s} {}",
+                    observed[s]["price"]
+                        .as_f64()
+                        .map(|p| p.to_string())
+                        .unwrap_or_default()
+                )
+            })
             .collect();
         Outcome::pass(format!("{endpoint}: {}", list.join(", ")), observed)
     } else {
@@ -168,9 +198,12 @@ mod tests {
             "ETHP": {"price": 1.5, "timestamp": "2025-11-28T03:19:58Z"},
             "BTCP": {"price": "2", "timestamp": "2025-11-28T04:19:58+01:00"},
         });
-        let now = time::OffsetDateTime::parse("2025-11-28T03:20:00Z", &time::format_description::well_known::Rfc3339)
-            .unwrap()
-            .unix_timestamp_nanos()
+        let now = time::OffsetDateTime::parse(
+            "2025-11-28T03:20:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap()
+        .unix_timestamp_nanos()
             / 1_000_000;
         let (problems, _) = judge(&doc, &probe(), now);
         assert!(problems.is_empty(), "{problems:?}");
@@ -184,9 +217,15 @@ mod tests {
         });
         let (problems, _) = judge(&doc, &probe(), NOW);
         let text = problems.join("; ");
-        assert!(text.contains("ETHP: price at /ETHP/price: -1 is not positive"), "{text}");
+        assert!(
+            text.contains("ETHP: price at /ETHP/price: -1 is not positive"),
+            "{text}"
+        );
         assert!(text.contains("ETHP: stale: 60.0s old"), "{text}");
-        assert!(text.contains("BTCP: price at /BTCP/price: true is not a number"), "{text}");
+        assert!(
+            text.contains("BTCP: price at /BTCP/price: true is not a number"),
+            "{text}"
+        );
         assert!(text.contains("in the future"), "{text}");
         let (problems, _) = judge(&json!({}), &probe(), NOW);
         assert_eq!(problems[0], "ETHP: no mark price at /ETHP/price");

@@ -35,7 +35,9 @@ pub fn id_of(db_text: &str, name: &str) -> Option<u32> {
 
 /// The name of a user or group id in passwd/group text.
 pub fn name_of(db_text: &str, id: u32) -> Option<String> {
-    entries(db_text).find(|(_, i)| *i == id).map(|(n, _)| n.to_string())
+    entries(db_text)
+        .find(|(_, i)| *i == id)
+        .map(|(n, _)| n.to_string())
 }
 
 /// SHA-256 of a file, read in chunks through a read-only handle.
@@ -59,26 +61,55 @@ pub fn check_metadata_with(node: &Node, passwd: &str) -> (Outcome, Option<Metada
     let shown = path.display().to_string();
     let meta = match std::fs::metadata(path) {
         Ok(m) if m.is_file() => m,
-        Ok(_) => return (Outcome::fail(format!("{shown} is not a regular file"), json!({"path": shown})), None),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Ok(_) => {
             return (
                 Outcome::fail(
-                    format!("{shown} does not exist (only the deployment-service writes it: restore it through its own flow)"),
+                    format!("{shown} is not a regular file"),
                     json!({"path": shown}),
                 ),
                 None,
             );
         }
-        Err(e) => return (Outcome::fail(format!("{shown}: {e}"), json!({"path": shown})), None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return (
+                Outcome::fail(
+                    format!(
+                        "{shown} does not exist (only the deployment-service writes it: restore it through its own flow)"
+                    ),
+                    json!({"path": shown}),
+                ),
+                None,
+            );
+        }
+        Err(e) => {
+            return (
+                Outcome::fail(format!("{shown}: {e}"), json!({"path": shown})),
+                None,
+            );
+        }
     };
     let uid = meta.uid();
     let owner_name = name_of(passwd, uid);
     let sha = match sha256_file(path) {
         Ok(s) => Some(s),
-        Err(e) => return (Outcome::fail(format!("{shown}: cannot read to hash it: {e}"), json!({"path": shown, "uid": uid})), None),
+        Err(e) => {
+            return (
+                Outcome::fail(
+                    format!("{shown}: cannot read to hash it: {e}"),
+                    json!({"path": shown, "uid": uid}),
+                ),
+                None,
+            );
+        }
     };
-    let record = MetadataRecord { path: shown.clone(), owner: owner_name.clone(), uid: Some(uid), sha256: sha.clone() };
-    let observed = json!({"path": shown, "uid": uid, "owner": owner_name, "sha256": sha, "size": meta.len()});
+    let record = MetadataRecord {
+        path: shown.clone(),
+        owner: owner_name.clone(),
+        uid: Some(uid),
+        sha256: sha.clone(),
+    };
+    let observed =
+        json!({"path": shown, "uid": uid, "owner": owner_name, "sha256": sha, "size": meta.len()});
     let owned_by = match &owner_name {
         Some(n) => format!("{n} (uid {uid})"),
         None => format!("uid {uid}"),
@@ -90,7 +121,9 @@ pub fn check_metadata_with(node: &Node, passwd: &str) -> (Outcome, Option<Metada
     let want = &node.deployment_metadata_owner;
     let outcome = match expected_uid {
         None => Outcome::fail(
-            format!("{shown}: configured owner {want} is not a user on this machine (file owned by {owned_by})"),
+            format!(
+                "{shown}: configured owner {want} is not a user on this machine (file owned by {owned_by})"
+            ),
             observed,
         ),
         Some(e) if e != uid => Outcome::fail(
@@ -98,7 +131,10 @@ pub fn check_metadata_with(node: &Node, passwd: &str) -> (Outcome, Option<Metada
             observed,
         ),
         Some(_) => Outcome::pass(
-            format!("{shown}: owned by {owned_by}, sha256 {}…", sha.as_deref().map(|s| &s[..12]).unwrap_or("")),
+            format!(
+                "{shown}: owned by {owned_by}, sha256 {}…",
+                sha.as_deref().map(|s| &s[..12]).unwrap_or("")
+            ),
             observed,
         ),
     };
@@ -148,19 +184,38 @@ mod tests {
         let (ok, rec) = check_metadata_with(&node(&file, Owner::Uid(uid)), PASSWD_TEXT);
         assert_eq!(ok.status, CheckStatus::Pass, "{}", ok.detail);
         // sha256("{}")
-        assert_eq!(rec.unwrap().sha256.unwrap(), "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a");
+        assert_eq!(
+            rec.unwrap().sha256.unwrap(),
+            "44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
+        );
 
         let (bad, _) = check_metadata_with(&node(&file, Owner::Uid(uid + 1)), PASSWD_TEXT);
         assert_eq!(bad.status, CheckStatus::Fail);
-        assert!(bad.detail.contains(&format!("expected its writer uid {}", uid + 1)), "{}", bad.detail);
+        assert!(
+            bad.detail
+                .contains(&format!("expected its writer uid {}", uid + 1)),
+            "{}",
+            bad.detail
+        );
 
-        let (unknown, _) = check_metadata_with(&node(&file, Owner::Name("ghost".into())), PASSWD_TEXT);
-        assert!(unknown.detail.contains("ghost is not a user"), "{}", unknown.detail);
+        let (unknown, _) =
+            check_metadata_with(&node(&file, Owner::Name("ghost".into())), PASSWD_TEXT);
+        assert!(
+            unknown.detail.contains("ghost is not a user"),
+            "{}",
+            unknown.detail
+        );
 
-        let (missing, rec) = check_metadata_with(&node(&dir.path().join("nope.json"), Owner::Uid(uid)), PASSWD_TEXT);
+        let (missing, rec) = check_metadata_with(
+            &node(&dir.path().join("nope.json"), Owner::Uid(uid)),
+            PASSWD_TEXT,
+        );
         assert!(missing.detail.contains("does not exist") && rec.is_none());
 
         // Read-only: inspecting never touches the file.
-        assert_eq!(std::fs::metadata(&file).unwrap().modified().unwrap(), before);
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().modified().unwrap(),
+            before
+        );
     }
 }

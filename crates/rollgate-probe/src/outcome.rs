@@ -20,19 +20,35 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn pass(detail: impl Into<String>, observed: Value) -> Outcome {
-        Outcome { status: CheckStatus::Pass, detail: detail.into(), observed }
+        Outcome {
+            status: CheckStatus::Pass,
+            detail: detail.into(),
+            observed,
+        }
     }
 
     pub fn warn(detail: impl Into<String>, observed: Value) -> Outcome {
-        Outcome { status: CheckStatus::Warn, detail: detail.into(), observed }
+        Outcome {
+            status: CheckStatus::Warn,
+            detail: detail.into(),
+            observed,
+        }
     }
 
     pub fn fail(detail: impl Into<String>, observed: Value) -> Outcome {
-        Outcome { status: CheckStatus::Fail, detail: detail.into(), observed }
+        Outcome {
+            status: CheckStatus::Fail,
+            detail: detail.into(),
+            observed,
+        }
     }
 
     pub fn skip(detail: impl Into<String>) -> Outcome {
-        Outcome { status: CheckStatus::Skip, detail: detail.into(), observed: Value::Null }
+        Outcome {
+            status: CheckStatus::Skip,
+            detail: detail.into(),
+            observed: Value::Null,
+        }
     }
 
     /// Fail with the error's whole chain of causes as the detail.
@@ -74,5 +90,9 @@ pub fn snippet(body: &[u8], max: usize) -> String {
     if text.chars().count() > max {
         out.push('…');
     }
-    if out.trim().is_empty() { "empty body".to_string() } else { format!("starts with `{}`", out.trim()) }
+    if out.trim().is_empty() {
+        "empty body".to_string()
+    } else {
+        format!("starts with `{}`", out.trim())
+    }
 }

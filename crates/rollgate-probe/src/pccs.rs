@@ -41,7 +41,9 @@ pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, std::io::Error> {
     let mut out = Vec::new();
     for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
         match pem {
-            Ok(p) if p.label == "CERTIFICATE" || p.label == "TRUSTED CERTIFICATE" => out.push(p.contents),
+            Ok(p) if p.label == "CERTIFICATE" || p.label == "TRUSTED CERTIFICATE" => {
+                out.push(p.contents)
+            }
             Ok(_) => {}
             Err(_) => break,
         }
@@ -73,9 +75,17 @@ impl PccsVerifier {
     pub fn from_ca_certs(certs: &[Vec<u8>]) -> PccsVerifier {
         let exact = certs.iter().map(|c| cert_sha256(c)).collect();
         let mut roots = rustls::RootCertStore::empty();
-        let (added, _ignored) = roots.add_parsable_certificates(certs.iter().map(|c| CertificateDer::from(c.clone())));
+        let (added, _ignored) =
+            roots.add_parsable_certificates(certs.iter().map(|c| CertificateDer::from(c.clone())));
         let webpki = (added > 0)
-            .then(|| rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider()).build().ok())
+            .then(|| {
+                rustls::client::WebPkiServerVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider(),
+                )
+                .build()
+                .ok()
+            })
             .flatten();
         PccsVerifier::build(exact, webpki, false)
     }
@@ -116,8 +126,8 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 /// The raw SubjectPublicKeyInfo of a certificate of any version.
 fn spki_of(cert: &CertificateDer<'_>) -> Result<Vec<u8>, TlsError> {
-    let (_, parsed) =
-        x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|_| TlsError::InvalidCertificate(CertificateError::BadEncoding))?;
+    let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|_| TlsError::InvalidCertificate(CertificateError::BadEncoding))?;
     Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
 }
 
@@ -142,8 +152,12 @@ impl ServerCertVerifier for PccsVerifier {
             return Ok(ServerCertVerified::assertion());
         }
         match &self.webpki {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            None => Err(TlsError::InvalidCertificate(CertificateError::ApplicationVerificationFailure)),
+            Some(v) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            }
+            None => Err(TlsError::InvalidCertificate(
+                CertificateError::ApplicationVerificationFailure,
+            )),
         }
     }
 
@@ -164,8 +178,13 @@ impl ServerCertVerifier for PccsVerifier {
             .iter()
             .find(|(scheme, _)| *scheme == dss.scheme)
             .map(|(_, algs)| *algs)
-            .ok_or(TlsError::PeerMisbehaved(rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme))?;
-        if candidates.iter().any(|alg| alg.verify_signature(&key, message, dss.signature()).is_ok()) {
+            .ok_or(TlsError::PeerMisbehaved(
+                rustls::PeerMisbehaved::SignedHandshakeWithUnadvertisedSigScheme,
+            ))?;
+        if candidates
+            .iter()
+            .any(|alg| alg.verify_signature(&key, message, dss.signature()).is_ok())
+        {
             Ok(HandshakeSignatureValid::assertion())
         } else {
             Err(TlsError::InvalidCertificate(CertificateError::BadSignature))
@@ -182,7 +201,12 @@ impl ServerCertVerifier for PccsVerifier {
             return rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms);
         }
         let spki = spki_of(cert)?;
-        rustls::crypto::verify_tls13_signature_with_raw_key(message, &SubjectPublicKeyInfoDer::from(spki.as_slice()), dss, &self.algorithms)
+        rustls::crypto::verify_tls13_signature_with_raw_key(
+            message,
+            &SubjectPublicKeyInfoDer::from(spki.as_slice()),
+            dss,
+            &self.algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -205,7 +229,9 @@ fn tls_error(err: &(dyn std::error::Error + 'static)) -> Option<TlsError> {
     if let Some(t) = err.downcast_ref::<TlsError>() {
         return Some(t.clone());
     }
-    if let Some(inner) = err.downcast_ref::<std::io::Error>().and_then(|io| io.get_ref())
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
         && let Some(t) = tls_error(inner)
     {
         return Some(t);
@@ -225,31 +251,65 @@ pub async fn probe_pccs(pccs: &Pccs, limits: &ProbeLimits) -> Outcome {
         PccsTrust::Pin(pin) => (PccsVerifier::pinned(vec![*pin]), "pin_sha256".to_string()),
         PccsTrust::Insecure => (PccsVerifier::insecure(), "insecure".to_string()),
         PccsTrust::CaFile(path) => match read_certificates(path) {
-            Ok(certs) if !certs.is_empty() => (PccsVerifier::from_ca_certs(&certs), format!("ca_file {}", path.display())),
-            Ok(_) => return Outcome::fail(format!("{endpoint}: ca_file {} holds no certificate", path.display()), json!(null)),
-            Err(e) => return Outcome::fail(format!("{endpoint}: cannot read ca_file {}: {e}", path.display()), json!(null)),
+            Ok(certs) if !certs.is_empty() => (
+                PccsVerifier::from_ca_certs(&certs),
+                format!("ca_file {}", path.display()),
+            ),
+            Ok(_) => {
+                return Outcome::fail(
+                    format!(
+                        "{endpoint}: ca_file {} holds no certificate",
+                        path.display()
+                    ),
+                    json!(null),
+                );
+            }
+            Err(e) => {
+                return Outcome::fail(
+                    format!("{endpoint}: cannot read ca_file {}: {e}", path.display()),
+                    json!(null),
+                );
+            }
         },
     };
     let verifier = Arc::new(verifier);
     let config = match client_config(verifier.clone()) {
         Ok(c) => c,
-        Err(e) => return Outcome::fail(format!("{endpoint}: cannot configure TLS: {e}"), json!(null)),
+        Err(e) => {
+            return Outcome::fail(
+                format!("{endpoint}: cannot configure TLS: {e}"),
+                json!(null),
+            );
+        }
     };
-    let client = match base_builder(limits).tls_backend_preconfigured(config).build() {
+    let client = match base_builder(limits)
+        .tls_backend_preconfigured(config)
+        .build()
+    {
         Ok(c) => HttpClient::with_client(c, limits),
-        Err(e) => return Outcome::fail(format!("{endpoint}: cannot build the HTTPS client: {}", chain(&e)), json!(null)),
+        Err(e) => {
+            return Outcome::fail(
+                format!("{endpoint}: cannot build the HTTPS client: {}", chain(&e)),
+                json!(null),
+            );
+        }
     };
     let result = client.get(&url).await;
     let seen = verifier.seen();
     let seen_hex = seen.map(hex::encode);
-    let observed = |status: Option<u16>| json!({"status": status, "cert_sha256": seen_hex, "trust": trust});
+    let observed =
+        |status: Option<u16>| json!({"status": status, "cert_sha256": seen_hex, "trust": trust});
     let insecure = pccs.trust == PccsTrust::Insecure;
     let fetched = match result {
         Ok(f) => f,
-        Err(e) => return Outcome::fail(untrusted_detail(&endpoint, pccs, seen, &e), observed(None)),
+        Err(e) => {
+            return Outcome::fail(untrusted_detail(&endpoint, pccs, seen, &e), observed(None));
+        }
     };
     let status = fetched.status;
-    let cert = seen.map(|h| format!(", certificate sha256 {}…", short(&h))).unwrap_or_default();
+    let cert = seen
+        .map(|h| format!(", certificate sha256 {}…", short(&h)))
+        .unwrap_or_default();
     if insecure {
         return Outcome::warn(
             format!(
@@ -259,21 +319,36 @@ pub async fn probe_pccs(pccs: &Pccs, limits: &ProbeLimits) -> Outcome {
         );
     }
     match status {
-        200..=299 => Outcome::pass(format!("{endpoint}: HTTP {status}, trusted by {trust}{cert}"), observed(Some(status))),
-        400..=499 => Outcome::warn(
-            format!("{endpoint}: reachable and trusted, but answered HTTP {status} (is dependencies.pccs.path right?)"),
+        200..=299 => Outcome::pass(
+            format!("{endpoint}: HTTP {status}, trusted by {trust}{cert}"),
             observed(Some(status)),
         ),
-        _ => Outcome::fail(format!("{endpoint}: answered HTTP {status}"), observed(Some(status))),
+        400..=499 => Outcome::warn(
+            format!(
+                "{endpoint}: reachable and trusted, but answered HTTP {status} (is dependencies.pccs.path right?)"
+            ),
+            observed(Some(status)),
+        ),
+        _ => Outcome::fail(
+            format!("{endpoint}: answered HTTP {status}"),
+            observed(Some(status)),
+        ),
     }
 }
 
 /// The detail of a failed PCCS request: an untrusted certificate says so plainly.
-fn untrusted_detail(endpoint: &str, pccs: &Pccs, seen: Option<[u8; 32]>, err: &ProbeError) -> String {
+fn untrusted_detail(
+    endpoint: &str,
+    pccs: &Pccs,
+    seen: Option<[u8; 32]>,
+    err: &ProbeError,
+) -> String {
     let Some(tls) = tls_error(err) else {
         return err.detail();
     };
-    let served = seen.map(|h| format!("sha256 {}", hex::encode(h))).unwrap_or_else(|| "unknown".into());
+    let served = seen
+        .map(|h| format!("sha256 {}", hex::encode(h)))
+        .unwrap_or_else(|| "unknown".into());
     match (&tls, &pccs.trust) {
         (TlsError::InvalidCertificate(_), PccsTrust::Pin(pin)) => format!(
             "{endpoint}: untrusted certificate: the server presented {served}, not the pinned sha256 {}",

@@ -34,31 +34,51 @@ pub struct PostgresObservation {
 }
 
 /// Probe the server; the whole probe is bounded by `timeout`.
-pub async fn probe_postgres(pg: &Postgres, headroom: Option<&DatabaseHeadroom>, timeout: Duration) -> Outcome {
+pub async fn probe_postgres(
+    pg: &Postgres,
+    headroom: Option<&DatabaseHeadroom>,
+    timeout: Duration,
+) -> Outcome {
     let endpoint = redact_url(&pg.url);
     let obs = match tokio::time::timeout(timeout, observe(pg, timeout)).await {
         Ok(Ok(obs)) => obs,
         Ok(Err(e)) => return e.into(),
-        Err(_) => return ProbeError::Timeout { endpoint, after: timeout }.into(),
+        Err(_) => {
+            return ProbeError::Timeout {
+                endpoint,
+                after: timeout,
+            }
+            .into();
+        }
     };
     judge(&endpoint, &obs, headroom)
 }
 
-fn judge(endpoint: &str, obs: &PostgresObservation, headroom: Option<&DatabaseHeadroom>) -> Outcome {
+fn judge(
+    endpoint: &str,
+    obs: &PostgresObservation,
+    headroom: Option<&DatabaseHeadroom>,
+) -> Outcome {
     let observed = serde_json::to_value(obs).unwrap_or(Value::Null);
     let mut problems = Vec::new();
     for db in &obs.missing {
         problems.push(format!("database {db} does not exist"));
     }
     for db in &obs.no_connect {
-        problems.push(format!("database {db} does not accept connections for this user"));
+        problems.push(format!(
+            "database {db} does not accept connections for this user"
+        ));
     }
     if let Some(why) = &obs.read_only {
         problems.push(format!("server is read-only ({why})"));
     }
     let mut notes = Vec::new();
     let total: u64 = obs.databases.values().sum();
-    notes.push(format!("{} database(s), {}", obs.databases.len(), format_size(total)));
+    notes.push(format!(
+        "{} database(s), {}",
+        obs.databases.len(),
+        format_size(total)
+    ));
     match (headroom, obs.data_dir_free_bytes) {
         (Some(h), Some(free)) if free < h.max_growth_during_window => problems.push(format!(
             "{} free on the data directory's filesystem, below max_growth_during_window {}",
@@ -66,7 +86,8 @@ fn judge(endpoint: &str, obs: &PostgresObservation, headroom: Option<&DatabaseHe
             format_size(h.max_growth_during_window)
         )),
         (_, Some(free)) => notes.push(format!("{} free for the data directory", format_size(free))),
-        (Some(_), None) => notes.push("data directory not local or not visible: its free space is not measured".into()),
+        (Some(_), None) => notes
+            .push("data directory not local or not visible: its free space is not measured".into()),
         (None, None) => {}
     }
     if problems.is_empty() {
@@ -81,22 +102,35 @@ async fn observe(pg: &Postgres, timeout: Duration) -> Result<PostgresObservation
     let err = |what: &str| {
         let endpoint = endpoint.clone();
         let what = what.to_string();
-        move |source| ProbeError::Postgres { endpoint, what, source }
+        move |source| ProbeError::Postgres {
+            endpoint,
+            what,
+            source,
+        }
     };
     let mut cfg: tokio_postgres::Config = pg.url.parse().map_err(err("invalid connection URL"))?;
     cfg.connect_timeout(timeout);
     cfg.application_name("rollgate-probe");
     let local = cfg.get_hosts().iter().all(|h| match h {
-        Host::Tcp(name) => matches!(rollgate_core::vocab::Mode::of_url(&format!("tcp://{name}")), rollgate_core::vocab::Mode::LocalnetLoopback),
+        Host::Tcp(name) => matches!(
+            rollgate_core::vocab::Mode::of_url(&format!("tcp://{name}")),
+            rollgate_core::vocab::Mode::LocalnetLoopback
+        ),
         Host::Unix(_) => true,
     });
-    let (client, connection) = cfg.connect(tokio_postgres::NoTls).await.map_err(err("cannot connect"))?;
+    let (client, connection) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .map_err(err("cannot connect"))?;
     // The connection future drives the socket; it ends when `client` is dropped.
     let driver = tokio::spawn(connection);
     let _abort = AbortOnDrop(driver);
 
     let mut obs = PostgresObservation::default();
-    client.simple_query("SELECT 1").await.map_err(err("SELECT 1 failed"))?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(err("SELECT 1 failed"))?;
     let row = client
         .query_one("SELECT current_setting('server_version'), pg_is_in_recovery(), current_setting('transaction_read_only')", &[])
         .await
@@ -170,17 +204,30 @@ mod tests {
 
     #[test]
     fn judgement() {
-        let mut obs = PostgresObservation { server_version: "15".into(), ..Default::default() };
+        let mut obs = PostgresObservation {
+            server_version: "15".into(),
+            ..Default::default()
+        };
         obs.databases.insert("node0".into(), 8 << 20);
         obs.data_dir_free_bytes = Some(1 << 30);
-        let h = DatabaseHeadroom { max_growth_during_window: 2 << 30 };
+        let h = DatabaseHeadroom {
+            max_growth_during_window: 2 << 30,
+        };
         let o = judge("pg", &obs, Some(&h));
         assert_eq!(o.status, CheckStatus::Fail);
-        assert!(o.detail.contains("below max_growth_during_window 2.0 GiB"), "{}", o.detail);
+        assert!(
+            o.detail.contains("below max_growth_during_window 2.0 GiB"),
+            "{}",
+            o.detail
+        );
         obs.data_dir_free_bytes = Some(4 << 30);
         assert_eq!(judge("pg", &obs, Some(&h)).status, CheckStatus::Pass);
         obs.missing.push("kyc".into());
         let o = judge("pg", &obs, None);
-        assert!(o.detail.contains("database kyc does not exist"), "{}", o.detail);
+        assert!(
+            o.detail.contains("database kyc does not exist"),
+            "{}",
+            o.detail
+        );
     }
 }

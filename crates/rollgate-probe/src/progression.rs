@@ -28,7 +28,9 @@ pub fn numeric(v: &Value) -> Option<f64> {
                     return None;
                 }
                 // Accumulate in f64: a 256-bit counter still orders and rates correctly.
-                Some(hex.bytes().fold(0.0, |acc, b| acc * 16.0 + (b as char).to_digit(16).unwrap_or(0) as f64))
+                Some(hex.bytes().fold(0.0, |acc, b| {
+                    acc * 16.0 + (b as char).to_digit(16).unwrap_or(0) as f64
+                }))
             } else {
                 s.parse::<f64>().ok().filter(|f| f.is_finite())
             }
@@ -48,7 +50,11 @@ pub struct Sampling {
 }
 
 /// Sample `progression` with `fetch` returning the status document.
-pub async fn sample_with<F, Fut>(progression: &Progression, sampling: Sampling, mut fetch: F) -> Result<ProgressionRate, ProbeError>
+pub async fn sample_with<F, Fut>(
+    progression: &Progression,
+    sampling: Sampling,
+    mut fetch: F,
+) -> Result<ProgressionRate, ProbeError>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Value, ProbeError>>,
@@ -56,14 +62,20 @@ where
     let endpoint = redact_url(&progression.url);
     let pointer = &progression.pointer;
     let read = |doc: &Value| -> Result<Value, ProbeError> {
-        let v = doc.pointer(pointer).cloned().ok_or_else(|| ProbeError::Invalid {
-            endpoint: endpoint.clone(),
-            message: format!("{pointer} is missing"),
-        })?;
+        let v = doc
+            .pointer(pointer)
+            .cloned()
+            .ok_or_else(|| ProbeError::Invalid {
+                endpoint: endpoint.clone(),
+                message: format!("{pointer} is missing"),
+            })?;
         if progression.mode == ProgressionMode::Increases && numeric(&v).is_none() {
             return Err(ProbeError::Invalid {
                 endpoint: endpoint.clone(),
-                message: format!("{pointer} is {}, expected a number (mode = \"increases\")", show_value(&v, 60)),
+                message: format!(
+                    "{pointer} is {}, expected a number (mode = \"increases\")",
+                    show_value(&v, 60)
+                ),
             });
         }
         Ok(v)
@@ -76,7 +88,12 @@ where
     let mut last_error = None;
     let interval = progression_interval(sampling);
     while start.elapsed() < sampling.window {
-        tokio::time::sleep(interval.min(sampling.window.saturating_sub(start.elapsed())).max(Duration::from_millis(1))).await;
+        tokio::time::sleep(
+            interval
+                .min(sampling.window.saturating_sub(start.elapsed()))
+                .max(Duration::from_millis(1)),
+        )
+        .await;
         match fetch().await.and_then(|doc| read(&doc)) {
             Ok(v) => {
                 if v != last {
@@ -101,7 +118,9 @@ where
     let window = last_at.duration_since(start);
     let secs = window.as_secs_f64().max(1e-3);
     let rate = match progression.mode {
-        ProgressionMode::Increases => (numeric(&last).unwrap_or(0.0) - numeric(&first).unwrap_or(0.0)) / secs,
+        ProgressionMode::Increases => {
+            (numeric(&last).unwrap_or(0.0) - numeric(&first).unwrap_or(0.0)) / secs
+        }
         ProgressionMode::Changes => changes as f64 / secs,
     };
     Ok(ProgressionRate {
@@ -115,24 +134,38 @@ where
 }
 
 fn progression_interval(s: Sampling) -> Duration {
-    if s.interval.is_zero() { Duration::from_millis(100) } else { s.interval }
+    if s.interval.is_zero() {
+        Duration::from_millis(100)
+    } else {
+        s.interval
+    }
 }
 
 fn moved(mode: ProgressionMode, first: &Value, last: &Value, changes: u64) -> bool {
     match mode {
-        ProgressionMode::Increases => numeric(last).zip(numeric(first)).is_some_and(|(l, f)| l > f),
+        ProgressionMode::Increases => numeric(last)
+            .zip(numeric(first))
+            .is_some_and(|(l, f)| l > f),
         ProgressionMode::Changes => changes > 0,
     }
 }
 
 /// Sample a progression signal over HTTP.
-pub async fn sample_progression(http: &HttpClient, progression: &Progression, sampling: Sampling) -> Result<ProgressionRate, ProbeError> {
+pub async fn sample_progression(
+    http: &HttpClient,
+    progression: &Progression,
+    sampling: Sampling,
+) -> Result<ProgressionRate, ProbeError> {
     sample_with(progression, sampling, || http.get_json(&progression.url)).await
 }
 
 /// The check form: pass when the signal moved, warn when it was idle (an idle localnet is not
 /// broken by itself; the idle policy judges it at freeze), fail when it cannot be read.
-pub async fn probe_progression(http: &HttpClient, progression: &Progression, sampling: Sampling) -> Outcome {
+pub async fn probe_progression(
+    http: &HttpClient,
+    progression: &Progression,
+    sampling: Sampling,
+) -> Outcome {
     match sample_progression(http, progression, sampling).await {
         Err(e) => e.into(),
         Ok(rate) => {
@@ -182,7 +215,11 @@ mod tests {
     }
 
     fn sampling(until_moved: bool) -> Sampling {
-        Sampling { window: Duration::from_secs(10), interval: Duration::from_secs(1), until_moved }
+        Sampling {
+            window: Duration::from_secs(10),
+            interval: Duration::from_secs(1),
+            until_moved,
+        }
     }
 
     #[test]
@@ -198,12 +235,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn increasing_counter_has_a_rate() {
         let n = Arc::new(AtomicU64::new(100));
-        let rate = sample_with(&prog(ProgressionMode::Increases), sampling(false), || {
-            let n = n.clone();
-            async move { Ok(json!({"lastRequest": {"requestIndex": n.fetch_add(2, Ordering::SeqCst)}})) }
-        })
-        .await
-        .unwrap();
+        let rate =
+            sample_with(&prog(ProgressionMode::Increases), sampling(false), || {
+                let n = n.clone();
+                async move {
+                    Ok(json!({"lastRequest": {"requestIndex": n.fetch_add(2, Ordering::SeqCst)}}))
+                }
+            })
+            .await
+            .unwrap();
         assert!(!rate.idle);
         assert_eq!(rate.first, json!(100));
         assert_eq!(rate.last, json!(120));
@@ -213,9 +253,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn still_counter_is_idle_and_until_moved_stops_early() {
-        let rate = sample_with(&prog(ProgressionMode::Increases), sampling(false), || async {
-            Ok(json!({"lastRequest": {"requestIndex": "7"}}))
-        })
+        let rate = sample_with(
+            &prog(ProgressionMode::Increases),
+            sampling(false),
+            || async { Ok(json!({"lastRequest": {"requestIndex": "7"}})) },
+        )
         .await
         .unwrap();
         assert!(rate.idle);
@@ -224,7 +266,9 @@ mod tests {
         let start = tokio::time::Instant::now();
         let rate = sample_with(&prog(ProgressionMode::Increases), sampling(true), || {
             let n = n.clone();
-            async move { Ok(json!({"lastRequest": {"requestIndex": n.fetch_add(1, Ordering::SeqCst) / 3}})) }
+            async move {
+                Ok(json!({"lastRequest": {"requestIndex": n.fetch_add(1, Ordering::SeqCst) / 3}}))
+            }
         })
         .await
         .unwrap();
@@ -237,27 +281,43 @@ mod tests {
         let n = Arc::new(AtomicU64::new(0));
         let mut p = prog(ProgressionMode::Changes);
         p.pointer = "/lastTx".into();
-        let rate = sample_with(&p, sampling(false), || {
-            let n = n.clone();
-            async move { Ok(json!({"lastTx": format!("0x{:x}", n.fetch_add(1, Ordering::SeqCst) / 2)})) }
-        })
-        .await
-        .unwrap();
+        let rate =
+            sample_with(&p, sampling(false), || {
+                let n = n.clone();
+                async move {
+                    Ok(json!({"lastTx": format!("0x{:x}", n.fetch_add(1, Ordering::SeqCst) / 2)}))
+                }
+            })
+            .await
+            .unwrap();
         assert!(!rate.idle);
         assert!((rate.rate_per_s - 0.5).abs() < 1e-9, "{}", rate.rate_per_s);
     }
 
     #[tokio::test(start_paused = true)]
     async fn wrong_type_and_missing_pointer_fail() {
-        let err = sample_with(&prog(ProgressionMode::Increases), sampling(false), || async {
-            Ok(json!({"lastRequest": {"requestIndex": {"n": 1}}}))
+        let err = sample_with(
+            &prog(ProgressionMode::Increases),
+            sampling(false),
+            || async { Ok(json!({"lastRequest": {"requestIndex": {"n": 1}}})) },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            err.detail().contains("expected a number"),
+            "{}",
+            err.detail()
+        );
+        let err = sample_with(&prog(ProgressionMode::Changes), sampling(false), || async {
+            Ok(json!({}))
         })
         .await
         .unwrap_err();
-        assert!(err.detail().contains("expected a number"), "{}", err.detail());
-        let err = sample_with(&prog(ProgressionMode::Changes), sampling(false), || async { Ok(json!({})) })
-            .await
-            .unwrap_err();
-        assert!(err.detail().contains("/lastRequest/requestIndex is missing"), "{}", err.detail());
+        assert!(
+            err.detail()
+                .contains("/lastRequest/requestIndex is missing"),
+            "{}",
+            err.detail()
+        );
     }
 }

@@ -32,7 +32,11 @@ pub async fn probe_redis(redis: &Redis, timeout: Duration) -> Outcome {
     match tokio::time::timeout(timeout, observe(&redis.url, timeout)).await {
         Ok(Ok(obs)) => judge(&endpoint, &obs),
         Ok(Err(e)) => e.into(),
-        Err(_) => ProbeError::Timeout { endpoint, after: timeout }.into(),
+        Err(_) => ProbeError::Timeout {
+            endpoint,
+            after: timeout,
+        }
+        .into(),
     }
 }
 
@@ -41,7 +45,11 @@ async fn observe(url: &str, timeout: Duration) -> Result<RedisObservation, Probe
     let err = |what: &str| {
         let endpoint = endpoint.clone();
         let what = what.to_string();
-        move |source| ProbeError::Redis { endpoint, what, source }
+        move |source| ProbeError::Redis {
+            endpoint,
+            what,
+            source,
+        }
     };
     let client = redis::Client::open(url).map_err(err("invalid connection URL"))?;
     let cfg = redis::AsyncConnectionConfig::new()
@@ -51,18 +59,34 @@ async fn observe(url: &str, timeout: Duration) -> Result<RedisObservation, Probe
         .get_multiplexed_async_connection_with_config(&cfg)
         .await
         .map_err(err("cannot connect"))?;
-    let pong: String = redis::cmd("PING").query_async(&mut con).await.map_err(err("PING failed"))?;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .map_err(err("PING failed"))?;
     if pong != "PONG" {
-        return Err(ProbeError::Invalid { endpoint, message: format!("PING answered {pong:?}, expected PONG") });
+        return Err(ProbeError::Invalid {
+            endpoint,
+            message: format!("PING answered {pong:?}, expected PONG"),
+        });
     }
     // ROLE may be renamed or forbidden by ACLs; the role is then read from INFO replication.
-    let role = match redis::cmd("ROLE").query_async::<redis::Value>(&mut con).await {
+    let role = match redis::cmd("ROLE")
+        .query_async::<redis::Value>(&mut con)
+        .await
+    {
         Ok(redis::Value::Array(items)) => items.first().and_then(value_text),
         _ => None,
     };
-    let memory: String = redis::cmd("INFO").arg("memory").query_async(&mut con).await.map_err(err("INFO memory failed"))?;
-    let persistence: String =
-        redis::cmd("INFO").arg("persistence").query_async(&mut con).await.map_err(err("INFO persistence failed"))?;
+    let memory: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut con)
+        .await
+        .map_err(err("INFO memory failed"))?;
+    let persistence: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut con)
+        .await
+        .map_err(err("INFO persistence failed"))?;
     let role = match role {
         Some(r) => Some(r),
         None => redis::cmd("INFO")
@@ -72,7 +96,11 @@ async fn observe(url: &str, timeout: Duration) -> Result<RedisObservation, Probe
             .ok()
             .and_then(|s| parse_info(&s).remove("role")),
     };
-    Ok(RedisObservation { role, memory: parse_info(&memory), persistence: parse_info(&persistence) })
+    Ok(RedisObservation {
+        role,
+        memory: parse_info(&memory),
+        persistence: parse_info(&persistence),
+    })
 }
 
 fn value_text(v: &redis::Value) -> Option<String> {
@@ -108,7 +136,11 @@ pub fn judge(endpoint: &str, obs: &RedisObservation) -> Outcome {
     });
     let mut fails = Vec::new();
     let mut warns = Vec::new();
-    for key in ["rdb_last_bgsave_status", "aof_last_bgrewrite_status", "aof_last_write_status"] {
+    for key in [
+        "rdb_last_bgsave_status",
+        "aof_last_bgrewrite_status",
+        "aof_last_write_status",
+    ] {
         if obs.persistence.get(key).is_some_and(|v| v != "ok") {
             fails.push(format!("persistence error: {key}:{}", obs.persistence[key]));
         }
@@ -116,7 +148,12 @@ pub fn judge(endpoint: &str, obs: &RedisObservation) -> Outcome {
     let memory = match (used, max) {
         (Some(u), Some(m)) => {
             let ratio = u as f64 / m as f64;
-            let text = format!("{} of maxmemory {} ({:.0}%)", format_size(u), format_size(m), ratio * 100.0);
+            let text = format!(
+                "{} of maxmemory {} ({:.0}%)",
+                format_size(u),
+                format_size(m),
+                ratio * 100.0
+            );
             if ratio >= MEMORY_FAIL {
                 fails.push(format!("memory {text}"));
             } else if ratio >= MEMORY_WARN {
@@ -144,27 +181,52 @@ pub fn judge(endpoint: &str, obs: &RedisObservation) -> Outcome {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use rollgate_core::vocab::CheckStatus;
 
     fn obs(mem: &str, pers: &str) -> RedisObservation {
-        RedisObservation { role: Some("master".into()), memory: parse_info(mem), persistence: parse_info(pers) }
+        RedisObservation {
+            role: Some("master".into()),
+            memory: parse_info(mem),
+            persistence: parse_info(pers),
+        }
     }
 
     #[test]
     fn info_parsing_and_judgement() {
-        let o = judge("r", &obs("# Memory\r\nused_memory:1000\r\nmaxmemory:0\r\n", "rdb_last_bgsave_status:ok\r\n"));
+        let o = judge(
+            "r",
+            &obs(
+                "# Memory\r\nused_memory:1000\r\nmaxmemory:0\r\n",
+                "rdb_last_bgsave_status:ok\r\n",
+            ),
+        );
         assert_eq!(o.status, CheckStatus::Pass, "{}", o.detail);
-        let o = judge("r", &obs("used_memory:990\nmaxmemory:1000\n", "rdb_last_bgsave_status:ok\n"));
+        let o = judge(
+            "r",
+            &obs(
+                "used_memory:990\nmaxmemory:1000\n",
+                "rdb_last_bgsave_status:ok\n",
+            ),
+        );
         assert_eq!(o.status, CheckStatus::Fail);
         assert!(o.detail.contains("maxmemory"), "{}", o.detail);
         let o = judge("r", &obs("used_memory:850\nmaxmemory:1000\n", ""));
         assert_eq!(o.status, CheckStatus::Warn);
-        let o = judge("r", &obs("used_memory:1\nmaxmemory:0\n", "rdb_last_bgsave_status:err\n"));
+        let o = judge(
+            "r",
+            &obs(
+                "used_memory:1\nmaxmemory:0\n",
+                "rdb_last_bgsave_status:err\n",
+            ),
+        );
         assert_eq!(o.status, CheckStatus::Fail);
-        assert!(o.detail.contains("rdb_last_bgsave_status:err"), "{}", o.detail);
+        assert!(
+            o.detail.contains("rdb_last_bgsave_status:err"),
+            "{}",
+            o.detail
+        );
     }
 }

@@ -38,18 +38,31 @@ pub struct SgxFiles {
 
 /// Read both env files; an unreadable file is an error string naming it.
 pub fn read_files(sgx: &Sgx) -> SgxFiles {
-    let read = |p: &Path, what: &str| read_env_file(p).map_err(|e| format!("{what} {}: {e}", p.display()));
-    SgxFiles { build: read(&sgx.build_flags, "build flags"), runtime: read(&sgx.runtime_env, "runtime env") }
+    let read =
+        |p: &Path, what: &str| read_env_file(p).map_err(|e| format!("{what} {}: {e}", p.display()));
+    SgxFiles {
+        build: read(&sgx.build_flags, "build flags"),
+        runtime: read(&sgx.runtime_env, "runtime env"),
+    }
 }
 
 /// The baseline's SGX record (raw values as written, only the SGX and report keys).
 pub fn record(sgx: &Sgx, files: &SgxFiles) -> SgxRecord {
     let pick = |m: &Result<BTreeMap<String, String>, String>| -> BTreeMap<String, String> {
         m.as_ref()
-            .map(|m| m.iter().filter(|(k, _)| k.starts_with("SGX_") || *k == "REPORT_TYPE").map(|(k, v)| (k.clone(), v.clone())).collect())
+            .map(|m| {
+                m.iter()
+                    .filter(|(k, _)| k.starts_with("SGX_") || *k == "REPORT_TYPE")
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect()
+            })
             .unwrap_or_default()
     };
-    SgxRecord { build: pick(&files.build), runtime: pick(&files.runtime), report_type: sgx.report_type.clone() }
+    SgxRecord {
+        build: pick(&files.build),
+        runtime: pick(&files.runtime),
+        report_type: sgx.report_type.clone(),
+    }
 }
 
 /// Build flags vs runtime flags.
@@ -66,8 +79,14 @@ pub fn check_flags(sgx: &Sgx, files: &SgxFiles) -> Outcome {
         let b = build.get(key).map(|v| (v, flag(v)));
         let r = runtime.get(key).map(|v| (v, flag(v)));
         match (b, r) {
-            (None, _) => problems.push(format!("{key} is not set in the build flags {}", sgx.build_flags.display())),
-            (_, None) => problems.push(format!("{key} is not set in the runtime env {}", sgx.runtime_env.display())),
+            (None, _) => problems.push(format!(
+                "{key} is not set in the build flags {}",
+                sgx.build_flags.display()
+            )),
+            (_, None) => problems.push(format!(
+                "{key} is not set in the runtime env {}",
+                sgx.runtime_env.display()
+            )),
             (Some((raw, None)), _) => problems.push(format!("build {key}={raw} is not 0 or 1")),
             (_, Some((raw, None))) => problems.push(format!("runtime {key}={raw} is not 0 or 1")),
             (Some((_, Some(bv))), Some((_, Some(rv)))) if bv != rv => {
@@ -77,30 +96,56 @@ pub fn check_flags(sgx: &Sgx, files: &SgxFiles) -> Outcome {
         }
     }
     if problems.is_empty() {
-        Outcome::pass(format!("build and runtime agree: {}", agreed.join(", ")), observed)
+        Outcome::pass(
+            format!("build and runtime agree: {}", agreed.join(", ")),
+            observed,
+        )
     } else {
-        Outcome::fail(format!("SGX flags misaligned: {}", problems.join("; ")), observed)
+        Outcome::fail(
+            format!("SGX flags misaligned: {}", problems.join("; ")),
+            observed,
+        )
     }
 }
 
 /// A debug build never with DCAP; `REPORT_TYPE=SELF` in localnet; the runtime's `REPORT_TYPE`
 /// (when set) equal to the configured one.
 pub fn check_attestation(sgx: &Sgx, mode: Mode, files: &SgxFiles) -> Outcome {
-    let debug_build = files.build.as_ref().ok().and_then(|b| b.get("SGX_DEBUG")).and_then(|v| flag(v)) == Some("1");
-    let runtime_report = files.runtime.as_ref().ok().and_then(|r| r.get("REPORT_TYPE")).cloned();
+    let debug_build = files
+        .build
+        .as_ref()
+        .ok()
+        .and_then(|b| b.get("SGX_DEBUG"))
+        .and_then(|v| flag(v))
+        == Some("1");
+    let runtime_report = files
+        .runtime
+        .as_ref()
+        .ok()
+        .and_then(|r| r.get("REPORT_TYPE"))
+        .cloned();
     let observed = json!({"report_type": sgx.report_type, "attestation": sgx.attestation,
                           "debug_build": debug_build, "runtime_report_type": runtime_report});
     let mut problems = Vec::new();
     if debug_build && sgx.attestation == Attestation::Dcap {
-        problems.push("a debug enclave build (SGX_DEBUG=1) must never be used with DCAP attestation".to_string());
+        problems.push(
+            "a debug enclave build (SGX_DEBUG=1) must never be used with DCAP attestation"
+                .to_string(),
+        );
     }
     if mode != Mode::Host && !sgx.report_type.eq_ignore_ascii_case("SELF") {
-        problems.push(format!("localnet attestation uses REPORT_TYPE=SELF, configured {}", sgx.report_type));
+        problems.push(format!(
+            "localnet attestation uses REPORT_TYPE=SELF, configured {}",
+            sgx.report_type
+        ));
     }
     if let Some(r) = &runtime_report
         && !r.eq_ignore_ascii_case(&sgx.report_type)
     {
-        problems.push(format!("runtime env sets REPORT_TYPE={r}, configured {}", sgx.report_type));
+        problems.push(format!(
+            "runtime env sets REPORT_TYPE={r}, configured {}",
+            sgx.report_type
+        ));
     }
     if problems.is_empty() {
         let att = match sgx.attestation {
@@ -108,7 +153,11 @@ pub fn check_attestation(sgx: &Sgx, mode: Mode, files: &SgxFiles) -> Outcome {
             Attestation::Dcap => "dcap",
         };
         Outcome::pass(
-            format!("REPORT_TYPE={}, attestation {att}, {} build", sgx.report_type, if debug_build { "debug" } else { "non-debug" }),
+            format!(
+                "REPORT_TYPE={}, attestation {att}, {} build",
+                sgx.report_type,
+                if debug_build { "debug" } else { "non-debug" }
+            ),
             observed,
         )
     } else {
@@ -127,7 +176,9 @@ pub fn check_devices_with(devices: &[std::path::PathBuf], group_db: &str) -> Out
         let shown = dev.display();
         match std::fs::metadata(dev) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                problems.push(format!("{shown} is missing (no SGX driver on this machine?)"));
+                problems.push(format!(
+                    "{shown} is missing (no SGX driver on this machine?)"
+                ));
                 seen.push(json!({"path": shown.to_string(), "present": false}));
             }
             Err(e) => problems.push(format!("{shown}: {e}")),
@@ -139,7 +190,9 @@ pub fn check_devices_with(devices: &[std::path::PathBuf], group_db: &str) -> Out
                     problems.push(format!("{shown} has mode {mode:04o}, expected 0660"));
                 }
                 if gid == 0 {
-                    problems.push(format!("{shown} is root-group only, expected an access group"));
+                    problems.push(format!(
+                        "{shown} is root-group only, expected an access group"
+                    ));
                 }
                 seen.push(json!({"path": shown.to_string(), "present": true, "mode": format!("{mode:04o}"),
                                  "gid": gid, "group": group, "char_device": m.file_type().is_char_device()}));
@@ -148,7 +201,10 @@ pub fn check_devices_with(devices: &[std::path::PathBuf], group_db: &str) -> Out
     }
     let observed = Value::Array(seen);
     if problems.is_empty() {
-        Outcome::pass(format!("{} device(s) 0660 with access groups", devices.len()), observed)
+        Outcome::pass(
+            format!("{} device(s) 0660 with access groups", devices.len()),
+            observed,
+        )
     } else {
         Outcome::fail(problems.join("; "), observed)
     }

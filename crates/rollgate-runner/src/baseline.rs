@@ -34,7 +34,11 @@ pub struct FreezeRefused {
 
 impl fmt::Display for FreezeRefused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "the environment is ambiguous or not green: {}", self.reasons.join("; "))
+        write!(
+            f,
+            "the environment is ambiguous or not green: {}",
+            self.reasons.join("; ")
+        )
     }
 }
 
@@ -50,7 +54,10 @@ pub enum FreezeError {
 }
 
 /// Freeze the current state into a baseline, or refuse.
-pub async fn freeze(config: &Config, driver: &dyn RuntimeDriver) -> Result<Baseline, FreezeRefused> {
+pub async fn freeze(
+    config: &Config,
+    driver: &dyn RuntimeDriver,
+) -> Result<Baseline, FreezeRefused> {
     let checks = plan(config, &[]);
     let options = CheckOptions::for_baseline(config);
     let results = async {
@@ -70,7 +77,9 @@ pub async fn freeze(config: &Config, driver: &dyn RuntimeDriver) -> Result<Basel
     for (name, r) in layers {
         match r {
             Ok(v) if v.value.trim().is_empty() => {
-                reasons.push(format!("layer {name}: the runtime reports no current value"));
+                reasons.push(format!(
+                    "layer {name}: the runtime reports no current value"
+                ));
             }
             Ok(v) => {
                 values.insert(name, v);
@@ -86,13 +95,23 @@ pub async fn freeze(config: &Config, driver: &dyn RuntimeDriver) -> Result<Basel
     if reasons.is_empty() {
         Ok(baseline)
     } else {
-        Err(FreezeRefused { reasons, checks: baseline.checks.clone(), observed: Box::new(baseline) })
+        Err(FreezeRefused {
+            reasons,
+            checks: baseline.checks.clone(),
+            observed: Box::new(baseline),
+        })
     }
 }
 
 /// Freeze, store in the journal, and mark known-good.
-pub async fn freeze_and_store(config: &Config, journal: &JournalHandle, driver: &dyn RuntimeDriver) -> Result<Baseline, FreezeError> {
-    let baseline = freeze(config, driver).await.map_err(|r| FreezeError::Refused(Box::new(r)))?;
+pub async fn freeze_and_store(
+    config: &Config,
+    journal: &JournalHandle,
+    driver: &dyn RuntimeDriver,
+) -> Result<Baseline, FreezeError> {
+    let baseline = freeze(config, driver)
+        .await
+        .map_err(|r| FreezeError::Refused(Box::new(r)))?;
     let b = baseline.clone();
     journal
         .call(move |j| {
@@ -141,12 +160,19 @@ fn assemble(
                         }
                     }
                 }
-                if let Some(free) = r.observed.get("data_dir_free_bytes").and_then(Value::as_u64) {
+                if let Some(free) = r
+                    .observed
+                    .get("data_dir_free_bytes")
+                    .and_then(Value::as_u64)
+                {
                     storage.insert("postgres:data_dir_free".into(), free);
                 }
             }
             CheckKind::Disk(i) => {
-                if let (Some(d), Some(free)) = (config.headroom.disk.get(i), r.observed.get("free_bytes").and_then(Value::as_u64)) {
+                if let (Some(d), Some(free)) = (
+                    config.headroom.disk.get(i),
+                    r.observed.get("free_bytes").and_then(Value::as_u64),
+                ) {
                     storage.insert(format!("disk:{}", d.path.display()), free);
                 }
             }
@@ -164,10 +190,14 @@ fn assemble(
             _ => {}
         }
     }
-    let sgx = config.sgx.as_ref().filter(|_| config.node.enclave).map(|s| {
-        let files = rollgate_probe::sgx::read_files(s);
-        rollgate_probe::sgx::record(s, &files)
-    });
+    let sgx = config
+        .sgx
+        .as_ref()
+        .filter(|_| config.node.enclave)
+        .map(|s| {
+            let files = rollgate_probe::sgx::read_files(s);
+            rollgate_probe::sgx::record(s, &files)
+        });
     let idle = progression.iter().any(|p| p.idle);
     Baseline {
         id: crate::rollout::new_id("b"),

@@ -76,7 +76,12 @@ pub struct CheckOptions {
 impl CheckOptions {
     /// For `rollgate check`: short windows, stopping as soon as a signal moves.
     pub fn for_check(config: &Config) -> CheckOptions {
-        let longest = config.progression.iter().map(|p| p.window).max().unwrap_or(CHECK_PROGRESSION_WINDOW);
+        let longest = config
+            .progression
+            .iter()
+            .map(|p| p.window)
+            .max()
+            .unwrap_or(CHECK_PROGRESSION_WINDOW);
         CheckOptions {
             progression: Sampling {
                 window: longest.min(CHECK_PROGRESSION_WINDOW),
@@ -104,7 +109,9 @@ impl CheckOptions {
 pub fn plan(config: &Config, groups: &[CheckGroup]) -> Vec<PlannedCheck> {
     let wants = |g: CheckGroup| groups.is_empty() || groups.contains(&g);
     let mut out = Vec::new();
-    let mut add = |name: String, group: CheckGroup, kind: CheckKind| out.push(PlannedCheck { name, group, kind });
+    let mut add = |name: String, group: CheckGroup, kind: CheckKind| {
+        out.push(PlannedCheck { name, group, kind })
+    };
     let enclave = config.node.enclave;
     let deps = &config.dependencies;
 
@@ -113,7 +120,11 @@ pub fn plan(config: &Config, groups: &[CheckGroup]) -> Vec<PlannedCheck> {
         add("mode".into(), g, CheckKind::Mode);
         add("dependency-urls".into(), g, CheckKind::DependencyUrls);
         add("app-config".into(), g, CheckKind::AppConfig);
-        add("deployment-metadata".into(), g, CheckKind::DeploymentMetadata);
+        add(
+            "deployment-metadata".into(),
+            g,
+            CheckKind::DeploymentMetadata,
+        );
         if enclave && config.sgx.is_some() {
             add("sgx-flags".into(), g, CheckKind::SgxFlags);
             add("sgx-attestation".into(), g, CheckKind::SgxAttestation);
@@ -159,7 +170,11 @@ pub fn plan(config: &Config, groups: &[CheckGroup]) -> Vec<PlannedCheck> {
             add("faults".into(), g, CheckKind::Faults);
         }
         for (i, p) in config.progression.iter().enumerate() {
-            add(format!("progression:{}", p.name), g, CheckKind::Progression(i));
+            add(
+                format!("progression:{}", p.name),
+                g,
+                CheckKind::Progression(i),
+            );
         }
     }
     out
@@ -167,7 +182,11 @@ pub fn plan(config: &Config, groups: &[CheckGroup]) -> Vec<PlannedCheck> {
 
 /// The status document the fault pointers are read from.
 pub fn fault_url(config: &Config) -> Option<&str> {
-    config.faults.url.as_deref().or_else(|| config.operator_status_url())
+    config
+        .faults
+        .url
+        .as_deref()
+        .or_else(|| config.operator_status_url())
 }
 
 /// Runs planned checks against one configuration.
@@ -180,7 +199,11 @@ pub struct Checker<'a> {
 
 impl<'a> Checker<'a> {
     pub fn new(config: &'a Config, options: CheckOptions) -> Result<Checker<'a>, ProbeError> {
-        Ok(Checker { config, http: HttpClient::new(&config.probe_limits)?, options })
+        Ok(Checker {
+            config,
+            http: HttpClient::new(&config.probe_limits)?,
+            options,
+        })
     }
 
     /// Run one check, timing it.
@@ -220,7 +243,10 @@ impl<'a> Checker<'a> {
         match kind {
             CheckKind::Mode => environment::check_mode(c),
             CheckKind::DependencyUrls => {
-                let runtime_env = c.sgx.as_ref().and_then(|s| envfile::read_env_file(&s.runtime_env).ok());
+                let runtime_env = c
+                    .sgx
+                    .as_ref()
+                    .and_then(|s| envfile::read_env_file(&s.runtime_env).ok());
                 environment::check_dependency_urls(c, runtime_env.as_ref())
             }
             CheckKind::AppConfig => environment::check_app_config(&c.node.app_config),
@@ -246,7 +272,9 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Postgres => match &deps.postgres {
-                Some(pg) => postgres::probe_postgres(pg, c.headroom.database.as_ref(), limits.timeout).await,
+                Some(pg) => {
+                    postgres::probe_postgres(pg, c.headroom.database.as_ref(), limits.timeout).await
+                }
                 None => missing(),
             },
             CheckKind::Redis => match &deps.redis {
@@ -279,11 +307,15 @@ impl<'a> Checker<'a> {
             },
             CheckKind::Faults => match fault_url(c) {
                 Some(url) => match faults::read_faults(&self.http, url, &c.faults.pointers).await {
-                    Ok(list) if list.is_empty() => {
-                        Outcome::pass(format!("no faults at {}", c.faults.pointers.join(", ")), json!([]))
-                    }
+                    Ok(list) if list.is_empty() => Outcome::pass(
+                        format!("no faults at {}", c.faults.pointers.join(", ")),
+                        json!([]),
+                    ),
                     // Known faults are recorded, not refused: a gate fails only on new ones.
-                    Ok(list) => Outcome::warn(format!("{} fault(s): {}", list.len(), list.join("; ")), json!(list)),
+                    Ok(list) => Outcome::warn(
+                        format!("{} fault(s): {}", list.len(), list.join("; ")),
+                        json!(list),
+                    ),
                     Err(e) => e.into(),
                 },
                 None => missing(),
@@ -306,7 +338,11 @@ fn join_url(base: &str, path: &str) -> String {
     if path.is_empty() {
         return base.to_string();
     }
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// Run the checks of `groups` (all when empty) concurrently, in a stable order. Windows are
@@ -316,7 +352,11 @@ pub async fn run_checks(config: &Config, groups: &[CheckGroup]) -> Vec<CheckResu
 }
 
 /// [`run_checks`] with explicit windows.
-pub async fn run_checks_with(config: &Config, groups: &[CheckGroup], options: CheckOptions) -> Vec<CheckResult> {
+pub async fn run_checks_with(
+    config: &Config,
+    groups: &[CheckGroup],
+    options: CheckOptions,
+) -> Vec<CheckResult> {
     let checks = plan(config, groups);
     match Checker::new(config, options) {
         Ok(checker) => checker.run_all(&checks).await,
@@ -383,13 +423,19 @@ pub async fn probe_readiness_extras(config: &Config) -> Vec<(String, Reading)> {
     };
     let key = async {
         match &config.probes.encryption_key {
-            Some(p) => Some(("encryption-key".to_string(), reading(rollgate_probe::encryption_key::encryption_key(&http, p).await))),
+            Some(p) => Some((
+                "encryption-key".to_string(),
+                reading(rollgate_probe::encryption_key::encryption_key(&http, p).await),
+            )),
             None => None,
         }
     };
     let price = async {
         match &config.probes.mark_price {
-            Some(p) => Some(("mark-price".to_string(), reading(rollgate_probe::mark_price::mark_price(&http, p).await))),
+            Some(p) => Some((
+                "mark-price".to_string(),
+                reading(rollgate_probe::mark_price::mark_price(&http, p).await),
+            )),
             None => None,
         }
     };
@@ -399,7 +445,9 @@ pub async fn probe_readiness_extras(config: &Config) -> Vec<(String, Reading)> {
 
 /// The faults present now, as `pointer=value` (the operator status, non-null fault pointers).
 pub async fn probe_faults(config: &Config) -> Result<Vec<String>, ProbeError> {
-    let Some(url) = fault_url(config) else { return Ok(Vec::new()) };
+    let Some(url) = fault_url(config) else {
+        return Ok(Vec::new());
+    };
     if config.faults.pointers.is_empty() {
         return Ok(Vec::new());
     }
@@ -409,20 +457,48 @@ pub async fn probe_faults(config: &Config) -> Result<Vec<String>, ProbeError> {
 
 /// Sample every progression signal concurrently over `window`, measuring rates over the whole
 /// window (a baseline, a bake comparison).
-pub async fn sample_progression(config: &Config, window: Duration) -> Result<Vec<ProgressionRate>, ProbeError> {
-    sample_all(config, Sampling { window, interval: config.rollout.poll_interval, until_moved: false }).await
+pub async fn sample_progression(
+    config: &Config,
+    window: Duration,
+) -> Result<Vec<ProgressionRate>, ProbeError> {
+    sample_all(
+        config,
+        Sampling {
+            window,
+            interval: config.rollout.poll_interval,
+            until_moved: false,
+        },
+    )
+    .await
 }
 
 /// Sample every progression signal until each has moved or `window` ends (a gate waiting for
 /// progress); `idle` says which did not move.
-pub async fn wait_for_progression(config: &Config, window: Duration) -> Result<Vec<ProgressionRate>, ProbeError> {
-    sample_all(config, Sampling { window, interval: config.rollout.poll_interval, until_moved: true }).await
+pub async fn wait_for_progression(
+    config: &Config,
+    window: Duration,
+) -> Result<Vec<ProgressionRate>, ProbeError> {
+    sample_all(
+        config,
+        Sampling {
+            window,
+            interval: config.rollout.poll_interval,
+            until_moved: true,
+        },
+    )
+    .await
 }
 
-async fn sample_all(config: &Config, sampling: Sampling) -> Result<Vec<ProgressionRate>, ProbeError> {
+async fn sample_all(
+    config: &Config,
+    sampling: Sampling,
+) -> Result<Vec<ProgressionRate>, ProbeError> {
     let http = HttpClient::new(&config.probe_limits)?;
     let results = futures_util::future::join_all(
-        config.progression.iter().map(|p| rollgate_probe::progression::sample_progression(&http, p, sampling)),
+        config
+            .progression
+            .iter()
+            .map(|p| rollgate_probe::progression::sample_progression(&http, p, sampling)),
     )
     .await;
     results.into_iter().collect()

@@ -11,13 +11,12 @@
 //! - **Changing a layer**: rollgate owns one override file,
 //!   `<state_dir>/compose/<project>.override.json` (JSON is valid YAML), which pins `image` for
 //!   the layer's services. It is passed with `-f` after the operator's files on every Compose
-//!   command rollgate runs; the operator's files are never edited. Beside it,
-//!   `<project>.pins.json` remembers what each pinned service ran before rollgate first pinned
-//!   it, and a hash of the operator's files at that time.
+//!   command rollgate runs; the operator's files are never edited.
 //! - **Restoring** a recorded value goes by digest: the recorded image ID must still exist
 //!   locally; if the recorded tag now points elsewhere (a re-pushed tag), it is re-tagged to the
-//!   recorded image ID. When the recorded value is what the operator's unchanged files gave, the
-//!   pin is removed (the override file is deleted once empty); otherwise the pin stays.
+//!   recorded image ID. When the operator's files alone (`compose config` without the override)
+//!   give exactly the recorded reference, the pin is removed (the override file is deleted once
+//!   empty); otherwise the service is pinned to the recorded reference.
 //! - **Restarting**: `up -d --no-deps --no-build --force-recreate <services>`: only the named
 //!   services are recreated, never their dependencies, never a build.
 
@@ -31,7 +30,6 @@ use rollgate_core::config::{Component, ComposeRuntime, Config, Layer};
 use rollgate_core::vocab::LayerKind;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::driver::{ComponentState, DriverOutput, RunStatus, RuntimeDriver};
@@ -87,26 +85,10 @@ pub struct ComposeDriver {
     /// Component name → Compose service.
     services: BTreeMap<String, String>,
     override_path: PathBuf,
-    pins_path: PathBuf,
     flavor: OnceCell<Flavor>,
     timeouts: Timeouts,
-    /// Serializes read-modify-write of the override and pins files within this process.
+    /// Serializes read-modify-write of the override file within this process.
     files_lock: Mutex<()>,
-}
-
-/// `<project>.pins.json`: what each pinned service ran before rollgate pinned it.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct Pins {
-    #[serde(default)]
-    services: BTreeMap<String, Pin>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Pin {
-    /// The value the service had from the operator's files alone.
-    original: LayerValue,
-    /// SHA-256 of the operator's Compose files when `original` was read.
-    files_sha256: String,
 }
 
 impl ComposeDriver {
@@ -132,7 +114,6 @@ impl ComposeDriver {
         let dir = config.node.state_dir.join("compose");
         Ok(ComposeDriver {
             override_path: dir.join(format!("{project}.override.json")),
-            pins_path: dir.join(format!("{project}.pins.json")),
             runtime,
             project,
             files,

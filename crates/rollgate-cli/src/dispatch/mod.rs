@@ -3,10 +3,13 @@
 pub mod baseline;
 pub mod check;
 pub mod common;
+pub mod history;
 pub mod init;
 pub mod plan;
 pub mod plan_file;
 pub mod resume;
 pub mod rollback;
 pub mod rollout;
+pub mod show;
+pub mod status;
 pub mod validate;

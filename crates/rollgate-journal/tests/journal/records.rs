@@ -1,7 +1,7 @@
 //! Baselines, rollouts, steps, gates and driver outputs: what goes in comes back.
 
 use rollgate_core::vocab::{GateResult, Outcome, Verdict};
-use rollgate_journal::{DriverOutputRecord, Journal, JournalError};
+use rollgate_journal::{DriverOutputRecord, History, Journal, JournalError};
 use serde_json::json;
 
 use crate::support::{baseline, rollout};
@@ -132,7 +132,7 @@ fn a_full_decision_record_round_trips() {
     );
     assert!(j.rollout("nope").unwrap().is_none());
 
-    let h = serde_json::to_value(j.history(10).unwrap()).unwrap();
+    let h = serde_json::to_value(History::from(j.history(10).unwrap())).unwrap();
     assert_eq!(h["rollouts"][0]["rollout_id"], "r1");
     assert_eq!(h["rollouts"][0]["from"], "rollgate-sim/operator:v1.0.0");
     assert_eq!(h["rollouts"][0]["to"], "rollgate-sim/operator:v1.1.0");
@@ -157,7 +157,7 @@ fn a_crash_after_an_intent_leaves_an_interrupted_rollout() {
     }
     let mut j = Journal::open(dir.path()).unwrap();
     let st = j.state().unwrap();
-    let a = st.active.expect("an unfinished rollout");
+    let a = st.interrupted.expect("an unfinished rollout");
     assert_eq!(a.rollout_id, "r1");
     assert_eq!(a.steps, 2);
     let last = a.last_step.as_ref().unwrap();
@@ -170,7 +170,7 @@ fn a_crash_after_an_intent_leaves_an_interrupted_rollout() {
         j.begin_rollout(&rollout("r2", None)),
         Err(JournalError::Unfinished(_))
     ));
-    assert_eq!(j.history(10).unwrap().rollouts[0].outcome, None);
+    assert_eq!(j.history(10).unwrap()[0].outcome, None);
 }
 
 #[test]

@@ -66,7 +66,7 @@ struct View {
 
 fn view(s: &JournalState) -> View {
     View {
-        active: s.active.as_ref().map(|a| {
+        active: s.interrupted.as_ref().map(|a| {
             (
                 a.rollout_id.clone(),
                 a.steps,
@@ -224,7 +224,6 @@ fn run(ops: Vec<Op>) {
     );
     assert_eq!(j.history(1000).unwrap(), live_history);
     let ids: Vec<_> = live_history
-        .rollouts
         .iter()
         .map(|h| (h.rollout_id.clone(), h.outcome))
         .collect();

@@ -92,7 +92,7 @@ fn history_and_show_render() {
     let dir = tempfile::tempdir().unwrap();
     let mut j = Journal::open(dir.path()).unwrap();
     assert_eq!(
-        history_human(&j.history(10).unwrap()),
+        history_human(&j.history(10).unwrap().into()),
         "no rollouts recorded\n"
     );
     j.begin_rollout(&rollout("r1", None)).unwrap();
@@ -114,7 +114,7 @@ fn history_and_show_render() {
         .unwrap();
     j.begin_rollout(&rollout("r2", None)).unwrap();
 
-    let h = history_human(&j.history(10).unwrap());
+    let h = history_human(&j.history(10).unwrap().into());
     let lines: Vec<&str> = h.lines().collect();
     assert_eq!(lines.len(), 3, "{h}");
     assert!(

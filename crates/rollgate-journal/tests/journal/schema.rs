@@ -17,7 +17,7 @@ fn migrates_an_empty_file_and_is_idempotent() {
     std::fs::write(state.join("journal.sqlite"), b"").unwrap();
     let j = Journal::open(&state).unwrap();
     assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);
-    assert!(j.state().unwrap().active.is_none());
+    assert!(j.state().unwrap().interrupted.is_none());
     drop(j);
     let j = Journal::open(&state).unwrap();
     assert_eq!(j.schema_version().unwrap(), SCHEMA_VERSION);

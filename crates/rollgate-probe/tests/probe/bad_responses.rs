@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use rollgate_core::config::{
-    Chain, EncryptionKeyProbe, Expect, Expectation, MarkPriceProbe, Progression, ProgressionMode, Readiness,
+    Chain, EncryptionKeyProbe, Expect, Expectation, MarkPriceProbe, Progression, ProgressionMode,
+    Readiness,
 };
 use rollgate_core::vocab::CheckStatus;
 use rollgate_probe::chain::{AdvanceWindow, probe_chain};
@@ -19,7 +20,10 @@ fn readiness(url: &str) -> Readiness {
     Readiness {
         name: "operator".into(),
         url: format!("{url}/v2/status"),
-        expect: vec![Expect { pointer: "/health".into(), check: Expectation::Equals(json!("Healthy")) }],
+        expect: vec![Expect {
+            pointer: "/health".into(),
+            check: Expectation::Equals(json!("Healthy")),
+        }],
     }
 }
 
@@ -30,9 +34,23 @@ async fn readiness_outcome(answer: Answer) -> rollgate_probe::Outcome {
 }
 
 fn assert_fail(o: &rollgate_probe::Outcome, needle: &str) {
-    assert_eq!(o.status, CheckStatus::Fail, "expected fail, got {:?}: {}", o.status, o.detail);
-    assert!(o.detail.contains(needle), "detail `{}` should contain `{needle}`", o.detail);
-    assert!(o.detail.contains("http://127.0.0.1:"), "detail names the endpoint: {}", o.detail);
+    assert_eq!(
+        o.status,
+        CheckStatus::Fail,
+        "expected fail, got {:?}: {}",
+        o.status,
+        o.detail
+    );
+    assert!(
+        o.detail.contains(needle),
+        "detail `{}` should contain `{needle}`",
+        o.detail
+    );
+    assert!(
+        o.detail.contains("http://127.0.0.1:"),
+        "detail names the endpoint: {}",
+        o.detail
+    );
 }
 
 #[tokio::test]
@@ -44,13 +62,22 @@ async fn healthy_json_passes_and_keeps_the_document() {
 
 #[tokio::test]
 async fn non_json_body() {
-    let o = readiness_outcome(Answer::Full(200, "text/html", b"<html>oops</html>".to_vec())).await;
+    let o = readiness_outcome(Answer::Full(
+        200,
+        "text/html",
+        b"<html>oops</html>".to_vec(),
+    ))
+    .await;
     assert_fail(&o, "not JSON (starts with `<html>oops</html>`)");
 }
 
 #[tokio::test]
 async fn truncated_body() {
-    let o = readiness_outcome(Answer::Truncated { claimed: 500, body: br#"{"health": "Hea"#.to_vec() }).await;
+    let o = readiness_outcome(Answer::Truncated {
+        claimed: 500,
+        body: br#"{"health": "Hea"#.to_vec(),
+    })
+    .await;
     assert_eq!(o.status, CheckStatus::Fail, "{}", o.detail);
     assert!(o.detail.contains("request failed"), "{}", o.detail);
 }
@@ -58,11 +85,19 @@ async fn truncated_body() {
 #[tokio::test]
 async fn multi_megabyte_body_is_cut_at_the_cap() {
     let start = Instant::now();
-    let o = readiness_outcome(Answer::Huge { total: 8 * 1024 * 1024 }).await;
+    let o = readiness_outcome(Answer::Huge {
+        total: 8 * 1024 * 1024,
+    })
+    .await;
     assert_fail(&o, "larger than the 1048576-byte limit");
     assert!(start.elapsed() < Duration::from_secs(5));
     // A declared length over the cap is refused before reading.
-    let o = readiness_outcome(Answer::Full(200, "application/json", vec![b' '; 2 * 1024 * 1024])).await;
+    let o = readiness_outcome(Answer::Full(
+        200,
+        "application/json",
+        vec![b' '; 2 * 1024 * 1024],
+    ))
+    .await;
     assert_fail(&o, "larger than the");
 }
 
@@ -71,13 +106,20 @@ async fn server_that_never_answers_times_out() {
     let start = Instant::now();
     let o = readiness_outcome(Answer::Silent).await;
     assert_fail(&o, "no complete answer within 800ms");
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
 }
 
 #[tokio::test]
 async fn body_that_drips_forever_times_out() {
     let start = Instant::now();
-    let o = readiness_outcome(Answer::Drip { every: Duration::from_millis(50) }).await;
+    let o = readiness_outcome(Answer::Drip {
+        every: Duration::from_millis(50),
+    })
+    .await;
     assert_fail(&o, "no complete answer within");
     assert!(start.elapsed() < Duration::from_secs(3));
 }
@@ -92,7 +134,12 @@ async fn wrong_type_at_pointer() {
 
 #[tokio::test]
 async fn error_status_keeps_json_body() {
-    let o = readiness_outcome(Answer::Full(503, "application/json", br#"{"error":"ServiceUnavailable"}"#.to_vec())).await;
+    let o = readiness_outcome(Answer::Full(
+        503,
+        "application/json",
+        br#"{"error":"ServiceUnavailable"}"#.to_vec(),
+    ))
+    .await;
     assert_fail(&o, "answered HTTP 503");
     assert_eq!(o.observed, json!({"error": "ServiceUnavailable"}));
 }
@@ -109,7 +156,9 @@ async fn connection_refused() {
 
 #[tokio::test]
 async fn passwords_never_reach_details() {
-    let url = closed_port().await.replace("http://", "http://user:hunter2@");
+    let url = closed_port()
+        .await
+        .replace("http://", "http://user:hunter2@");
     let http = HttpClient::new(&limits()).unwrap();
     let o = probe_readiness(&http, &readiness(&url)).await;
     assert!(!o.detail.contains("hunter2"), "{}", o.detail);
@@ -117,19 +166,38 @@ async fn passwords_never_reach_details() {
 }
 
 fn chain(url: &str) -> Chain {
-    Chain { url: url.into(), probe_url: url.into(), chain_id: Some(1337) }
+    Chain {
+        url: url.into(),
+        probe_url: url.into(),
+        chain_id: Some(1337),
+    }
 }
 
 #[tokio::test]
 async fn chain_rpc_bad_answers() {
     let http = HttpClient::new(&limits()).unwrap();
-    let w = AdvanceWindow { window: Duration::from_millis(100), interval: Duration::from_millis(50) };
+    let w = AdvanceWindow {
+        window: Duration::from_millis(100),
+        interval: Duration::from_millis(50),
+    };
     let cases = [
-        (json(json!({"jsonrpc": "2.0", "id": 1, "result": 1337})), "expected a hex quantity"),
-        (json(json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}})), "eth_chainId returned error"),
+        (
+            json(json!({"jsonrpc": "2.0", "id": 1, "result": 1337})),
+            "expected a hex quantity",
+        ),
+        (
+            json(json!({"jsonrpc": "2.0", "id": 1, "error": {"code": -32601, "message": "nope"}})),
+            "eth_chainId returned error",
+        ),
         (json(json!({"jsonrpc": "2.0", "id": 1})), "has no `result`"),
-        (json(json!({"jsonrpc": "2.0", "id": 1, "result": "0x1"})), "chain id is 1, expected 1337"),
-        (Answer::Full(200, "text/plain", b"hello".to_vec()), "not JSON"),
+        (
+            json(json!({"jsonrpc": "2.0", "id": 1, "result": "0x1"})),
+            "chain id is 1, expected 1337",
+        ),
+        (
+            Answer::Full(200, "text/plain", b"hello".to_vec()),
+            "not JSON",
+        ),
         (Answer::Silent, "no complete answer"),
     ];
     for (answer, needle) in cases {
@@ -150,14 +218,31 @@ async fn encryption_key_bad_answers() {
     for (answer, needle) in [
         (json(json!("0x1234")), "the key is 2 bytes"),
         (json(json!({"unexpected": 1})), "without a key string"),
-        (Answer::Full(200, "application/octet-stream", vec![0xff, 0x00, 0xfe]), "not text"),
-        (Answer::Huge { total: 4 * 1024 * 1024 }, "larger than"),
+        (
+            Answer::Full(200, "application/octet-stream", vec![0xff, 0x00, 0xfe]),
+            "not text",
+        ),
+        (
+            Answer::Huge {
+                total: 4 * 1024 * 1024,
+            },
+            "larger than",
+        ),
     ] {
         let url = serve(answer).await;
-        let o = probe_encryption_key(&http, &EncryptionKeyProbe { url: format!("{url}/v2/encryption-key") }).await;
+        let o = probe_encryption_key(
+            &http,
+            &EncryptionKeyProbe {
+                url: format!("{url}/v2/encryption-key"),
+            },
+        )
+        .await;
         assert_fail(&o, needle);
     }
-    let url = serve(json(json!("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"))).await;
+    let url = serve(json(json!(
+        "0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798"
+    )))
+    .await;
     let o = probe_encryption_key(&http, &EncryptionKeyProbe { url }).await;
     assert_eq!(o.status, CheckStatus::Pass, "{}", o.detail);
 }
@@ -174,9 +259,18 @@ async fn mark_price_bad_answers() {
     };
     for (answer, needle) in [
         (json(json!({})), "ETHP: no mark price at /ETHP/price"),
-        (json(json!({"ETHP": {"price": "abc", "timestamp": 1}})), "is not a decimal number"),
+        (
+            json(json!({"ETHP": {"price": "abc", "timestamp": 1}})),
+            "is not a decimal number",
+        ),
         (json(json!({"ETHP": {"price": 1, "timestamp": 1}})), "stale"),
-        (Answer::Truncated { claimed: 100, body: b"{\"ETHP\"".to_vec() }, "request failed"),
+        (
+            Answer::Truncated {
+                claimed: 100,
+                body: b"{\"ETHP\"".to_vec(),
+            },
+            "request failed",
+        ),
     ] {
         let url = serve(answer).await;
         let o = probe_mark_price(&http, &probe(url)).await;
@@ -194,9 +288,16 @@ async fn progression_wrong_type_fails_and_idle_warns() {
         mode: ProgressionMode::Increases,
         window: Duration::from_millis(200),
     };
-    let s = Sampling { window: Duration::from_millis(200), interval: Duration::from_millis(50), until_moved: false };
+    let s = Sampling {
+        window: Duration::from_millis(200),
+        interval: Duration::from_millis(50),
+        until_moved: false,
+    };
     let url = serve(json(json!({"lastRequest": {"requestIndex": [1]}}))).await;
-    assert_fail(&probe_progression(&http, &p(url), s).await, "expected a number");
+    assert_fail(
+        &probe_progression(&http, &p(url), s).await,
+        "expected a number",
+    );
     let url = serve(json(json!({"lastRequest": {"requestIndex": 5}}))).await;
     let o = probe_progression(&http, &p(url), s).await;
     assert_eq!(o.status, CheckStatus::Warn, "{}", o.detail);

@@ -11,15 +11,28 @@ use rollgate_sim::CertKind;
 use rollgate_sim::services::pccs::{PccsOptions, RunningPccs};
 
 fn limits() -> ProbeLimits {
-    ProbeLimits { timeout: Duration::from_secs(3), max_body: 1024 * 1024 }
+    ProbeLimits {
+        timeout: Duration::from_secs(3),
+        max_body: 1024 * 1024,
+    }
 }
 
 async fn start(kind: CertKind) -> RunningPccs {
-    RunningPccs::start(PccsOptions { listen: "127.0.0.1:0".into(), cert_kind: kind, cert: None }).await.unwrap()
+    RunningPccs::start(PccsOptions {
+        listen: "127.0.0.1:0".into(),
+        cert_kind: kind,
+        cert: None,
+    })
+    .await
+    .unwrap()
 }
 
 fn pccs(url: String, trust: PccsTrust) -> Pccs {
-    Pccs { url, path: "/sgx/certification/v4/rootcacrl".into(), trust }
+    Pccs {
+        url,
+        path: "/sgx/certification/v4/rootcacrl".into(),
+        trust,
+    }
 }
 
 fn write_pem(dir: &tempfile::TempDir, name: &str, pem: &str) -> PathBuf {
@@ -32,7 +45,11 @@ fn write_pem(dir: &tempfile::TempDir, name: &str, pem: &str) -> PathBuf {
 async fn pinned_v1_and_v3_certificates_are_trusted() {
     for kind in [CertKind::V1NoSan, CertKind::V3San] {
         let server = start(kind).await;
-        let o = probe_pccs(&pccs(server.url(), PccsTrust::Pin(server.cert().sha256())), &limits()).await;
+        let o = probe_pccs(
+            &pccs(server.url(), PccsTrust::Pin(server.cert().sha256())),
+            &limits(),
+        )
+        .await;
         assert_eq!(o.status, CheckStatus::Pass, "{kind:?}: {}", o.detail);
         assert!(o.detail.contains("trusted by pin_sha256"), "{}", o.detail);
         assert_eq!(o.observed["cert_sha256"], server.cert().sha256_hex());
@@ -44,7 +61,11 @@ async fn ca_file_holding_the_self_signed_leaf_is_trusted() {
     let dir = tempfile::tempdir().unwrap();
     for kind in [CertKind::V1NoSan, CertKind::V3San] {
         let server = start(kind).await;
-        let ca = write_pem(&dir, &format!("{}.crt", kind.as_str()), &server.cert().pem());
+        let ca = write_pem(
+            &dir,
+            &format!("{}.crt", kind.as_str()),
+            &server.cert().pem(),
+        );
         let o = probe_pccs(&pccs(server.url(), PccsTrust::CaFile(ca)), &limits()).await;
         assert_eq!(o.status, CheckStatus::Pass, "{kind:?}: {}", o.detail);
     }
@@ -56,7 +77,11 @@ async fn wrong_pin_and_foreign_ca_are_untrusted_failures() {
     let o = probe_pccs(&pccs(server.url(), PccsTrust::Pin([7u8; 32])), &limits()).await;
     assert_eq!(o.status, CheckStatus::Fail);
     assert!(o.detail.contains("untrusted certificate"), "{}", o.detail);
-    assert!(o.detail.contains(&server.cert().sha256_hex()), "names the served certificate: {}", o.detail);
+    assert!(
+        o.detail.contains(&server.cert().sha256_hex()),
+        "names the served certificate: {}",
+        o.detail
+    );
 
     let other = start(CertKind::V3San).await;
     let dir = tempfile::tempdir().unwrap();
@@ -64,7 +89,11 @@ async fn wrong_pin_and_foreign_ca_are_untrusted_failures() {
     for url in [server.url(), start(CertKind::V3San).await.url()] {
         let o = probe_pccs(&pccs(url, PccsTrust::CaFile(ca.clone())), &limits()).await;
         assert_eq!(o.status, CheckStatus::Fail, "{}", o.detail);
-        assert!(o.detail.contains("untrusted certificate") && o.detail.contains("other.crt"), "{}", o.detail);
+        assert!(
+            o.detail.contains("untrusted certificate") && o.detail.contains("other.crt"),
+            "{}",
+            o.detail
+        );
     }
 }
 
@@ -78,12 +107,25 @@ async fn insecure_passes_loudly() {
 
 #[tokio::test]
 async fn down_or_unreadable_ca_file_fails() {
-    let url = crate::support::closed_port().await.replace("http://", "https://");
+    let url = crate::support::closed_port()
+        .await
+        .replace("http://", "https://");
     let o = probe_pccs(&pccs(url, PccsTrust::Insecure), &limits()).await;
     assert_eq!(o.status, CheckStatus::Fail);
     assert!(o.detail.contains("request failed"), "{}", o.detail);
     let server = start(CertKind::V3San).await;
-    let o = probe_pccs(&pccs(server.url(), PccsTrust::CaFile("/nonexistent/ca.crt".into())), &limits()).await;
+    let o = probe_pccs(
+        &pccs(
+            server.url(),
+            PccsTrust::CaFile("/nonexistent/ca.crt".into()),
+        ),
+        &limits(),
+    )
+    .await;
     assert_eq!(o.status, CheckStatus::Fail);
-    assert!(o.detail.contains("cannot read ca_file /nonexistent/ca.crt"), "{}", o.detail);
+    assert!(
+        o.detail.contains("cannot read ca_file /nonexistent/ca.crt"),
+        "{}",
+        o.detail
+    );
 }

@@ -13,29 +13,66 @@ const T: Duration = Duration::from_secs(5);
 
 #[tokio::test]
 async fn postgres_real_server() {
-    let Some(url) = service_env("ROLLGATE_TEST_DATABASE_URL") else { return };
-    let pg = Postgres { url: url.clone(), databases: vec!["postgres".into(), "template1".into()] };
-    let o = probe_postgres(&pg, Some(&DatabaseHeadroom { max_growth_during_window: 1 }), T).await;
+    let Some(url) = service_env("ROLLGATE_TEST_DATABASE_URL") else {
+        return;
+    };
+    let pg = Postgres {
+        url: url.clone(),
+        databases: vec!["postgres".into(), "template1".into()],
+    };
+    let o = probe_postgres(
+        &pg,
+        Some(&DatabaseHeadroom {
+            max_growth_during_window: 1,
+        }),
+        T,
+    )
+    .await;
     assert_eq!(o.status, CheckStatus::Pass, "{}", o.detail);
     assert!(o.observed["databases"]["postgres"].as_u64().unwrap() > 0);
-    let pg = Postgres { url, databases: vec!["postgres".into(), "rollgate_no_such_db".into()] };
+    let pg = Postgres {
+        url,
+        databases: vec!["postgres".into(), "rollgate_no_such_db".into()],
+    };
     let o = probe_postgres(&pg, None, T).await;
     assert_eq!(o.status, CheckStatus::Fail);
-    assert!(o.detail.contains("database rollgate_no_such_db does not exist"), "{}", o.detail);
+    assert!(
+        o.detail
+            .contains("database rollgate_no_such_db does not exist"),
+        "{}",
+        o.detail
+    );
 }
 
 #[tokio::test]
 async fn postgres_down_is_a_clear_failure() {
-    let url = closed_port().await.replace("http://", "postgres://postgres:secret@") + "/node0";
-    let o = probe_postgres(&Postgres { url, databases: vec![] }, None, T).await;
+    let url = closed_port()
+        .await
+        .replace("http://", "postgres://postgres:secret@")
+        + "/node0";
+    let o = probe_postgres(
+        &Postgres {
+            url,
+            databases: vec![],
+        },
+        None,
+        T,
+    )
+    .await;
     assert_eq!(o.status, CheckStatus::Fail);
     assert!(o.detail.contains("cannot connect"), "{}", o.detail);
-    assert!(o.detail.contains("postgres://postgres:****@127.0.0.1:"), "{}", o.detail);
+    assert!(
+        o.detail.contains("postgres://postgres:****@127.0.0.1:"),
+        "{}",
+        o.detail
+    );
 }
 
 #[tokio::test]
 async fn redis_real_server() {
-    let Some(url) = service_env("ROLLGATE_TEST_REDIS_URL") else { return };
+    let Some(url) = service_env("ROLLGATE_TEST_REDIS_URL") else {
+        return;
+    };
     let o = probe_redis(&Redis { url }, T).await;
     assert_ne!(o.status, CheckStatus::Fail, "{}", o.detail);
     assert!(o.detail.contains("PONG"), "{}", o.detail);
@@ -48,7 +85,9 @@ async fn redis_down_and_not_redis() {
     assert_eq!(o.status, CheckStatus::Fail);
     assert!(o.detail.contains("cannot connect"), "{}", o.detail);
     // Something that accepts and never answers: bounded by the timeout.
-    let url = crate::support::serve(crate::support::Answer::Silent).await.replace("http://", "redis://");
+    let url = crate::support::serve(crate::support::Answer::Silent)
+        .await
+        .replace("http://", "redis://");
     let start = std::time::Instant::now();
     let o = probe_redis(&Redis { url }, Duration::from_millis(500)).await;
     assert_eq!(o.status, CheckStatus::Fail);

@@ -22,7 +22,10 @@ pub enum Answer {
 }
 
 pub fn limits() -> ProbeLimits {
-    ProbeLimits { timeout: Duration::from_millis(800), max_body: 1024 * 1024 }
+    ProbeLimits {
+        timeout: Duration::from_millis(800),
+        max_body: 1024 * 1024,
+    }
 }
 
 /// Serve `answer` to every connection; the base URL.
@@ -31,7 +34,9 @@ pub async fn serve(answer: Answer) -> String {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else { return };
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
             let answer = answer.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 8192];
@@ -61,7 +66,9 @@ async fn respond(sock: &mut tokio::net::TcpStream, answer: Answer) -> std::io::R
             sock.write_all(&body).await?;
         }
         Answer::Truncated { claimed, body } => {
-            let head = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {claimed}\r\n\r\n");
+            let head = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {claimed}\r\n\r\n"
+            );
             sock.write_all(head.as_bytes()).await?;
             sock.write_all(&body).await?;
             sock.shutdown().await?;
@@ -71,7 +78,8 @@ async fn respond(sock: &mut tokio::net::TcpStream, answer: Answer) -> std::io::R
             let chunk = vec![b' '; 64 * 1024];
             let mut sent = 0;
             while sent < total {
-                sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).await?;
+                sock.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                    .await?;
                 sock.write_all(&chunk).await?;
                 sock.write_all(b"\r\n").await?;
                 sent += chunk.len();
@@ -108,7 +116,9 @@ pub async fn closed_port() -> String {
 pub fn service_env(var: &str) -> Option<String> {
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Some(v),
-        _ if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{var} is not set (run scripts/services); required under CI=true"),
+        _ if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{var} is not set (run scripts/services); required under CI=true")
+        }
         _ => {
             eprintln!("skipping: {var} is not set (run scripts/services)");
             None

@@ -5,7 +5,7 @@
 //! node loses them too, as when the real service stops); AESM by cutting its socket.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use rollgate_core::config::{Config, MapEnv, load_str};
@@ -36,18 +36,26 @@ impl Default for Knobs {
         Knobs {
             idle_policy: "fail",
             owner: None,
-            runtime_env: "# node runtime\nexport SGX_DEBUG=0\nSGX_PRERELEASE=\"1\"\nREPORT_TYPE=SELF\n".into(),
+            runtime_env:
+                "# node runtime\nexport SGX_DEBUG=0\nSGX_PRERELEASE=\"1\"\nREPORT_TYPE=SELF\n"
+                    .into(),
             baseline_window: "1s",
         }
     }
 }
 
 fn endpoint_of(url: &str) -> Endpoint {
-    Endpoint::parse(url.trim_start_matches("http://").trim_start_matches("https://").trim_end_matches('/'))
+    Endpoint::parse(
+        url.trim_start_matches("http://")
+            .trim_start_matches("https://")
+            .trim_end_matches('/'),
+    )
 }
 
 async fn proxy(url: &str) -> FaultProxy {
-    FaultProxy::start("127.0.0.1:0", endpoint_of(url)).await.unwrap()
+    FaultProxy::start("127.0.0.1:0", endpoint_of(url))
+        .await
+        .unwrap()
 }
 
 impl Node {
@@ -56,7 +64,11 @@ impl Node {
         let services = require_services()?;
         let dir = tempfile::tempdir().unwrap();
         let dbs = NodeDatabases::create(&services.database_url).await.unwrap();
-        let mut opts = StackOptions::new(dir.path()).with_databases(&services.database_url, &dbs, &services.redis_url);
+        let mut opts = StackOptions::new(dir.path()).with_databases(
+            &services.database_url,
+            &dbs,
+            &services.redis_url,
+        );
         opts.traffic = traffic;
         opts.slow_start = Duration::ZERO;
         let stack = SimStack::start(opts).await.unwrap();
@@ -73,7 +85,15 @@ impl Node {
             // Tests run as root here; elsewhere the file keeps the user's (non-root) group.
             let _ = std::os::unix::fs::chown(&p, None, Some(1));
         }
-        let node = Node { stack, chain, deployment, pccs, dbs: Some(dbs), redis_url: services.redis_url, dir };
+        let node = Node {
+            stack,
+            chain,
+            deployment,
+            pccs,
+            dbs: Some(dbs),
+            redis_url: services.redis_url,
+            dir,
+        };
         node.wait_until_ready().await;
         Some(node)
     }
@@ -217,13 +237,12 @@ timeout = "2s"
         load_str(&path, &text, &MapEnv::default()).unwrap()
     }
 
-    pub fn config_path(&self) -> &Path {
-        self.dir.path()
-    }
-
     async fn wait_until_ready(&self) {
         let url = format!("{}/v2/status", self.stack.operator_url());
-        let limits = rollgate_core::config::ProbeLimits { timeout: Duration::from_secs(2), max_body: 1 << 20 };
+        let limits = rollgate_core::config::ProbeLimits {
+            timeout: Duration::from_secs(2),
+            max_body: 1 << 20,
+        };
         let client = rollgate_probe::HttpClient::new(&limits).unwrap();
         for _ in 0..100 {
             if let Ok(v) = client.get_json(&url).await
