@@ -65,6 +65,19 @@ pub enum Command {
     History(dispatch::history::HistoryArgs),
     /// One rollout's decision record with evidence
     Show(dispatch::show::ShowArgs),
+    /// Step 6 on demand: the bake's signals against the last known-good baseline; changes nothing
+    Watch(dispatch::watch::WatchArgs),
+    /// HTTP API, Prometheus /metrics and status page (loopback by default)
+    Serve(dispatch::serve::ServeArgs),
+    /// Kill switch: no rollout starts, a running one rolls back at its next step
+    Freeze(dispatch::freeze::FreezeArgs),
+    /// Lift the kill switch
+    Unfreeze(dispatch::unfreeze::UnfreezeArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    Completions(dispatch::completions::CompletionsArgs),
+    /// Print the man page (or write all of them with --dir)
+    #[command(hide = true)]
+    Man(dispatch::completions::ManArgs),
 }
 
 /// Everything a subcommand needs from the global options.
@@ -164,6 +177,12 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Status(args) => dispatch::status::run(&ctx, args).await,
             Command::History(args) => dispatch::history::run(&ctx, args).await,
             Command::Show(args) => dispatch::show::run(&ctx, args).await,
+            Command::Watch(args) => dispatch::watch::run(&ctx, args).await,
+            Command::Serve(args) => dispatch::serve::run(&ctx, args).await,
+            Command::Freeze(args) => dispatch::freeze::run(&ctx, args).await,
+            Command::Unfreeze(args) => dispatch::unfreeze::run(&ctx, args).await,
+            Command::Completions(args) => dispatch::completions::run(&ctx, args).await,
+            Command::Man(args) => dispatch::completions::man(&ctx, args).await,
         }
     });
     match result {

@@ -96,4 +96,80 @@ pub struct Baseline {
     pub checks: Vec<CheckResult>,
     /// Storage sizes in bytes: `postgres:<db>` database sizes, `disk:<path>` free bytes.
     pub storage: BTreeMap<String, u64>,
+    /// What the bake period compares against, sampled while freezing (`docs/bake.md`). Absent
+    /// in baselines recorded before it existed; the bake then judges those signals by the
+    /// `bake.no_data` policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trends: Option<Trends>,
+}
+
+/// The baseline's behaviour over its sampling window, in the same cadence and units the bake
+/// samples in, so the two compare directly:
+///
+/// ```json
+/// {"window_ms": 10000, "interval_ms": 500,
+///  "latency_ms": {"readiness:operator": [1.2, 0.9, …]},
+///  "requests": {"readiness:operator": {"total": 20, "errors": 0, "unavailable": 0}},
+///  "storage": {"postgres:node0": {"first": 8192000, "last": 8245248, "samples": 20,
+///              "growth_bytes_per_s": 5300.0}},
+///  "progression": {"requestIndex": {"samples": 20, "changes": 19, "first": 10, "last": 48,
+///                  "rate_per_s": 3.9}},
+///  "alert_document": null, "metric_names": ["operator_up", …]}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Trends {
+    pub window_ms: u64,
+    pub interval_ms: u64,
+    /// Successful probe latencies in milliseconds, by endpoint (`readiness:NAME`,
+    /// `probe:encryption-key`, `probe:mark-price`, `alerts`).
+    #[serde(default)]
+    pub latency_ms: BTreeMap<String, Vec<f64>>,
+    #[serde(default)]
+    pub requests: BTreeMap<String, RequestCounts>,
+    /// By the keys of [`Baseline::storage`].
+    #[serde(default)]
+    pub storage: BTreeMap<String, StorageTrend>,
+    /// By progression signal name.
+    #[serde(default)]
+    pub progression: BTreeMap<String, ProgressionTrend>,
+    /// The `[alerts].url` document when it is not one of the readiness outputs.
+    #[serde(default)]
+    pub alert_document: Option<serde_json::Value>,
+    /// Every metric name `[alerts].metrics_urls` exported.
+    #[serde(default)]
+    pub metric_names: Vec<String>,
+}
+
+/// Requests to one endpoint and how many failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestCounts {
+    pub total: u64,
+    /// Any failure: refused, timed out, non-2xx, not JSON where JSON was expected.
+    pub errors: u64,
+    /// Of `errors`, how many answered 421 `NotAcceptingRequests` or 503.
+    pub unavailable: u64,
+}
+
+/// One storage measure over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StorageTrend {
+    /// The measured value (a database size, a filesystem's free bytes) at both ends.
+    pub first: u64,
+    pub last: u64,
+    pub samples: usize,
+    /// Bytes per second being used up: a database's growth, a filesystem's loss of free space
+    /// (least-squares slope over every sample). `None` with fewer than two samples.
+    pub growth_bytes_per_s: Option<f64>,
+}
+
+/// One progression signal over a window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressionTrend {
+    pub samples: usize,
+    /// Consecutive samples that differed.
+    pub changes: u64,
+    pub first: serde_json::Value,
+    pub last: serde_json::Value,
+    /// Increase per second (`increases`) or changes per second (`changes`).
+    pub rate_per_s: f64,
 }

@@ -327,7 +327,8 @@ impl GateEngine {
             };
             let pending = verdict == Verdict::Inconclusive;
             out.push(GateResult {
-                name: format!("dependency:{name}"),
+                // Names that carry their own kind (`environment:sgx-flags`) are kept as given.
+                name: if name.contains(':') { name.clone() } else { format!("dependency:{name}") },
                 verdict,
                 detail,
                 evidence: json!({"consecutive_failures": t.consecutive_failures, "pending": pending}),

@@ -25,7 +25,11 @@ pub fn median(xs: &[f64]) -> Option<f64> {
     }
     v.sort_by(f64::total_cmp);
     let n = v.len();
-    Some(if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 })
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
 }
 
 /// The upper tail of the standard normal distribution, `P(Z > z)`.
@@ -43,7 +47,9 @@ fn erfc(x: f64) -> f64 {
             + t * (0.374_091_96
                 + t * (0.096_784_18
                     + t * (-0.186_288_06
-                        + t * (0.278_868_07 + t * (-1.135_203_98 + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
     let r = t * poly.exp();
     if x >= 0.0 { r } else { 2.0 - r }
 }
@@ -76,7 +82,11 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
         return None;
     }
     // Rank the pooled sample, averaging ranks over ties.
-    let mut pooled: Vec<(f64, bool)> = baseline.iter().map(|&x| (x, false)).chain(current.iter().map(|&x| (x, true))).collect();
+    let mut pooled: Vec<(f64, bool)> = baseline
+        .iter()
+        .map(|&x| (x, false))
+        .chain(current.iter().map(|&x| (x, true)))
+        .collect();
     pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
     let n = pooled.len();
     let mut rank_sum_current = 0.0;
@@ -97,14 +107,24 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
     let (f1, f2, nf) = (n1 as f64, n2 as f64, n as f64);
     let u = rank_sum_current - f2 * (f2 + 1.0) / 2.0;
     let mean = f1 * f2 / 2.0;
-    let variance = if n > 1 { f1 * f2 / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0))) } else { 0.0 };
+    let variance = if n > 1 {
+        f1 * f2 / 12.0 * ((nf + 1.0) - tie_term / (nf * (nf - 1.0)))
+    } else {
+        0.0
+    };
     let (z, p_value) = if variance <= 0.0 {
         (0.0, 1.0)
     } else {
         let z = (u - mean - 0.5) / variance.sqrt();
         (z, normal_sf(z).clamp(0.0, 1.0))
     };
-    Some(RankTest { n_baseline: n1, n_current: n2, u, z, p_value })
+    Some(RankTest {
+        n_baseline: n1,
+        n_current: n2,
+        u,
+        z,
+        p_value,
+    })
 }
 
 /// When a latency difference is a degradation.
@@ -137,7 +157,11 @@ pub struct LatencyComparison {
 /// A latency judgement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LatencyJudgement {
-    TooFewSamples { baseline: usize, current: usize, needed: usize },
+    TooFewSamples {
+        baseline: usize,
+        current: usize,
+        needed: usize,
+    },
     /// Significant and large: degraded.
     Degraded(LatencyComparison),
     /// Not significant, or not large enough to matter.
@@ -145,10 +169,21 @@ pub enum LatencyJudgement {
 }
 
 /// Compare two latency samples (milliseconds) under a policy.
-pub fn compare_latency(baseline: &[f64], current: &[f64], policy: &LatencyPolicy) -> LatencyJudgement {
+pub fn compare_latency(
+    baseline: &[f64],
+    current: &[f64],
+    policy: &LatencyPolicy,
+) -> LatencyJudgement {
     let needed = policy.min_samples.max(1);
-    let (Some(test), true) = (mann_whitney_greater(baseline, current), baseline.len() >= needed && current.len() >= needed) else {
-        return LatencyJudgement::TooFewSamples { baseline: baseline.len(), current: current.len(), needed };
+    let (Some(test), true) = (
+        mann_whitney_greater(baseline, current),
+        baseline.len() >= needed && current.len() >= needed,
+    ) else {
+        return LatencyJudgement::TooFewSamples {
+            baseline: baseline.len(),
+            current: current.len(),
+            needed,
+        };
     };
     let mb = median(baseline).unwrap_or(0.0);
     let mc = median(current).unwrap_or(0.0);
@@ -161,8 +196,19 @@ pub fn compare_latency(baseline: &[f64], current: &[f64], policy: &LatencyPolicy
     };
     let significant = test.p_value < policy.significance;
     let large = ratio > policy.max_ratio && (mc - mb) >= policy.min_delta_ms;
-    let cmp = LatencyComparison { test, median_baseline_ms: mb, median_current_ms: mc, ratio, significant, large };
-    if significant && large { LatencyJudgement::Degraded(cmp) } else { LatencyJudgement::Within(cmp) }
+    let cmp = LatencyComparison {
+        test,
+        median_baseline_ms: mb,
+        median_current_ms: mc,
+        ratio,
+        significant,
+        large,
+    };
+    if significant && large {
+        LatencyJudgement::Degraded(cmp)
+    } else {
+        LatencyJudgement::Within(cmp)
+    }
 }
 
 /// The least-squares slope of `(seconds, value)` samples: value units per second.
@@ -170,7 +216,11 @@ pub fn compare_latency(baseline: &[f64], current: &[f64], policy: &LatencyPolicy
 /// `None` with fewer than two samples or when every sample has the same time (no rate can be
 /// measured from one instant).
 pub fn linear_rate(samples: &[(f64, f64)]) -> Option<f64> {
-    let pts: Vec<(f64, f64)> = samples.iter().copied().filter(|(t, v)| t.is_finite() && v.is_finite()).collect();
+    let pts: Vec<(f64, f64)> = samples
+        .iter()
+        .copied()
+        .filter(|(t, v)| t.is_finite() && v.is_finite())
+        .collect();
     if pts.len() < 2 {
         return None;
     }
@@ -202,11 +252,15 @@ pub fn time_to_exhaustion(remaining: f64, consumption_per_s: f64) -> Option<Dura
     if remaining <= 0.0 {
         return Some(Duration::ZERO);
     }
-    if !(consumption_per_s > 0.0) || !consumption_per_s.is_finite() {
+    if !consumption_per_s.is_finite() || consumption_per_s <= 0.0 {
         return None;
     }
     let secs = remaining / consumption_per_s;
-    Some(if secs >= Duration::MAX.as_secs_f64() { Duration::MAX } else { Duration::from_secs_f64(secs) })
+    Some(if secs >= Duration::MAX.as_secs_f64() {
+        Duration::MAX
+    } else {
+        Duration::from_secs_f64(secs)
+    })
 }
 
 #[cfg(test)]
@@ -238,12 +292,14 @@ mod tests {
     #[test]
     fn mann_whitney_separated_samples() {
         // U = 25, mean 12.5, variance 25 * 11 / 12; z = (25 - 12.5 - 0.5) / 4.787 = 2.5067.
-        let t = mann_whitney_greater(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
+        let t =
+            mann_whitney_greater(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
         assert_eq!(t.u, 25.0);
         assert!(close(t.z, 2.5067, 1e-3), "{t:?}");
         assert!(close(t.p_value, 0.006_09, 1e-4), "{t:?}");
         // The other direction is not significant at all.
-        let t = mann_whitney_greater(&[6.0, 7.0, 8.0, 9.0, 10.0], &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let t =
+            mann_whitney_greater(&[6.0, 7.0, 8.0, 9.0, 10.0], &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
         assert_eq!(t.u, 0.0);
         assert!(t.p_value > 0.99, "{t:?}");
     }
@@ -274,7 +330,12 @@ mod tests {
         assert_eq!(t.p_value, 1.0);
     }
 
-    const POLICY: LatencyPolicy = LatencyPolicy { min_samples: 8, significance: 0.01, max_ratio: 3.0, min_delta_ms: 5.0 };
+    const POLICY: LatencyPolicy = LatencyPolicy {
+        min_samples: 8,
+        significance: 0.01,
+        max_ratio: 3.0,
+        min_delta_ms: 5.0,
+    };
 
     fn spread(base: f64, n: usize) -> Vec<f64> {
         (0..n).map(|i| base + (i % 5) as f64 * 0.1 * base).collect()
@@ -308,7 +369,9 @@ mod tests {
         // 4x slower but by less than min_delta_ms (sub-millisecond loopback noise).
         let before = spread(0.3, 40);
         let after: Vec<f64> = before.iter().map(|x| x * 4.0).collect();
-        assert!(matches!(compare_latency(&before, &after, &POLICY), LatencyJudgement::Within(c) if c.significant && !c.large));
+        assert!(
+            matches!(compare_latency(&before, &after, &POLICY), LatencyJudgement::Within(c) if c.significant && !c.large)
+        );
     }
 
     #[test]
@@ -317,17 +380,38 @@ mod tests {
         let before = vec![10.0, 11.0, 12.0, 13.0, 14.0, 15.0, 16.0, 17.0];
         let after = vec![9.0, 10.5, 11.5, 12.5, 60.0, 61.0, 62.0, 8.0];
         let j = compare_latency(&before, &after, &POLICY);
-        assert!(matches!(j, LatencyJudgement::Within(c) if !c.significant), "{j:?}");
+        assert!(
+            matches!(j, LatencyJudgement::Within(c) if !c.significant),
+            "{j:?}"
+        );
     }
 
     #[test]
     fn too_few_samples() {
         assert_eq!(
             compare_latency(&[], &spread(1.0, 10), &POLICY),
-            LatencyJudgement::TooFewSamples { baseline: 0, current: 10, needed: 8 }
+            LatencyJudgement::TooFewSamples {
+                baseline: 0,
+                current: 10,
+                needed: 8
+            }
         );
-        assert_eq!(compare_latency(&[1.0], &[100.0], &POLICY), LatencyJudgement::TooFewSamples { baseline: 1, current: 1, needed: 8 });
-        assert_eq!(compare_latency(&spread(1.0, 10), &[], &POLICY), LatencyJudgement::TooFewSamples { baseline: 10, current: 0, needed: 8 });
+        assert_eq!(
+            compare_latency(&[1.0], &[100.0], &POLICY),
+            LatencyJudgement::TooFewSamples {
+                baseline: 1,
+                current: 1,
+                needed: 8
+            }
+        );
+        assert_eq!(
+            compare_latency(&spread(1.0, 10), &[], &POLICY),
+            LatencyJudgement::TooFewSamples {
+                baseline: 10,
+                current: 0,
+                needed: 8
+            }
+        );
     }
 
     #[test]
@@ -359,7 +443,10 @@ mod tests {
 
     #[test]
     fn time_to_exhaustion_of_known_inputs() {
-        assert_eq!(time_to_exhaustion(1000.0, 10.0), Some(Duration::from_secs(100)));
+        assert_eq!(
+            time_to_exhaustion(1000.0, 10.0),
+            Some(Duration::from_secs(100))
+        );
         assert_eq!(time_to_exhaustion(0.0, 10.0), Some(Duration::ZERO));
         assert_eq!(time_to_exhaustion(-5.0, 0.0), Some(Duration::ZERO));
         assert_eq!(time_to_exhaustion(1000.0, 0.0), None);

@@ -109,3 +109,116 @@ pub fn check_app_config(path: &Path) -> Outcome {
         Err(e) => Outcome::fail(format!("{}: {e}", path.display()), observed),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_core::config::{MapEnv, load_str};
+    use rollgate_core::vocab::CheckStatus;
+
+    fn config(mode: &str, chain: &str, deploy: &str) -> Config {
+        let text = format!(
+            r#"
+[node]
+name = "node0"
+mode = "{mode}"
+app_config = "/opt/dexlabs"
+deployment_metadata = "ethereum/addresses.json"
+deployment_metadata_owner = "deployment-service"
+state_dir = "/tmp/rollgate-test"
+
+[dependencies]
+chain = {{ url = "{chain}" }}
+deployment_service = {{ url = "{deploy}" }}
+
+[runtime]
+driver = "command"
+
+[runtime.command]
+current = "true"
+apply = "true"
+restart = "true"
+
+[components.operator]
+
+[layers.operator-image]
+kind = "image"
+components = ["operator"]
+"#
+        );
+        load_str(Path::new("t.toml"), &text, &MapEnv::default()).unwrap()
+    }
+
+    #[test]
+    fn mode_is_canonical_and_host_is_diagnostic_only() {
+        let c = config(
+            "localnet.compose",
+            "http://ethereum:8545",
+            "http://deployment-service:4040",
+        );
+        assert_eq!(check_mode(&c).status, CheckStatus::Pass);
+        let h = config(
+            "host",
+            "https://rpc.example.org",
+            "https://deploy.example.org",
+        );
+        let o = check_mode(&h);
+        assert_eq!(o.status, CheckStatus::Fail);
+        assert!(o.detail.contains("diagnostic only"));
+    }
+
+    #[test]
+    fn urls_of_one_mode_including_the_runtime_env() {
+        let c = config(
+            "localnet.loopback",
+            "http://user:pw@127.0.0.1:8545",
+            "http://127.0.0.1:4040",
+        );
+        let o = check_dependency_urls(&c, None);
+        assert_eq!(o.status, CheckStatus::Pass, "{}", o.detail);
+        assert!(
+            o.detail.contains("chain http://user:****@127.0.0.1:8545"),
+            "{}",
+            o.detail
+        );
+        let env: BTreeMap<String, String> = [(
+            "DEPLOYMENT_SERVICE_URL".to_string(),
+            "http://deployment-service:4040".to_string(),
+        )]
+        .into();
+        let o = check_dependency_urls(&c, Some(&env));
+        assert_eq!(o.status, CheckStatus::Fail);
+        assert!(
+            o.detail.contains("runtime env DEPLOYMENT_SERVICE_URL http://deployment-service:4040 is localnet.compose"),
+            "{}",
+            o.detail
+        );
+        // Host mode accepts any URLs, but of one mode only.
+        let mut h = config(
+            "host",
+            "https://rpc.example.org",
+            "https://deploy.example.org",
+        );
+        assert_eq!(check_dependency_urls(&h, None).status, CheckStatus::Pass);
+        h.dependencies.chain.as_mut().unwrap().url = "http://127.0.0.1:8545".into();
+        assert_eq!(check_dependency_urls(&h, None).status, CheckStatus::Fail);
+    }
+
+    #[test]
+    fn app_config_must_be_a_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(check_app_config(dir.path()).status, CheckStatus::Pass);
+        let file = dir.path().join("f");
+        std::fs::write(&file, b"").unwrap();
+        assert!(
+            check_app_config(&file)
+                .detail
+                .ends_with("is not a directory")
+        );
+        assert!(
+            check_app_config(&dir.path().join("nope"))
+                .detail
+                .ends_with("does not exist")
+        );
+    }
+}

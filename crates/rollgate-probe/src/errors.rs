@@ -101,9 +101,37 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     rollgate_core::redact::redact_text(&parts.join(": "))
 }
 
+/// The innermost cause of an error (an `io::Error`'s wrapped error included).
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = err;
+    loop {
+        if let Some(inner) = cur
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            cur = inner;
+            continue;
+        }
+        match cur.source() {
+            Some(next) => cur = next,
+            None => return cur.to_string(),
+        }
+    }
+}
+
 impl ProbeError {
-    /// The whole chain of causes, for a check's detail.
+    /// The whole chain of causes, for a check's detail. A refused or failed connection is
+    /// said plainly (`…: cannot connect: Connection refused (os error 111)`) instead of through
+    /// the HTTP stack's layers of wrapping.
     pub fn detail(&self) -> String {
+        if let ProbeError::Request { endpoint, source } = self
+            && source.is_connect()
+        {
+            return rollgate_core::redact::redact_text(&format!(
+                "{endpoint}: cannot connect: {}",
+                root_cause(source)
+            ));
+        }
         chain(self)
     }
 

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aesm;
+pub mod alerts;
 pub mod chain;
 pub mod disk;
 pub mod encryption_key;

@@ -189,6 +189,54 @@ async fn observe(pg: &Postgres, timeout: Duration) -> Result<PostgresObservation
     Ok(obs)
 }
 
+/// The size in bytes (`pg_database_size`) of each configured database that exists, and
+/// nothing else: light enough to sample every few seconds through a bake period
+/// (`rollgate-runner`'s trend sampler). Bounded by `timeout` as a whole.
+pub async fn database_sizes(
+    pg: &Postgres,
+    timeout: Duration,
+) -> Result<BTreeMap<String, u64>, ProbeError> {
+    let endpoint = redact_url(&pg.url);
+    let work = async {
+        let err = |what: &'static str| {
+            let endpoint = endpoint.clone();
+            move |source| ProbeError::Postgres {
+                endpoint,
+                what: what.to_string(),
+                source,
+            }
+        };
+        let mut cfg: tokio_postgres::Config =
+            pg.url.parse().map_err(err("invalid connection URL"))?;
+        cfg.connect_timeout(timeout);
+        cfg.application_name("rollgate-bake");
+        let (client, connection) = cfg
+            .connect(tokio_postgres::NoTls)
+            .await
+            .map_err(err("cannot connect"))?;
+        let _driver = AbortOnDrop(tokio::spawn(connection));
+        let rows = client
+            .query(
+                "SELECT datname, pg_database_size(datname) FROM pg_database \
+                 WHERE datname = ANY($1) AND has_database_privilege(datname, 'CONNECT')",
+                &[&pg.databases],
+            )
+            .await
+            .map_err(err("cannot read database sizes"))?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1).max(0) as u64))
+            .collect())
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(r) => r,
+        Err(_) => Err(ProbeError::Timeout {
+            endpoint,
+            after: timeout,
+        }),
+    }
+}
+
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
 
 impl<T> Drop for AbortOnDrop<T> {

@@ -111,13 +111,14 @@ pub fn check_flags(sgx: &Sgx, files: &SgxFiles) -> Outcome {
 /// A debug build never with DCAP; `REPORT_TYPE=SELF` in localnet; the runtime's `REPORT_TYPE`
 /// (when set) equal to the configured one.
 pub fn check_attestation(sgx: &Sgx, mode: Mode, files: &SgxFiles) -> Outcome {
-    let debug_build = files
+    // `None`: the build flags cannot say (unreadable file, unset or malformed SGX_DEBUG).
+    let build_debug = files
         .build
         .as_ref()
         .ok()
         .and_then(|b| b.get("SGX_DEBUG"))
-        .and_then(|v| flag(v))
-        == Some("1");
+        .and_then(|v| flag(v));
+    let debug_build = build_debug == Some("1");
     let runtime_report = files
         .runtime
         .as_ref()
@@ -132,6 +133,11 @@ pub fn check_attestation(sgx: &Sgx, mode: Mode, files: &SgxFiles) -> Outcome {
             "a debug enclave build (SGX_DEBUG=1) must never be used with DCAP attestation"
                 .to_string(),
         );
+    } else if build_debug.is_none() && sgx.attestation == Attestation::Dcap {
+        problems.push(format!(
+            "DCAP attestation, but the build flags {} do not say whether the enclave is a debug build",
+            sgx.build_flags.display()
+        ));
     }
     if mode != Mode::Host && !sgx.report_type.eq_ignore_ascii_case("SELF") {
         problems.push(format!(
@@ -154,9 +160,13 @@ pub fn check_attestation(sgx: &Sgx, mode: Mode, files: &SgxFiles) -> Outcome {
         };
         Outcome::pass(
             format!(
-                "REPORT_TYPE={}, attestation {att}, {} build",
+                "REPORT_TYPE={}, attestation {att}, {}",
                 sgx.report_type,
-                if debug_build { "debug" } else { "non-debug" }
+                match build_debug {
+                    Some("1") => "debug build",
+                    Some(_) => "non-debug build",
+                    None => "build type unknown (see sgx-flags)",
+                }
             ),
             observed,
         )
@@ -213,4 +223,160 @@ pub fn check_devices_with(devices: &[std::path::PathBuf], group_db: &str) -> Out
 /// As [`check_devices_with`], with the system's `/etc/group`.
 pub fn check_devices(devices: &[std::path::PathBuf]) -> Outcome {
     check_devices_with(devices, &std::fs::read_to_string(GROUP).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_core::vocab::CheckStatus;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn sgx(attestation: Attestation, report_type: &str) -> Sgx {
+        Sgx {
+            build_flags: "/b.env".into(),
+            runtime_env: "/r.env".into(),
+            report_type: report_type.into(),
+            devices: vec![],
+            attestation,
+        }
+    }
+
+    fn files(build: &str, runtime: &str) -> SgxFiles {
+        SgxFiles {
+            build: Ok(crate::envfile::parse_env(build)),
+            runtime: Ok(crate::envfile::parse_env(runtime)),
+        }
+    }
+
+    #[test]
+    fn flags_table() {
+        let s = sgx(Attestation::SelfReport, "SELF");
+        let cases = [
+            (
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1",
+                "SGX_DEBUG=false\nSGX_PRERELEASE=\"1\"",
+                None,
+            ),
+            (
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1",
+                "SGX_DEBUG=1\nSGX_PRERELEASE=1",
+                Some("SGX_DEBUG: built with 0, runtime sets 1"),
+            ),
+            (
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1",
+                "SGX_DEBUG=0",
+                Some("SGX_PRERELEASE is not set in the runtime env /r.env"),
+            ),
+            (
+                "SGX_PRERELEASE=1",
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1",
+                Some("SGX_DEBUG is not set in the build flags /b.env"),
+            ),
+            (
+                "SGX_DEBUG=maybe\nSGX_PRERELEASE=1",
+                "SGX_DEBUG=0\nSGX_PRERELEASE=1",
+                Some("build SGX_DEBUG=maybe is not 0 or 1"),
+            ),
+        ];
+        for (b, r, want) in cases {
+            let o = check_flags(&s, &files(b, r));
+            match want {
+                None => assert_eq!(o.status, CheckStatus::Pass, "{b} / {r}: {}", o.detail),
+                Some(w) => {
+                    assert_eq!(o.status, CheckStatus::Fail, "{b} / {r}");
+                    assert!(o.detail.contains(w), "{}", o.detail);
+                }
+            }
+        }
+        let unreadable = SgxFiles {
+            build: Err("build flags /b.env: missing".into()),
+            runtime: Ok(Default::default()),
+        };
+        assert!(
+            check_flags(&s, &unreadable)
+                .detail
+                .contains("cannot read build flags /b.env")
+        );
+    }
+
+    #[test]
+    fn attestation_rules() {
+        let ok = files("SGX_DEBUG=0\nSGX_PRERELEASE=1", "REPORT_TYPE=SELF");
+        let debug = files("SGX_DEBUG=1\nSGX_PRERELEASE=0", "");
+        let self_report = sgx(Attestation::SelfReport, "SELF");
+        let dcap = sgx(Attestation::Dcap, "DCAP");
+        assert_eq!(
+            check_attestation(&self_report, Mode::LocalnetLoopback, &ok).status,
+            CheckStatus::Pass
+        );
+        // Debug builds are fine with SELF reports, never with DCAP.
+        assert_eq!(
+            check_attestation(&self_report, Mode::LocalnetLoopback, &debug).status,
+            CheckStatus::Pass
+        );
+        let o = check_attestation(&dcap, Mode::Host, &debug);
+        assert!(
+            o.detail.contains("must never be used with DCAP"),
+            "{}",
+            o.detail
+        );
+        let unknown = SgxFiles {
+            build: Err("x".into()),
+            runtime: Ok(Default::default()),
+        };
+        let o = check_attestation(&dcap, Mode::Host, &unknown);
+        assert!(o.detail.contains("do not say whether"), "{}", o.detail);
+        let o = check_attestation(&self_report, Mode::LocalnetLoopback, &unknown);
+        assert_eq!(o.status, CheckStatus::Pass);
+        assert!(o.detail.contains("build type unknown"), "{}", o.detail);
+        let o = check_attestation(&dcap, Mode::LocalnetCompose, &ok);
+        assert!(
+            o.detail
+                .contains("localnet attestation uses REPORT_TYPE=SELF"),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail
+                .contains("runtime env sets REPORT_TYPE=SELF, configured DCAP"),
+            "{}",
+            o.detail
+        );
+    }
+
+    #[test]
+    fn devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("sgx_enclave");
+        let wide = dir.path().join("sgx_provision");
+        for (p, mode) in [(&good, 0o660), (&wide, 0o666)] {
+            std::fs::write(p, b"").unwrap();
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+        }
+        // Root may give the file a non-root group, as a real node's udev rule does.
+        let _ = std::os::unix::fs::chown(&good, None, Some(1));
+        let gid = std::fs::metadata(&good).unwrap().gid();
+        let groups = format!("sgx:x:{gid}:\n");
+        let o = check_devices_with(std::slice::from_ref(&good), &groups);
+        if gid == 0 {
+            assert!(o.detail.contains("root-group only"), "{}", o.detail);
+        } else {
+            assert_eq!(o.status, CheckStatus::Pass, "{}", o.detail);
+            assert_eq!(o.observed[0]["group"], "sgx");
+        }
+        let o = check_devices_with(&[wide, dir.path().join("sgx_vepc")], &groups);
+        assert_eq!(o.status, CheckStatus::Fail);
+        assert!(
+            o.detail.contains("has mode 0666, expected 0660"),
+            "{}",
+            o.detail
+        );
+        assert!(
+            o.detail
+                .contains("sgx_vepc is missing (no SGX driver on this machine?)"),
+            "{}",
+            o.detail
+        );
+        assert_eq!(check_devices_with(&[], "").status, CheckStatus::Skip);
+    }
 }

@@ -44,6 +44,7 @@ fn main() {
         let _ = checker.run_all(&checks).await;
 
         let (mut conc, mut seq, mut slowest, mut overhead) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut last_sequential = Vec::new();
         println!("{} checks, {ROUNDS} rounds (alternating order)", checks.len());
         println!("{:>5} {:>14} {:>14} {:>16} {:>10}", "round", "concurrent ms", "sequential ms", "slowest check ms", "ratio");
         for round in 0..ROUNDS {
@@ -72,6 +73,7 @@ fn main() {
             println!("{round:>5} {:>14.1} {:>14.1} {:>16.1} {:>10.2}", ms(c), ms(s), ms(slow), s.as_secs_f64() / c.as_secs_f64());
             conc.push(c);
             seq.push(s);
+            last_sequential = rs;
             slowest.push(slow);
             overhead.push(c.saturating_sub(slow));
         }
@@ -84,6 +86,9 @@ fn main() {
             ms(median(slowest)),
             ms(median(overhead))
         );
+        last_sequential.sort_by_key(|r| std::cmp::Reverse(r.latency_ms));
+        let per: Vec<String> = last_sequential.iter().map(|r| format!("{} {}ms", r.name, r.latency_ms)).collect();
+        println!("per check (last sequential round): {}", per.join(", "));
         node.shutdown().await;
     });
 }

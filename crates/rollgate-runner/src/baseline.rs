@@ -70,7 +70,12 @@ pub async fn freeze(
         let r = driver.current(l).await;
         (l.name.clone(), r)
     }));
-    let (results, layers) = tokio::join!(results, layers);
+    // The bake's trends (latencies, storage growth, ...) are sampled over the same window.
+    let trends = crate::watch::record_trends(
+        std::sync::Arc::new(config.clone()),
+        config.rollout.baseline_window,
+    );
+    let (results, layers, trends) = tokio::join!(results, layers, trends);
 
     let mut reasons = Vec::new();
     let mut values = BTreeMap::new();
@@ -90,7 +95,8 @@ pub async fn freeze(
             )),
         }
     }
-    let baseline = assemble(config, &checks, results, values);
+    let mut baseline = assemble(config, &checks, results, values);
+    baseline.trends = trends;
     judge(config, &baseline, &mut reasons);
     if reasons.is_empty() {
         Ok(baseline)
@@ -213,6 +219,7 @@ fn assemble(
         idle,
         checks: results,
         storage,
+        trends: None,
     }
 }
 

@@ -8,10 +8,13 @@ pub mod baseline;
 pub mod checks;
 pub mod errors;
 pub mod journal;
+pub mod killswitch;
+pub mod notify;
 pub mod observe;
 pub mod progress;
 pub mod report;
 pub mod rollout;
+pub mod watch;
 
 pub use errors::RunnerError;
 pub use journal::JournalHandle;

@@ -44,6 +44,8 @@ pub struct Observer {
     polls: u32,
     /// The most recent raw status documents, by readiness entry name.
     pub last_readiness: BTreeMap<String, Value>,
+    /// The deployment metadata's hash in the baseline: a different hash now is baseline drift.
+    baseline_metadata_sha256: Option<String>,
 }
 
 impl Observer {
@@ -62,7 +64,14 @@ impl Observer {
             dependency_every: 1,
             polls: 0,
             last_readiness: BTreeMap::new(),
+            baseline_metadata_sha256: None,
         })
+    }
+
+    /// Judge environment drift against this baseline (the deployment metadata's hash).
+    pub fn against(mut self, baseline: &rollgate_core::baseline::Baseline) -> Observer {
+        self.baseline_metadata_sha256 = baseline.metadata.as_ref().and_then(|m| m.sha256.clone());
+        self
     }
 
     /// Restart the clock: the change (or the rollback) happened now.
@@ -78,6 +87,16 @@ impl Observer {
                 self.restarts_at_start.insert(c.name.clone(), n);
             }
         }
+    }
+
+    /// The runtime driver (the bake reads restart counts and memory through it).
+    pub fn driver(&self) -> &Arc<dyn RuntimeDriver> {
+        &self.driver
+    }
+
+    /// The components this observer watches: the changed ones in a rollout.
+    pub fn components(&self) -> &[Component] {
+        &self.components
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -153,12 +172,22 @@ impl Observer {
             obs.faults = faults_in(&config, doc);
         }
         if (self.polls - 1).is_multiple_of(self.dependency_every) {
-            for check in crate::checks::run_checks(&config, &[CheckGroup::Prerequisites]).await {
-                let reading = match check.status {
-                    CheckStatus::Fail => Reading::Fail(check.detail),
-                    _ => Reading::Pass(check.detail),
+            for check in crate::checks::run_checks(&config, &[CheckGroup::Prerequisites, CheckGroup::Baseline]).await {
+                let mut reading = match check.status {
+                    CheckStatus::Fail => Reading::Fail(check.detail.clone()),
+                    _ => Reading::Pass(check.detail.clone()),
                 };
-                obs.dependencies.insert(check.name, reading);
+                if check.name == "deployment-metadata"
+                    && let (Some(before), Some(now)) = (&self.baseline_metadata_sha256, check.observed.get("sha256").and_then(Value::as_str))
+                    && before != now
+                {
+                    reading = Reading::Fail(format!(
+                        "baseline drift: deployment metadata changed (sha256 {}… in the baseline, {}… now); repair it through the deployment-service",
+                        &before[..before.len().min(12)],
+                        &now[..now.len().min(12)]
+                    ));
+                }
+                obs.dependencies.insert(gate_key(check.group, &check.name), reading);
             }
         }
         self.observe_components(&mut obs).await;
@@ -202,12 +231,21 @@ impl Observer {
     }
 }
 
-/// The URL the fault pointers are read from: `[faults].url`, else the operator's status.
+/// The key a check's reading has among the gate engine's dependencies: prerequisites are
+/// `dependency:NAME`, environment (baseline-group) checks `environment:NAME`.
+pub fn gate_key(group: CheckGroup, name: &str) -> String {
+    match group {
+        CheckGroup::Baseline => format!("environment:{name}"),
+        _ => format!("dependency:{name}"),
+    }
+}
+
+/// The URL the fault pointers are read from, when faults are configured.
 pub fn fault_url(config: &Config) -> Option<&str> {
     if config.faults.pointers.is_empty() {
         return None;
     }
-    config.faults.url.as_deref().or_else(|| config.operator_status_url())
+    crate::checks::fault_url(config)
 }
 
 /// Non-null values at the fault pointers, as `pointer=value`.

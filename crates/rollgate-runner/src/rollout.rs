@@ -166,9 +166,9 @@ impl Runner {
         if value.is_empty() {
             return Err(RunnerError::Usage(format!("no value given for layer `{layer_name}`")));
         }
-        self.refuse_if_interrupted().await?;
+        // The lock first: a live rollout is "busy"; an unfinished one whose process is gone was
+        // interrupted and must be resumed. Both exit 6.
         let lock = self.lock().await?;
-        // Checked under the lock: a rollout that finished a moment ago may have changed it.
         self.refuse_if_interrupted().await?;
         let current = self.driver.current(&layer).await.map_err(RunnerError::Driver)?;
         if current.value == value {
@@ -234,7 +234,8 @@ impl Runner {
     ) -> Result<RolloutReport, RunnerError> {
         let from = baseline.layers.get(&layer.name).cloned();
         let components = self.components_of(&[layer]);
-        let mut observer = Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?;
+        let mut observer =
+            Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?.against(baseline);
         let mut timings = Timings::default();
 
         if !applied {
@@ -402,7 +403,8 @@ impl Runner {
         )
         .await?;
 
-        let mut observer = Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?;
+        let mut observer =
+            Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?.against(baseline);
         let s = rec.intent(step::ROLLBACK_RESTART, json!({"components": components.iter().map(|c| &c.name).collect::<Vec<_>>()})).await?;
         observer.mark_change().await;
         let restart = self.driver.restart(&components).await;
@@ -514,8 +516,8 @@ impl Runner {
     /// `rollgate rollback [--to ID]`: restore the baseline the latest rollout started from (or
     /// the one named) for every layer that differs from it, and re-verify it.
     pub async fn rollback(&self, to: Option<&str>) -> Result<RolloutReport, RunnerError> {
-        self.refuse_if_interrupted().await?;
         let lock = self.lock().await?;
+        self.refuse_if_interrupted().await?;
         let baseline = match to {
             Some(id) => {
                 let id2 = id.to_string();
@@ -685,8 +687,8 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
     let dependencies = baseline
         .checks
         .iter()
-        .filter(|c| c.group == CheckGroup::Prerequisites)
-        .map(|c| c.name.clone())
+        .filter(|c| matches!(c.group, CheckGroup::Prerequisites | CheckGroup::Baseline))
+        .map(|c| crate::observe::gate_key(c.group, &c.name))
         .collect();
     GatePlan {
         readiness_deadline: config.rollout.readiness_deadline,
@@ -715,7 +717,7 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
 fn plan_names(plan: &GatePlan) -> Vec<String> {
     let mut v: Vec<String> = plan.readiness.iter().map(|n| format!("readiness:{n}")).collect();
     v.extend(plan.progression.iter().map(|p| format!("progression:{}", p.name)));
-    v.extend(plan.dependencies.iter().map(|n| format!("dependency:{n}")));
+    v.extend(plan.dependencies.iter().cloned());
     v.push("faults".into());
     v
 }

@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use rollgate_core::baseline::LayerValue;
 use rollgate_core::config::{Component, ComposeRuntime, Config, Layer};
 use rollgate_core::vocab::LayerKind;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
@@ -150,6 +150,14 @@ impl ComposeDriver {
     /// The Compose command with the project, the operator's files and, when it exists, the
     /// override, followed by `args`.
     pub async fn compose(&self, args: &[&str]) -> Result<Invocation, DriverError> {
+        self.compose_with(args, true).await
+    }
+
+    async fn compose_with(
+        &self,
+        args: &[&str],
+        with_override: bool,
+    ) -> Result<Invocation, DriverError> {
         let (program, prefix) = self.flavor().await?.program_and_prefix();
         let mut all: Vec<String> = prefix.iter().map(|s| s.to_string()).collect();
         all.extend(["-p".into(), self.project.clone()]);
@@ -160,9 +168,10 @@ impl ComposeDriver {
         for f in &self.files {
             all.extend(["-f".into(), f.display().to_string()]);
         }
-        if tokio::fs::try_exists(&self.override_path)
-            .await
-            .unwrap_or(false)
+        if with_override
+            && tokio::fs::try_exists(&self.override_path)
+                .await
+                .unwrap_or(false)
         {
             all.extend(["-f".into(), self.override_path.display().to_string()]);
         }
@@ -280,17 +289,37 @@ impl ComposeDriver {
         })
     }
 
-    async fn files_sha256(&self) -> Result<String, DriverError> {
-        let mut h = Sha256::new();
-        for f in &self.files {
-            let bytes = tokio::fs::read(f)
-                .await
-                .map_err(|e| DriverError::io(f, e))?;
-            h.update(f.display().to_string().as_bytes());
-            h.update([0]);
-            h.update(&bytes);
-        }
-        Ok(hex::encode(h.finalize()))
+    /// The image the operator's files alone (no override) give a service, from
+    /// `compose config`: JSON with v2, normalized YAML with v1 (read line by line: `config`
+    /// prints services at two spaces and their keys at four). `None` when the service has no
+    /// `image` (build-only) or does not exist.
+    pub async fn files_image(&self, service: &str) -> Result<Option<String>, DriverError> {
+        let flavor = self.flavor().await?;
+        let args: &[&str] = match flavor {
+            Flavor::V2 => &["config", "--format", "json"],
+            Flavor::V1 => &["config"],
+        };
+        let inv = self
+            .compose_with(args, false)
+            .await?
+            .timeout(self.timeouts.query);
+        let out = run(&inv).await?;
+        let image = match flavor {
+            Flavor::V2 => serde_json::from_str::<Value>(&out.stdout)
+                .map_err(|e| DriverError::Parse {
+                    command: out.command.clone(),
+                    unit: format!("service {service}"),
+                    detail: e.to_string(),
+                })?
+                .pointer(&format!(
+                    "/services/{}/image",
+                    service.replace('~', "~0").replace('/', "~1")
+                ))
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            Flavor::V1 => yaml_service_image(&out.stdout, service),
+        };
+        Ok(image)
     }
 
     /// The `version:` of the operator's first file, copied into the override: Compose v1 refuses
@@ -334,21 +363,14 @@ impl ComposeDriver {
         Ok(pinned)
     }
 
-    /// Write (or delete, when nothing is pinned) the override and pins files.
-    async fn write_state(
-        &self,
-        pinned: &BTreeMap<String, String>,
-        pins: &Pins,
-    ) -> Result<(), DriverError> {
+    /// Write the override file, or delete it when nothing is pinned.
+    async fn write_override(&self, pinned: &BTreeMap<String, String>) -> Result<(), DriverError> {
         if pinned.is_empty() {
-            for p in [&self.override_path, &self.pins_path] {
-                match tokio::fs::remove_file(p).await {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(DriverError::io(p, e)),
-                }
-            }
-            return Ok(());
+            return match tokio::fs::remove_file(&self.override_path).await {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+                Err(e) => Err(DriverError::io(&self.override_path, e)),
+            };
         }
         let mut doc = serde_json::Map::new();
         if let Some(v) = self.file_version().await {
@@ -359,12 +381,7 @@ impl ComposeDriver {
             .map(|(s, image)| (s.clone(), serde_json::json!({ "image": image })))
             .collect();
         doc.insert("services".into(), Value::Object(services));
-        write_atomic(&self.override_path, &Value::Object(doc)).await?;
-        write_atomic(
-            &self.pins_path,
-            &serde_json::to_value(pins).unwrap_or(Value::Null),
-        )
-        .await
+        write_atomic(&self.override_path, &Value::Object(doc)).await
     }
 }
 
@@ -406,24 +423,10 @@ impl RuntimeDriver for ComposeDriver {
         let services = self.layer_services(layer)?;
         let _guard = self.files_lock.lock().await;
         let mut pinned = self.read_override().await?;
-        let mut pins: Pins = Self::read_json(&self.pins_path).await?;
-        let files_sha256 = self.files_sha256().await?;
         for service in &services {
-            if !pinned.contains_key(service) {
-                // First pin of this service: remember what the operator's files gave, so a
-                // restore to exactly that can remove the pin again.
-                let original = self.service_value(service).await?;
-                pins.services.insert(
-                    service.clone(),
-                    Pin {
-                        original,
-                        files_sha256: files_sha256.clone(),
-                    },
-                );
-            }
             pinned.insert(service.clone(), value.to_string());
         }
-        self.write_state(&pinned, &pins).await?;
+        self.write_override(&pinned).await?;
         Ok(DriverOutput::note(format!(
             "pin image {value} for service(s) {} in {}",
             services.join(", "),
@@ -474,22 +477,15 @@ impl RuntimeDriver for ComposeDriver {
         }
 
         let mut pinned = self.read_override().await?;
-        let mut pins: Pins = Self::read_json(&self.pins_path).await?;
-        let files_sha256 = self.files_sha256().await?;
         let mut notes = Vec::new();
         for service in &services {
-            let back_to_original = pins
-                .services
-                .get(service)
-                .is_some_and(|p| p.original == *recorded && p.files_sha256 == files_sha256);
-            if back_to_original {
-                pinned.remove(service);
-                pins.services.remove(service);
-                notes.push(format!("unpin service {service}"));
-            } else if pinned.contains_key(service)
-                || pins.services.contains_key(service)
-                || !self.gives(service, recorded).await?
-            {
+            // Unpin only when the operator's files alone provably give the recorded reference
+            // (which now resolves to the recorded image ID); otherwise pin it.
+            if self.files_image(service).await?.as_deref() == Some(recorded.value.as_str()) {
+                if pinned.remove(service).is_some() {
+                    notes.push(format!("unpin service {service}"));
+                }
+            } else if pinned.get(service) != Some(&recorded.value) {
                 pinned.insert(service.clone(), recorded.value.clone());
                 notes.push(format!(
                     "pin image {} for service {service}",
@@ -497,8 +493,7 @@ impl RuntimeDriver for ComposeDriver {
                 ));
             }
         }
-        pins.services.retain(|s, _| pinned.contains_key(s));
-        self.write_state(&pinned, &pins).await?;
+        self.write_override(&pinned).await?;
         if !notes.is_empty() {
             output = output.then(DriverOutput::note(format!(
                 "{} in {}",
@@ -574,16 +569,32 @@ impl RuntimeDriver for ComposeDriver {
     }
 }
 
-impl ComposeDriver {
-    /// Whether the running container of a service already runs exactly the recorded value, with
-    /// no pin of ours: then nothing needs pinning.
-    async fn gives(&self, service: &str, recorded: &LayerValue) -> Result<bool, DriverError> {
-        match self.service_value(service).await {
-            Ok(v) => Ok(v == *recorded),
-            Err(DriverError::NoContainer { .. }) => Ok(false),
-            Err(e) => Err(e),
+/// The `image:` of one service in the normalized YAML that `docker-compose config` (v1) prints.
+fn yaml_service_image(yaml: &str, service: &str) -> Option<String> {
+    let unquote = |s: &str| s.trim().trim_matches(['"', '\'']).to_string();
+    let mut in_services = false;
+    let mut current: Option<String> = None;
+    for line in yaml.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match indent {
+            0 => {
+                in_services = text == "services:";
+                current = None;
+            }
+            2 if in_services => current = text.strip_suffix(':').map(unquote),
+            4 if in_services && current.as_deref() == Some(service) => {
+                if let Some(v) = text.strip_prefix("image:") {
+                    return Some(unquote(v));
+                }
+            }
+            _ => {}
         }
     }
+    None
 }
 
 fn require_image(layer: &Layer) -> Result<(), DriverError> {
@@ -657,7 +668,11 @@ async fn detect(configured: Option<&str>, timeout: Duration) -> Result<Flavor, D
 
 async fn write_atomic(path: &Path, value: &Value) -> Result<(), DriverError> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    tokio::fs::create_dir_all(dir)
+    // Private like the rest of the state directory, even when the journal has not created it.
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
         .await
         .map_err(|e| DriverError::io(dir, e))?;
     let tmp = path.with_extension("json.tmp");
@@ -676,6 +691,21 @@ async fn write_atomic(path: &Path, value: &Value) -> Result<(), DriverError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_images_from_v1_config_output() {
+        let yaml = "services:\n  app-svc:\n    image: repo/app:v1\n    depends_on: []\n  other:\n    build:\n      context: .\n    image: 'repo/other:v2'\n  third:\n    build: .\nversion: '2.4'\n";
+        assert_eq!(
+            yaml_service_image(yaml, "app-svc").as_deref(),
+            Some("repo/app:v1")
+        );
+        assert_eq!(
+            yaml_service_image(yaml, "other").as_deref(),
+            Some("repo/other:v2")
+        );
+        assert_eq!(yaml_service_image(yaml, "third"), None);
+        assert_eq!(yaml_service_image(yaml, "ghost"), None);
+    }
 
     #[test]
     fn project_name_follows_compose() {

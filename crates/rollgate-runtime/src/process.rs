@@ -7,6 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rollgate_core::redact::redact_text;
@@ -19,9 +20,9 @@ use crate::errors::DriverError;
 /// How much of each stream is kept. The rest is drained and dropped.
 pub const MAX_CAPTURE: usize = 1024 * 1024;
 
-/// After a kill, how long to wait for the pipes to close before giving up on the rest of the
-/// output (a grandchild that left the process group may still hold them open).
-const DRAIN_AFTER_KILL: Duration = Duration::from_secs(2);
+/// After the child exited or was killed, how long to wait for its pipes to close before giving
+/// up on the rest of the output.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 
 /// One command to run.
 #[derive(Debug, Clone)]
@@ -153,8 +154,8 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
         source,
     })?;
     let pid = child.id();
-    let stdout = tokio::spawn(capture(child.stdout.take()));
-    let stderr = tokio::spawn(capture(child.stderr.take()));
+    let stdout = capture(child.stdout.take());
+    let stderr = capture(child.stderr.take());
 
     let (exit_code, timed_out) = match tokio::time::timeout(inv.timeout, child.wait()).await {
         Ok(Ok(status)) => (status.code(), false),
@@ -172,14 +173,11 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
             (None, true)
         }
     };
-    // A grandchild that escaped the group could keep the pipes open: never wait forever.
-    let drain = if timed_out {
-        DRAIN_AFTER_KILL
-    } else {
-        inv.timeout.max(DRAIN_AFTER_KILL)
-    };
-    let stdout = join_capture(stdout, drain).await;
-    let stderr = join_capture(stderr, drain).await;
+    // Once the child is gone, a process it left running (a daemon started by a restart script,
+    // or a grandchild that escaped the group) may hold the pipes open: take what is there after
+    // a short grace instead of waiting for it to exit.
+    let stdout = join_capture(stdout, DRAIN_AFTER_EXIT).await;
+    let stderr = join_capture(stderr, DRAIN_AFTER_EXIT).await;
     let out = DriverOutput {
         command: command_line,
         stdout: redact_lines(&stdout),
@@ -207,29 +205,43 @@ fn kill_group(pid: Option<u32>) {
     }
 }
 
-async fn capture<R: AsyncRead + Unpin>(reader: Option<R>) -> Vec<u8> {
-    let Some(mut reader) = reader else {
-        return Vec::new();
-    };
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 8192];
-    loop {
-        match reader.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                let room = MAX_CAPTURE.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
+/// Output read so far, shared with the reading task so a stream that never closes still yields
+/// what was written before the deadline.
+type Captured = Arc<Mutex<Vec<u8>>>;
+
+fn capture<R: AsyncRead + Unpin + Send + 'static>(
+    reader: Option<R>,
+) -> (Captured, tokio::task::JoinHandle<()>) {
+    let kept: Captured = Arc::default();
+    let sink = kept.clone();
+    let task = tokio::spawn(async move {
+        let Some(mut reader) = reader else { return };
+        let mut buf = [0u8; 8192];
+        loop {
+            match reader.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = MAX_CAPTURE.saturating_sub(kept.len());
+                    kept.extend_from_slice(&buf[..n.min(room)]);
+                }
             }
         }
-    }
-    kept
+    });
+    (kept, task)
 }
 
-async fn join_capture(handle: tokio::task::JoinHandle<Vec<u8>>, wait: Duration) -> String {
-    match tokio::time::timeout(wait, handle).await {
-        Ok(Ok(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
-        _ => String::new(),
+async fn join_capture(
+    (kept, mut task): (Captured, tokio::task::JoinHandle<()>),
+    wait: Duration,
+) -> String {
+    if tokio::time::timeout(wait, &mut task).await.is_err() {
+        // A process left running still holds the pipe. Stop reading rather than keep a task
+        // per call alive for as long as it runs: a daemon must redirect its own output.
+        task.abort();
     }
+    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner());
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// Redact line by line: [`redact_text`] splits on spaces only, and a URL at the start of a
@@ -278,6 +290,21 @@ mod tests {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_daemon_left_running_does_not_hold_the_call() {
+        let started = Instant::now();
+        let out = run(&Invocation::new("sh", ["-c", "sleep 20 & echo started"])
+            .timeout(Duration::from_secs(60)))
+        .await
+        .unwrap();
+        assert_eq!(out.stdout, "started\n");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
+        );
     }
 
     #[tokio::test]

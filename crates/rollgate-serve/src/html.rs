@@ -36,12 +36,16 @@ pub fn path_segment(s: &str) -> String {
 
 /// A timestamp of the journal (RFC 3339, UTC, with or without fractional seconds).
 pub fn parse_ts(s: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(s).ok().or_else(|| humantime::parse_rfc3339_weak(s).ok())
+    humantime::parse_rfc3339(s)
+        .ok()
+        .or_else(|| humantime::parse_rfc3339_weak(s).ok())
 }
 
 /// Seconds since the Unix epoch.
 pub fn epoch_secs(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 /// A duration for people: `850 ms`, `12.4 s`, `3 min 05 s`, `2 h 10 min`.
@@ -50,7 +54,11 @@ pub fn human_secs(secs: f64) -> String {
     if secs < 1.0 {
         format!("{:.0} ms", secs * 1000.0)
     } else if secs < 60.0 {
-        if secs < 10.0 { format!("{secs:.1} s") } else { format!("{secs:.0} s") }
+        if secs < 10.0 {
+            format!("{secs:.1} s")
+        } else {
+            format!("{secs:.0} s")
+        }
     } else if secs < 3600.0 {
         let s = secs.round() as u64;
         format!("{} min {:02} s", s / 60, s % 60)
@@ -98,7 +106,11 @@ pub fn outcome_badge(outcome: Option<&str>) -> String {
         Some(other) => ("neutral", other),
         None => ("wait", "unfinished"),
     };
-    format!(r#"<span class="badge {class}" data-outcome="{}">{}</span>"#, esc(outcome.unwrap_or("unfinished")), esc(text))
+    format!(
+        r#"<span class="badge {class}" data-outcome="{}">{}</span>"#,
+        esc(outcome.unwrap_or("unfinished")),
+        esc(text)
+    )
 }
 
 pub fn verdict_badge(verdict: &str) -> String {
@@ -151,7 +163,9 @@ footer { color: #8a96a3; font-size: 12px; margin-top: 28px; }
 
 /// A whole page: `<head>` with the inline stylesheet, a top bar, and `body`.
 pub fn page(title: &str, top_meta: &str, body: &str, refresh_s: Option<u32>) -> String {
-    let refresh = refresh_s.map(|s| format!(r#"<meta http-equiv="refresh" content="{s}">"#)).unwrap_or_default();
+    let refresh = refresh_s
+        .map(|s| format!(r#"<meta http-equiv="refresh" content="{s}">"#))
+        .unwrap_or_default();
     format!(
         r#"<!DOCTYPE html>
 <html lang="en">
@@ -183,7 +197,10 @@ mod tests {
 
     #[test]
     fn escapes_markup_and_quotes() {
-        assert_eq!(esc(r#"<a href="x">&'</a>"#), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;");
+        assert_eq!(
+            esc(r#"<a href="x">&'</a>"#),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
     }
 
     #[test]
@@ -205,7 +222,10 @@ mod tests {
 
     #[test]
     fn path_segments_are_encoded() {
-        assert_eq!(path_segment("r-20261128T042210Z-9c1d"), "r-20261128T042210Z-9c1d");
+        assert_eq!(
+            path_segment("r-20261128T042210Z-9c1d"),
+            "r-20261128T042210Z-9c1d"
+        );
         assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
     }
 }

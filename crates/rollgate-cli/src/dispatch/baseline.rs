@@ -51,14 +51,24 @@ async fn freeze(ctx: &Ctx) -> CmdResult {
     match freeze_and_store(&runner.config, &runner.journal, runner.driver.as_ref()).await {
         Ok(b) => {
             if ctx.out.is_json() {
-                ctx.out.json(&json!({"ok": true, "baseline_id": b.id, "baseline": b}))?;
+                ctx.out
+                    .json(&json!({"ok": true, "baseline_id": b.id, "baseline": b}))?;
             } else {
-                println!("{}: baseline {} frozen and marked known-good", ctx.out.status("ok"), b.id);
+                println!(
+                    "{}: baseline {} frozen and marked known-good",
+                    ctx.out.status("ok"),
+                    b.id
+                );
                 for (name, v) in &b.layers {
                     println!("  {name:<24} {}", v.display());
                 }
                 for p in &b.progression {
-                    println!("  progression:{:<12} {:.2}/s{}", p.name, p.rate_per_s, if p.idle { " (idle)" } else { "" });
+                    println!(
+                        "  progression:{:<12} {:.2}/s{}",
+                        p.name,
+                        p.rate_per_s,
+                        if p.idle { " (idle)" } else { "" }
+                    );
                 }
             }
             Ok(ExitCode::Success)
@@ -67,7 +77,10 @@ async fn freeze(ctx: &Ctx) -> CmdResult {
             if ctx.out.is_json() {
                 ctx.out.json(&json!({"ok": false, "refused": true, "reasons": r.reasons, "checks": r.checks}))?;
             } else {
-                println!("{}: not freezing a baseline from an ambiguous environment; nothing was stored:", ctx.out.status("refused"));
+                println!(
+                    "{}: not freezing a baseline from an ambiguous environment; nothing was stored:",
+                    ctx.out.status("refused")
+                );
                 for reason in &r.reasons {
                     println!("  - {reason}");
                 }
@@ -80,13 +93,20 @@ async fn freeze(ctx: &Ctx) -> CmdResult {
 
 fn journal(ctx: &Ctx) -> Result<JournalHandle, CliError> {
     let config = ctx.config()?;
-    let j = rollgate_journal::Journal::open(&config.node.state_dir)
-        .map_err(|e| CliError::Usage(format!("failed to open the journal: {}", rollgate_probe::errors::chain(&e))))?;
+    let j = rollgate_journal::Journal::open(&config.node.state_dir).map_err(|e| {
+        CliError::Usage(format!(
+            "failed to open the journal: {}",
+            rollgate_probe::errors::chain(&e)
+        ))
+    })?;
     Ok(JournalHandle::new(j))
 }
 
 async fn list(ctx: &Ctx) -> CmdResult {
-    let list = journal(ctx)?.call(|j| j.list_baselines()).await.map_err(runner_error)?;
+    let list = journal(ctx)?
+        .call(|j| j.list_baselines())
+        .await
+        .map_err(runner_error)?;
     if ctx.out.is_json() {
         ctx.out.json(&json!({"baselines": list}))?;
     } else if list.is_empty() {
@@ -99,25 +119,41 @@ async fn list(ctx: &Ctx) -> CmdResult {
                     b.id.clone(),
                     b.created_at.clone(),
                     b.mode.as_str().to_string(),
-                    if b.known_good { ctx.out.status("ok") } else { String::new() },
+                    if b.known_good {
+                        ctx.out.status("ok")
+                    } else {
+                        String::new()
+                    },
                 ]
             })
             .collect();
-        println!("{}", ctx.out.table(&["id", "created", "mode", "known-good"], rows));
+        println!(
+            "{}",
+            ctx.out
+                .table(&["id", "created", "mode", "known-good"], rows)
+        );
     }
     Ok(ExitCode::Success)
 }
 
 async fn show(ctx: &Ctx, id: &str) -> CmdResult {
     let wanted = id.to_string();
-    let found = journal(ctx)?.call(move |j| j.baseline(&wanted)).await.map_err(runner_error)?;
+    let found = journal(ctx)?
+        .call(move |j| j.baseline(&wanted))
+        .await
+        .map_err(runner_error)?;
     let Some(b) = found else {
-        return Err(CliError::Usage(format!("no baseline `{id}` (see `rollgate baseline list`)")));
+        return Err(CliError::Usage(format!(
+            "no baseline `{id}` (see `rollgate baseline list`)"
+        )));
     };
     if ctx.out.is_json() {
         ctx.out.json(&b)?;
     } else {
-        println!("baseline {} — node {}, {}, created {}", b.id, b.node, b.mode, b.created_at);
+        println!(
+            "baseline {} — node {}, {}, created {}",
+            b.id, b.node, b.mode, b.created_at
+        );
         println!("\nlayers:");
         for (name, v) in &b.layers {
             println!("  {name:<24} {}", v.display());
@@ -126,17 +162,38 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
             println!(
                 "\nmetadata: {} owned by {} sha256 {}",
                 m.path,
-                m.owner.clone().or(m.uid.map(|u| format!("uid {u}"))).unwrap_or_default(),
+                m.owner
+                    .clone()
+                    .or(m.uid.map(|u| format!("uid {u}")))
+                    .unwrap_or_default(),
                 m.sha256.clone().unwrap_or_default()
             );
         }
         if let Some(s) = &b.sgx {
-            println!("sgx: build {:?}, runtime {:?}, report type {}", s.build, s.runtime, s.report_type);
+            println!(
+                "sgx: build {:?}, runtime {:?}, report type {}",
+                s.build, s.runtime, s.report_type
+            );
         }
-        println!("faults: {}", if b.faults.is_empty() { "none".to_string() } else { b.faults.join("; ") });
+        println!(
+            "faults: {}",
+            if b.faults.is_empty() {
+                "none".to_string()
+            } else {
+                b.faults.join("; ")
+            }
+        );
         println!("\nprogression{}:", if b.idle { " (idle)" } else { "" });
         for p in &b.progression {
-            println!("  {:<16} {} → {} in {}ms, {:.2}/s{}", p.name, p.first, p.last, p.window_ms, p.rate_per_s, if p.idle { ", idle" } else { "" });
+            println!(
+                "  {:<16} {} → {} in {}ms, {:.2}/s{}",
+                p.name,
+                p.first,
+                p.last,
+                p.window_ms,
+                p.rate_per_s,
+                if p.idle { ", idle" } else { "" }
+            );
         }
         println!("\nstorage:");
         for (k, v) in &b.storage {
@@ -146,9 +203,20 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
         let rows = b
             .checks
             .iter()
-            .map(|c| vec![ctx.out.status(c.status.as_str()), c.name.clone(), format!("{}ms", c.latency_ms), c.detail.clone()])
+            .map(|c| {
+                vec![
+                    ctx.out.status(c.status.as_str()),
+                    c.name.clone(),
+                    format!("{}ms", c.latency_ms),
+                    c.detail.clone(),
+                ]
+            })
             .collect();
-        println!("{}", ctx.out.table(&["status", "check", "latency", "detail"], rows));
+        println!(
+            "{}",
+            ctx.out
+                .table(&["status", "check", "latency", "detail"], rows)
+        );
     }
     Ok(ExitCode::Success)
 }

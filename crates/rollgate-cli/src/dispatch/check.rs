@@ -48,15 +48,44 @@ pub async fn run(ctx: &Ctx, args: &CheckArgs) -> CmdResult {
     } else {
         let rows = checks
             .iter()
-            .map(|c| vec![ctx.out.status(c.status.as_str()), c.name.clone(), format!("{}ms", c.latency_ms), c.detail.clone()])
+            .map(|c| {
+                vec![
+                    ctx.out.status(c.status.as_str()),
+                    c.name.clone(),
+                    format!("{}ms", c.latency_ms),
+                    c.detail.clone(),
+                ]
+            })
             .collect();
-        println!("{}", ctx.out.table(&["status", "check", "latency", "detail"], rows));
-        let failed: Vec<&str> = checks.iter().filter(|c| c.status.as_str() == "fail").map(|c| c.name.as_str()).collect();
+        println!(
+            "{}",
+            ctx.out
+                .table(&["status", "check", "latency", "detail"], rows)
+        );
+        let failed: Vec<&str> = checks
+            .iter()
+            .filter(|c| c.status.as_str() == "fail")
+            .map(|c| c.name.as_str())
+            .collect();
         if ok {
-            println!("\n{}: {} check(s) green", ctx.out.status("ok"), checks.len());
+            println!(
+                "\n{}: {} check(s) green",
+                ctx.out.status("ok"),
+                checks.len()
+            );
         } else {
-            println!("\n{}: {} of {} check(s) failed: {}", ctx.out.status("fail"), failed.len(), checks.len(), failed.join(", "));
+            println!(
+                "\n{}: {} of {} check(s) failed: {}",
+                ctx.out.status("fail"),
+                failed.len(),
+                checks.len(),
+                failed.join(", ")
+            );
         }
     }
-    Ok(if ok { ExitCode::Success } else { ExitCode::NotReady })
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::NotReady
+    })
 }

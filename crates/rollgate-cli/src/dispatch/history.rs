@@ -22,7 +22,10 @@ pub struct HistoryArgs {
 
 pub async fn run(ctx: &Ctx, args: &HistoryArgs) -> CmdResult {
     let limit = args.limit;
-    let entries = open_journal(ctx)?.call(move |j| j.history(limit)).await.map_err(runner_error)?;
+    let entries = open_journal(ctx)?
+        .call(move |j| j.history(limit))
+        .await
+        .map_err(runner_error)?;
     let history = History::from(entries);
     if ctx.out.is_json() {
         ctx.out.json(&history)?;
@@ -35,7 +38,11 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs) -> CmdResult {
 /// The configured node's journal, on the blocking pool.
 pub(crate) fn open_journal(ctx: &Ctx) -> Result<rollgate_runner::JournalHandle, CliError> {
     let config = ctx.config()?;
-    let j = rollgate_journal::Journal::open(&config.node.state_dir)
-        .map_err(|e| CliError::Usage(format!("failed to open the journal: {}", rollgate_probe::errors::chain(&e))))?;
+    let j = rollgate_journal::Journal::open(&config.node.state_dir).map_err(|e| {
+        CliError::Usage(format!(
+            "failed to open the journal: {}",
+            rollgate_probe::errors::chain(&e)
+        ))
+    })?;
     Ok(rollgate_runner::JournalHandle::new(j))
 }

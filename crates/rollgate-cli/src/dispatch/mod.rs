@@ -3,6 +3,8 @@
 pub mod baseline;
 pub mod check;
 pub mod common;
+pub mod completions;
+pub mod freeze;
 pub mod history;
 pub mod init;
 pub mod plan;
@@ -10,6 +12,9 @@ pub mod plan_file;
 pub mod resume;
 pub mod rollback;
 pub mod rollout;
+pub mod serve;
 pub mod show;
 pub mod status;
+pub mod unfreeze;
 pub mod validate;
+pub mod watch;

@@ -19,7 +19,8 @@ pub struct StatusArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
     let config = Arc::new(ctx.config()?);
-    let driver = rollgate_runtime::driver_for(&config).map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
+    let driver = rollgate_runtime::driver_for(&config)
+        .map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
 
     // Read every layer concurrently; an unreadable layer is shown with its error, not fatal.
     let mut reads = tokio::task::JoinSet::new();
@@ -28,23 +29,33 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
         reads.spawn(async move {
             let status = match driver.current(&layer).await {
                 Ok(v) => LayerStatus::Value(v),
-                Err(e) => LayerStatus::Error { error: rollgate_probe::errors::chain(&e) },
+                Err(e) => LayerStatus::Error {
+                    error: rollgate_probe::errors::chain(&e),
+                },
             };
             (layer.name, status)
         });
     }
     let mut layers = BTreeMap::new();
     while let Some(done) = reads.join_next().await {
-        let (name, status) = done.map_err(|e| CliError::Internal(anyhow::anyhow!("layer read task failed: {e}")))?;
+        let (name, status) =
+            done.map_err(|e| CliError::Internal(anyhow::anyhow!("layer read task failed: {e}")))?;
         layers.insert(name, status);
     }
 
     let state_dir = config.node.state_dir.clone();
     let (state, lock) = tokio::task::spawn_blocking(move || {
-        let journal = Journal::open(&state_dir)
-            .map_err(|e| CliError::Usage(format!("failed to open the journal: {}", rollgate_probe::errors::chain(&e))))?;
-        let state = journal.state().map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
-        let lock = Lock::status(&state_dir).map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
+        let journal = Journal::open(&state_dir).map_err(|e| {
+            CliError::Usage(format!(
+                "failed to open the journal: {}",
+                rollgate_probe::errors::chain(&e)
+            ))
+        })?;
+        let state = journal
+            .state()
+            .map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
+        let lock = Lock::status(&state_dir)
+            .map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
         Ok::<_, CliError>((state, lock))
     })
     .await

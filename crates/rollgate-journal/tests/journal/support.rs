@@ -36,6 +36,7 @@ pub fn baseline(id: &str) -> Baseline {
             observed: serde_json::Value::Null,
         }],
         storage: BTreeMap::new(),
+        trends: None,
     }
 }
 

@@ -149,9 +149,9 @@ async fn connection_refused() {
     let url = closed_port().await;
     let http = HttpClient::new(&limits()).unwrap();
     let o = probe_readiness(&http, &readiness(&url)).await;
-    assert_fail(&o, "request failed");
+    assert_fail(&o, "/v2/status: cannot connect: Connection refused");
     let o = probe_health(&http, &format!("{url}/health")).await;
-    assert_fail(&o, "request failed");
+    assert_fail(&o, "/health: cannot connect: Connection refused");
 }
 
 #[tokio::test]

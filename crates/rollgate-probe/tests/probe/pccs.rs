@@ -112,7 +112,7 @@ async fn down_or_unreadable_ca_file_fails() {
         .replace("http://", "https://");
     let o = probe_pccs(&pccs(url, PccsTrust::Insecure), &limits()).await;
     assert_eq!(o.status, CheckStatus::Fail);
-    assert!(o.detail.contains("request failed"), "{}", o.detail);
+    assert!(o.detail.contains("cannot connect"), "{}", o.detail);
     let server = start(CertKind::V3San).await;
     let o = probe_pccs(
         &pccs(

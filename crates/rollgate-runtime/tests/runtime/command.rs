@@ -196,4 +196,8 @@ async fn restart_state_and_logs() {
         "app-svc since 2023-11-14T22:13:20.000Z"
     );
     assert_eq!(d.name(), "command");
+    assert_eq!(
+        rollgate_runtime::driver_for(&cfg).unwrap().name(),
+        "command"
+    );
 }

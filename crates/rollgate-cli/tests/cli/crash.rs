@@ -1,0 +1,96 @@
+//! Crash safety: rollgate is killed with SIGKILL right after each journal record of a rollout
+//! that promotes and of one that rolls back (`ROLLGATE_CRASH_AT=<step>:<intent|outcome>`), then
+//! `rollgate resume` runs. Every case must end promoted or on a re-verified baseline (or refused
+//! with nothing changed), with no interrupted rollout left and no baseline lost.
+
+use std::os::unix::process::ExitStatusExt;
+
+use serde_json::Value;
+
+use crate::fixture::{Node, NodeOptions, code, explain};
+
+fn baselines(node: &Node) -> Vec<String> {
+    let (out, list) = node.run(&["baseline", "list"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let items = list.get("baselines").and_then(Value::as_array).cloned().or_else(|| list.as_array().cloned()).unwrap_or_default();
+    items.iter().filter_map(|b| b["id"].as_str().map(str::to_string)).collect()
+}
+
+fn crash_then_resume(version: &str, crash_at: &str) {
+    let Some(node) = Node::start(NodeOptions { bake: "1s", window: "1500ms", ..NodeOptions::default() }) else { return };
+    let out = node
+        .rollgate()
+        .args(["rollout", &format!("operator-image={version}"), "--yes"])
+        .env("ROLLGATE_CRASH_AT", crash_at)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "{crash_at}: rollgate was not killed there: {}", explain(&out));
+    let before = baselines(&node);
+
+    let (out, record) = node.run(&["resume"]);
+    let rc = code(&out);
+    if crash_at == "finish:outcome" {
+        // The outcome was already durable: nothing to resume, and the history has it.
+        assert_eq!(rc, 2, "{}", explain(&out));
+        let (_, history) = node.run(&["history"]);
+        assert!(history["rollouts"][0]["outcome"].is_string(), "{history:#}");
+    } else {
+        match record["outcome"].as_str() {
+            Some("promoted") => {
+                assert_eq!(rc, 0, "{}", explain(&out));
+                assert_eq!(node.current("operator-image"), version);
+                assert_eq!(version, "v1.1.0", "only the good version may be promoted");
+            }
+            Some("rolled_back") => {
+                assert_eq!(rc, 4, "{}", explain(&out));
+                assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+                assert_eq!(node.current("operator-image"), "v1.0.0");
+            }
+            Some("refused") => {
+                assert_eq!(rc, 3, "{}", explain(&out));
+                assert!(crash_at.starts_with("freeze_baseline"), "{crash_at}: refused after the change: {record:#}");
+                assert_eq!(node.current("operator-image"), "v1.0.0");
+            }
+            other => panic!("{crash_at}: unexpected outcome {other:?}: {}", explain(&out)),
+        }
+    }
+    let (_, status) = node.run(&["status"]);
+    assert!(status["active_rollout"].is_null(), "{crash_at}: still unfinished: {status:#}");
+    let after = baselines(&node);
+    for b in &before {
+        assert!(after.contains(b), "{crash_at}: baseline {b} was lost");
+    }
+}
+
+macro_rules! crash_tests {
+    ($($name:ident: $version:expr, $at:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            crash_then_resume($version, $at);
+        }
+    )*};
+}
+
+crash_tests! {
+    promote_path_freeze_intent: "v1.1.0", "freeze_baseline:intent";
+    promote_path_freeze_outcome: "v1.1.0", "freeze_baseline:outcome";
+    promote_path_apply_intent: "v1.1.0", "apply:intent";
+    promote_path_apply_outcome: "v1.1.0", "apply:outcome";
+    promote_path_restart_intent: "v1.1.0", "restart:intent";
+    promote_path_restart_outcome: "v1.1.0", "restart:outcome";
+    promote_path_verify_intent: "v1.1.0", "verify:intent";
+    promote_path_verify_outcome: "v1.1.0", "verify:outcome";
+    promote_path_bake_intent: "v1.1.0", "bake:intent";
+    promote_path_bake_outcome: "v1.1.0", "bake:outcome";
+    promote_path_promote_intent: "v1.1.0", "promote:intent";
+    promote_path_promote_outcome: "v1.1.0", "promote:outcome";
+    promote_path_finish: "v1.1.0", "finish:outcome";
+    rollback_path_verify_outcome: "v1.1.0-stall-request", "verify:outcome";
+    rollback_path_restore_intent: "v1.1.0-stall-request", "rollback_restore:intent";
+    rollback_path_restore_outcome: "v1.1.0-stall-request", "rollback_restore:outcome";
+    rollback_path_restart_intent: "v1.1.0-stall-request", "rollback_restart:intent";
+    rollback_path_restart_outcome: "v1.1.0-stall-request", "rollback_restart:outcome";
+    rollback_path_verify_rollback_intent: "v1.1.0-stall-request", "rollback_verify:intent";
+    rollback_path_verify_rollback_outcome: "v1.1.0-stall-request", "rollback_verify:outcome";
+    rollback_path_finish: "v1.1.0-stall-request", "finish:outcome";
+}

@@ -1,0 +1,186 @@
+//! A simulated node for end-to-end tests: `rollgate-sim localnet` processes on free loopback
+//! ports with their own databases and Redis prefix, and a rollgate configuration for it made
+//! from the demo's template (`demo/rollgate.toml.in`), so the demo and the tests exercise the
+//! same configuration.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use rollgate_sim::testenv::{self, NodeDatabases};
+use serde_json::Value;
+
+const TEMPLATE: &str = include_str!("../../../../demo/rollgate.toml.in");
+
+pub fn rollgate_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rollgate"))
+}
+
+/// The `rollgate-sim` binary, built beside `rollgate` by `cargo nextest run --workspace`.
+pub fn sim_bin() -> PathBuf {
+    let p = rollgate_bin().with_file_name("rollgate-sim");
+    assert!(p.exists(), "{} is missing: build the workspace (`cargo build -p rollgate-sim`)", p.display());
+    p
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Options for [`Node::start`].
+#[derive(Debug, Clone)]
+pub struct NodeOptions {
+    pub window: &'static str,
+    pub bake: &'static str,
+    pub readiness_deadline: &'static str,
+    pub traffic: bool,
+    pub idle_progression: &'static str,
+    /// Extra layers appended to the configuration.
+    pub extra: &'static str,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions { window: "2s", bake: "0s", readiness_deadline: "15s", traffic: true, idle_progression: "fail", extra: "" }
+    }
+}
+
+/// One running simulated node and its rollgate configuration.
+pub struct Node {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub sim_dir: PathBuf,
+    dbs: Option<NodeDatabases>,
+    database_url: String,
+    redis_url: String,
+}
+
+impl Node {
+    /// Start a node, or `None` when the services are missing outside CI (under `CI=true` a
+    /// missing service panics: tests never silently skip there).
+    pub fn start(opts: NodeOptions) -> Option<Node> {
+        let services = testenv::require_services()?;
+        let dbs = runtime().block_on(NodeDatabases::create(&services.database_url)).expect("create test databases");
+        let dir = tempfile::Builder::new().prefix("rollgate-e2e").tempdir().unwrap();
+        let sim_dir = dir.path().join("localnet");
+        let state = dir.path().join("state");
+        std::fs::create_dir_all(&state).unwrap();
+        let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+        let (op, kyc, chain, deploy, pccs) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
+        let status = Command::new(sim_bin())
+            .args(["localnet", "up", "--dir"])
+            .arg(&sim_dir)
+            .args(["--database-url", &services.database_url, "--redis-url", &services.redis_url])
+            .args(["--operator-database", dbs.node0.name(), "--kyc-database", dbs.kyc.name()])
+            .args(["--redis-prefix", &dbs.redis_prefix])
+            .args(["--operator-port", &op.to_string(), "--kyc-port", &kyc.to_string()])
+            .args(["--chain-port", &chain.to_string(), "--deployment-port", &deploy.to_string()])
+            .args(["--pccs-port", &pccs.to_string()])
+            .args(["--traffic", if opts.traffic { "on" } else { "off" }])
+            .output()
+            .expect("run rollgate-sim localnet up");
+        assert!(status.status.success(), "localnet up failed: {}", String::from_utf8_lossy(&status.stderr));
+
+        let pin = std::fs::read_to_string(sim_dir.join("pccs/cert.sha256")).unwrap();
+        let runtime_block = r#"[runtime]
+driver = "command"
+
+[runtime.command]
+current = "rollgate-sim localnet current"
+apply = "rollgate-sim localnet set"
+restart = "rollgate-sim localnet restart"
+logs = "awk -v s=\"$ROLLGATE_SINCE\" 'substr($1, 1, 23) >= substr(s, 1, 23)' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
+timeout = "60s""#;
+        let user = uid_name();
+        let mut text = TEMPLATE
+            .replace("@MODE@", "localnet.loopback")
+            .replace("@APP_CONFIG@", &sim_dir.join("app_config").display().to_string())
+            .replace("@OWNER@", &user)
+            .replace("@STATE_DIR@", &state.display().to_string())
+            .replace("@RUNTIME_ENV@", &sim_dir.join("runtime.env").display().to_string())
+            .replace("@CHAIN_URL@", &format!("http://127.0.0.1:{chain}"))
+            .replace("@DEPLOYMENT_URL@", &format!("http://127.0.0.1:{deploy}"))
+            .replace("@CHAIN_PORT@", &chain.to_string())
+            .replace("@DEPLOYMENT_PORT@", &deploy.to_string())
+            .replace("@PCCS_PORT@", &pccs.to_string())
+            .replace("@OPERATOR_PORT@", &op.to_string())
+            .replace("@KYC_PORT@", &kyc.to_string())
+            .replace("@PCCS_PIN@", pin.trim())
+            .replace("@AESM_SOCKET@", &sim_dir.join("aesm/aesm.socket").display().to_string())
+            .replace("@OPERATOR_DB@", dbs.node0.name())
+            .replace("@KYC_DB@", dbs.kyc.name())
+            .replace("@WINDOW@", opts.window)
+            .replace("@BAKE@", opts.bake)
+            .replace("@RUNTIME@", runtime_block)
+            .replace("readiness_deadline = \"30s\"", &format!("readiness_deadline = \"{}\"", opts.readiness_deadline))
+            .replace("idle_progression = \"fail\"", &format!("idle_progression = \"{}\"", opts.idle_progression))
+            .replace("poll_interval = \"500ms\"", "poll_interval = \"300ms\"");
+        text.push_str(opts.extra);
+        let config = dir.path().join("rollgate.toml");
+        std::fs::write(&config, text).unwrap();
+        Some(Node { dir, config, sim_dir, dbs: Some(dbs), database_url: services.database_url, redis_url: services.redis_url })
+    }
+
+    /// A `rollgate` command for this node, with JSON output.
+    pub fn rollgate(&self) -> Command {
+        let mut c = Command::new(rollgate_bin());
+        let path = format!("{}:{}", sim_bin().parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        c.env("ROLLGATE_CONFIG", &self.config)
+            .env("ROLLGATE_SIM_DIR", &self.sim_dir)
+            .env("ROLLGATE_TEST_DATABASE_URL", &self.database_url)
+            .env("ROLLGATE_TEST_REDIS_URL", &self.redis_url)
+            .env("PATH", path)
+            .env_remove("ROLLGATE_CRASH_AT")
+            .arg("--json");
+        c
+    }
+
+    /// Run rollgate with these arguments; the output and the parsed JSON document.
+    pub fn run(&self, args: &[&str]) -> (Output, Value) {
+        let out = self.rollgate().args(args).output().expect("run rollgate");
+        let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out, json)
+    }
+
+    /// The version the localnet records for a layer.
+    pub fn current(&self, layer: &str) -> String {
+        let out = Command::new(sim_bin()).args(["localnet", "current", layer, "--dir"]).arg(&self.sim_dir).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+fn uid_name() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = Command::new(sim_bin()).args(["localnet", "down", "--dir"]).arg(&self.sim_dir).output();
+        if let Some(dbs) = self.dbs.take() {
+            let redis = self.redis_url.clone();
+            let _ = runtime().block_on(async move {
+                tokio::time::timeout(Duration::from_secs(20), dbs.drop_with_redis(Some(&redis))).await
+            });
+        }
+    }
+}
+
+/// The exit code, printing the output when it is not the expected one.
+pub fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+pub fn explain(out: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -1,0 +1,11 @@
+//! End-to-end tests of the `rollgate` binary: exit codes and configuration errors, rollouts on
+//! the simulated node (process localnet, command driver; and Docker Compose, compose driver),
+//! and crash safety with SIGKILL at every journal step boundary.
+
+mod bake;
+mod compose;
+mod crash;
+mod fixture;
+mod rollout;
+mod usage;
+mod watch;

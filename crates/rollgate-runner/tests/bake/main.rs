@@ -1,0 +1,231 @@
+//! The bake period against the simulated stack with the real Postgres and Redis
+//! (`scripts/services`): freeze a baseline on `v1.0.0`, swap the operator for another version,
+//! bake for a few seconds, and check which signal (if any) fails and with which numbers.
+//!
+//! Outside CI these tests skip when the services are missing; under `CI=true` they fail.
+
+mod node;
+
+use std::time::Duration;
+
+use rollgate_core::vocab::{GateResult, Verdict};
+use rollgate_runner::bake::{BakeVerdict, bake};
+use rollgate_runner::watch::watch_against;
+use rollgate_sim::OperatorVersion;
+
+use node::Node;
+
+const BAKE: Duration = Duration::from_secs(4);
+
+async fn bake_version(node: &mut Node, version: OperatorVersion) -> BakeVerdict {
+    let baseline = node.freeze().await;
+    let trends = baseline
+        .trends
+        .as_ref()
+        .expect("the baseline records trends");
+    assert!(
+        trends.latency_ms["readiness:operator"].len() >= 8,
+        "{trends:?}"
+    );
+    node.stack.restart_operator(version).await.unwrap();
+    node.wait_until_ready().await;
+    let mut observer = node.observer(&baseline);
+    observer.mark_change().await;
+    bake(
+        &node.config,
+        &baseline,
+        &mut observer,
+        BAKE,
+        &rollgate_runner::Silent,
+    )
+    .await
+}
+
+fn show(gates: &[GateResult]) -> String {
+    gates
+        .iter()
+        .map(|g| {
+            format!(
+                "{} {}: {}\n    {}",
+                g.verdict.as_str(),
+                g.name,
+                g.detail,
+                g.evidence
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn failed<'a>(v: &'a BakeVerdict, name: &str) -> &'a GateResult {
+    v.gates
+        .iter()
+        .find(|g| g.verdict == Verdict::Fail && g.name.starts_with(name))
+        .unwrap_or_else(|| panic!("no failed gate {name}:\n{}", show(&v.gates)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_version_passes_its_bake() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let v = bake_version(&mut node, OperatorVersion::V1_1_0).await;
+    eprintln!("{}", show(&v.gates));
+    assert!(v.failed().is_none(), "{}", show(&v.gates));
+    for name in [
+        "bake:stability",
+        "bake:alerts:fields",
+        "bake:alerts:metrics",
+        "bake:errors",
+        "bake:latency:readiness:operator",
+    ] {
+        let g = v
+            .gates
+            .iter()
+            .find(|g| g.name == name)
+            .unwrap_or_else(|| panic!("no gate {name}:\n{}", show(&v.gates)));
+        assert_eq!(g.verdict, Verdict::Pass, "{}", show(&v.gates));
+    }
+    let db = format!("bake:storage:postgres:{}", node.operator_db());
+    let g = v
+        .gates
+        .iter()
+        .find(|g| g.name == db)
+        .unwrap_or_else(|| panic!("no gate {db}:\n{}", show(&v.gates)));
+    assert_eq!(g.verdict, Verdict::Pass, "{}", show(&v.gates));
+    assert!(
+        v.gates
+            .iter()
+            .any(|g| g.name == "bake:progression:requestIndex" && g.verdict == Verdict::Pass)
+    );
+    assert!(v.trends.is_some());
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_field_breaks_the_alert_contract() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let v = bake_version(&mut node, OperatorVersion::RenamedField).await;
+    let g = failed(&v, "bake:alerts:fields");
+    assert!(
+        g.detail
+            .contains("/raftMetrics/voterIds is missing (was array)"),
+        "{}",
+        g.detail
+    );
+    assert!(
+        g.detail
+            .contains("/lastTx changed type from string to integer"),
+        "{}",
+        g.detail
+    );
+    assert_eq!(
+        g.evidence["broken"][0]["pointer"], "/lastTx",
+        "{}",
+        g.evidence
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_version_is_caught_by_the_latency_test() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let v = bake_version(&mut node, OperatorVersion::Slow).await;
+    let g = failed(&v, "bake:latency:readiness:operator");
+    eprintln!("{}: {}", g.name, g.detail);
+    let c = &g.evidence["comparison"];
+    assert!(c["ratio"].as_f64().unwrap() > 3.0, "{}", g.evidence);
+    assert!(c["p_value"].as_f64().unwrap() < 0.01, "{}", g.evidence);
+    assert!(
+        c["median_bake_ms"].as_f64().unwrap() >= 40.0,
+        "{}",
+        g.evidence
+    );
+    assert!(g.detail.contains("Mann-Whitney"), "{}", g.detail);
+    // The KYC service did not change and is not slower.
+    assert!(
+        v.gates
+            .iter()
+            .any(|g| g.name == "bake:latency:readiness:kyc" && g.verdict == Verdict::Pass),
+        "{}",
+        show(&v.gates)
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bloat_version_is_caught_by_storage_growth() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let v = bake_version(&mut node, OperatorVersion::Bloat).await;
+    let name = format!("bake:storage:postgres:{}", node.operator_db());
+    let g = failed(&v, &name);
+    eprintln!("{}: {}\n    {}", g.name, g.detail, g.evidence);
+    let ratio = g.evidence["ratio"].as_f64().unwrap();
+    assert!(ratio > 3.0, "{}", g.evidence);
+    assert!(
+        g.detail.contains("grows faster than the baseline"),
+        "{}",
+        g.detail
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_reports_ok_then_a_finding() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let baseline = node.freeze().await;
+    let config = std::sync::Arc::new(node.config.clone());
+    let report = watch_against(
+        config.clone(),
+        node.driver(),
+        &baseline,
+        Duration::from_secs(3),
+        &rollgate_runner::Silent,
+    )
+    .await
+    .unwrap();
+    assert!(report.ok, "{}", show(&report.gates));
+    assert!(report.findings.is_empty());
+    assert_eq!(report.baseline_id, baseline.id);
+
+    node.stack
+        .restart_operator(OperatorVersion::Slow)
+        .await
+        .unwrap();
+    node.wait_until_ready().await;
+    let report = watch_against(
+        config,
+        node.driver(),
+        &baseline,
+        BAKE,
+        &rollgate_runner::Silent,
+    )
+    .await
+    .unwrap();
+    assert!(!report.ok, "{}", show(&report.gates));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|g| g.name == "bake:latency:readiness:operator"),
+        "{}",
+        show(&report.findings)
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["ok"], false);
+    assert!(json["findings"].as_array().is_some_and(|f| !f.is_empty()));
+    assert!(
+        json["gates"]
+            .as_array()
+            .is_some_and(|g| g.len() >= json["findings"].as_array().unwrap().len())
+    );
+    node.shutdown().await;
+}

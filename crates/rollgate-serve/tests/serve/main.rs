@@ -1,0 +1,7 @@
+//! Integration tests of `rollgate serve` and the HTML report: one binary (house style).
+
+mod api;
+mod browser;
+mod metrics;
+mod pages;
+mod support;
