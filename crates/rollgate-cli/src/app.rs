@@ -14,7 +14,12 @@ use crate::output::{Format, Output};
 /// baseline, change one layer, gate it on readiness, progression and dependencies, and roll back
 /// automatically when a gate fails.
 #[derive(Debug, Parser)]
-#[command(name = "rollgate", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "rollgate",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalOpts,
@@ -90,8 +95,16 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(global: &GlobalOpts) -> Ctx {
-        let format = if global.json { Some(Format::Json) } else { global.format };
-        Ctx { out: Output::detect(format, global.no_color), verbose: global.verbose, config_arg: global.config.clone() }
+        let format = if global.json {
+            Some(Format::Json)
+        } else {
+            global.format
+        };
+        Ctx {
+            out: Output::detect(format, global.no_color),
+            verbose: global.verbose,
+            config_arg: global.config.clone(),
+        }
     }
 
     /// The configuration file: `--config`, then `$ROLLGATE_CONFIG`, then `./rollgate.toml`,
@@ -104,15 +117,28 @@ impl Ctx {
         if let Some(p) = env.var("ROLLGATE_CONFIG").filter(|p| !p.is_empty()) {
             return Ok(PathBuf::from(p));
         }
-        let candidates = [PathBuf::from("rollgate.toml"), PathBuf::from("/etc/rollgate/rollgate.toml")];
-        candidates.iter().find(|p| p.exists()).cloned().ok_or(ConfigError::NotFound { tried: candidates.to_vec() })
+        let candidates = [
+            PathBuf::from("rollgate.toml"),
+            PathBuf::from("/etc/rollgate/rollgate.toml"),
+        ];
+        candidates
+            .iter()
+            .find(|p| p.exists())
+            .cloned()
+            .ok_or(ConfigError::NotFound {
+                tried: candidates.to_vec(),
+            })
     }
 
     /// Where `init` writes when no path is named: `--config`, `$ROLLGATE_CONFIG`, else `./rollgate.toml`.
     pub fn init_path(&self) -> PathBuf {
         self.config_arg
             .clone()
-            .or_else(|| std::env::var_os("ROLLGATE_CONFIG").filter(|p| !p.is_empty()).map(PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("ROLLGATE_CONFIG")
+                    .filter(|p| !p.is_empty())
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from("rollgate.toml"))
     }
 
@@ -125,7 +151,10 @@ impl Ctx {
 
 /// Read and resolve one configuration file.
 pub fn load_config_file(path: &Path, env: &dyn EnvSource) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
     load_str(path, &text, env)
 }
 
@@ -135,9 +164,17 @@ fn init_logging(verbose: u8, json: bool) {
         1 => "info,rollgate=debug",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG").unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false);
-    let _ = if json { builder.json().try_init() } else { builder.try_init() };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROLLGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 /// Parse the command line, run the subcommand, and return the process exit code.
@@ -147,7 +184,11 @@ pub fn main() -> i32 {
         Err(e) => {
             // clap prints help and version to stdout (exit 0) and usage errors to stderr (exit 2).
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::Usage.code() } else { ExitCode::Success.code() };
+            return if e.use_stderr() {
+                ExitCode::Usage.code()
+            } else {
+                ExitCode::Success.code()
+            };
         }
     };
     run(cli).code()
@@ -156,8 +197,14 @@ pub fn main() -> i32 {
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
     let ctx = Ctx::new(&cli.global);
-    init_logging(ctx.verbose, ctx.out.is_json() && std::env::var_os("ROLLGATE_LOG_JSON").is_some());
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(
+        ctx.verbose,
+        ctx.out.is_json() && std::env::var_os("ROLLGATE_LOG_JSON").is_some(),
+    );
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("rollgate: failed to start the async runtime: {e}");

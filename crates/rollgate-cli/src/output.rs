@@ -25,7 +25,11 @@ impl Output {
         let tty = std::io::stdout().is_terminal();
         let format = format.unwrap_or(if tty { Format::Human } else { Format::Json });
         let color = tty && !no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-        Output { format, color, interactive: tty && format == Format::Human }
+        Output {
+            format,
+            color,
+            interactive: tty && format == Format::Human,
+        }
     }
 
     pub fn is_json(&self) -> bool {

@@ -11,13 +11,22 @@ use crate::output::{Color, Output};
 
 /// Print a rollout's decision record for a person.
 pub fn report(out: &Output, r: &RolloutReport) {
-    println!("{} {}  {}", out.paint("rollout", Color::Bold), r.rollout_id, out.status(r.outcome.as_str()));
+    println!(
+        "{} {}  {}",
+        out.paint("rollout", Color::Bold),
+        r.rollout_id,
+        out.status(r.outcome.as_str())
+    );
     println!("  layer     {}", r.layer);
     println!("  from      {}", r.from.as_deref().unwrap_or("-"));
     println!("  to        {}", r.to);
     println!("  baseline  {}", r.baseline_id.as_deref().unwrap_or("-"));
     if !r.steps.is_empty() {
-        let steps: Vec<String> = r.steps.iter().map(|s| format!("{}{} {}ms", s.kind, if s.ok { "" } else { " ✗" }, s.ms)).collect();
+        let steps: Vec<String> = r
+            .steps
+            .iter()
+            .map(|s| format!("{}{} {}ms", s.kind, if s.ok { "" } else { " ✗" }, s.ms))
+            .collect();
         println!("  steps     {}", steps.join(" → "));
     }
     if !r.gates.is_empty() {
@@ -25,7 +34,14 @@ pub fn report(out: &Output, r: &RolloutReport) {
         print_gates(out, &r.gates);
     }
     if let Some(rb) = &r.rollback {
-        println!("\n  rollback  {}", if rb.verified { out.status("pass") } else { out.status("fail") });
+        println!(
+            "\n  rollback  {}",
+            if rb.verified {
+                out.status("pass")
+            } else {
+                out.status("fail")
+            }
+        );
         print_gates(out, &rb.gates);
     }
     let t = &r.timings_ms;
@@ -48,7 +64,12 @@ pub fn report(out: &Output, r: &RolloutReport) {
 
 fn print_gates(out: &Output, gates: &[GateResult]) {
     for g in gates {
-        println!("    {:<13} {:<34} {}", out.status(g.verdict.as_str()), g.name, g.detail);
+        println!(
+            "    {:<13} {:<34} {}",
+            out.status(g.verdict.as_str()),
+            g.name,
+            g.detail
+        );
     }
 }
 
@@ -64,7 +85,10 @@ pub struct TerminalProgress {
 
 impl TerminalProgress {
     pub fn new(out: Output) -> TerminalProgress {
-        TerminalProgress { out, line_open: Mutex::new(false) }
+        TerminalProgress {
+            out,
+            line_open: Mutex::new(false),
+        }
     }
 
     fn close_line(&self, err: &mut impl Write) {
@@ -84,7 +108,10 @@ impl Progress for TerminalProgress {
     }
 
     fn gates(&self, phase: &str, elapsed: Duration, deadline: Duration, gates: &[GateResult]) {
-        let pending: Vec<&GateResult> = gates.iter().filter(|g| g.verdict == Verdict::Inconclusive).collect();
+        let pending: Vec<&GateResult> = gates
+            .iter()
+            .filter(|g| g.verdict == Verdict::Inconclusive)
+            .collect();
         let failed = gates.iter().find(|g| g.verdict == Verdict::Fail);
         let passed = gates.iter().filter(|g| g.verdict == Verdict::Pass).count();
         let what = match (failed, pending.first()) {

@@ -91,11 +91,17 @@ pub struct Observation {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Keep polling; the gates still pending and the earliest deadline.
-    Wait { pending: Vec<String>, deadline: Duration },
+    Wait {
+        pending: Vec<String>,
+        deadline: Duration,
+    },
     /// Every gate passed (some may be inconclusive under the idle policy).
     Promote { gates: Vec<GateResult> },
     /// A gate failed.
-    RollBack { gates: Vec<GateResult>, reason: String },
+    RollBack {
+        gates: Vec<GateResult>,
+        reason: String,
+    },
 }
 
 impl Decision {
@@ -146,9 +152,21 @@ pub struct GateEngine {
 impl GateEngine {
     pub fn new(plan: GatePlan) -> GateEngine {
         GateEngine {
-            readiness: plan.readiness.iter().map(|n| (n.clone(), ReadinessTrack::default())).collect(),
-            progression: plan.progression.iter().map(|p| (p.name.clone(), ProgressionTrack::default())).collect(),
-            dependencies: plan.dependencies.iter().map(|n| (n.clone(), DependencyTrack::default())).collect(),
+            readiness: plan
+                .readiness
+                .iter()
+                .map(|n| (n.clone(), ReadinessTrack::default()))
+                .collect(),
+            progression: plan
+                .progression
+                .iter()
+                .map(|p| (p.name.clone(), ProgressionTrack::default()))
+                .collect(),
+            dependencies: plan
+                .dependencies
+                .iter()
+                .map(|n| (n.clone(), DependencyTrack::default()))
+                .collect(),
             plan,
             all_green_at: None,
             new_faults: BTreeSet::new(),
@@ -175,13 +193,19 @@ impl GateEngine {
 
         // Readiness.
         for (name, track) in self.readiness.iter_mut() {
-            let reading = obs.readiness.get(name).cloned().unwrap_or(Reading::Transient("not observed".into()));
+            let reading = obs
+                .readiness
+                .get(name)
+                .cloned()
+                .unwrap_or(Reading::Transient("not observed".into()));
             match &reading {
                 Reading::Pass(_) => {
                     track.green_at.get_or_insert(now);
                 }
                 Reading::Transient(d) | Reading::Fail(d) if track.green_at.is_some() => {
-                    track.failed.get_or_insert_with(|| format!("was green, then: {d}"));
+                    track
+                        .failed
+                        .get_or_insert_with(|| format!("was green, then: {d}"));
                 }
                 Reading::Fail(d) if now >= self.plan.readiness_deadline => {
                     track.failed.get_or_insert_with(|| d.clone());
@@ -190,15 +214,27 @@ impl GateEngine {
             }
             track.last = Some(reading);
         }
-        if self.all_green_at.is_none() && self.readiness.values().all(|t| t.green_at.is_some() && t.failed.is_none()) {
+        if self.all_green_at.is_none()
+            && self
+                .readiness
+                .values()
+                .all(|t| t.green_at.is_some() && t.failed.is_none())
+        {
             self.all_green_at = Some(now);
         }
         if self.all_green_at.is_none() && now >= self.plan.readiness_deadline {
             for track in self.readiness.values_mut() {
                 if track.green_at.is_none() {
-                    let last = track.last.as_ref().map(|r| r.detail().to_string()).unwrap_or_default();
+                    let last = track
+                        .last
+                        .as_ref()
+                        .map(|r| r.detail().to_string())
+                        .unwrap_or_default();
                     track.failed.get_or_insert_with(|| {
-                        format!("not green within {}: {last}", format_duration(self.plan.readiness_deadline))
+                        format!(
+                            "not green within {}: {last}",
+                            format_duration(self.plan.readiness_deadline)
+                        )
                     });
                 }
             }
@@ -215,7 +251,9 @@ impl GateEngine {
                         }
                         match &track.first {
                             None => track.first = Some((now, v.clone())),
-                            Some((_, first)) if track.moved_at.is_none() && moved(gate.mode, first, &v) => {
+                            Some((_, first))
+                                if track.moved_at.is_none() && moved(gate.mode, first, &v) =>
+                            {
                                 track.moved_at = Some(now);
                             }
                             _ => {}
@@ -229,7 +267,9 @@ impl GateEngine {
 
         // Dependencies.
         for (name, track) in self.dependencies.iter_mut() {
-            let Some(reading) = obs.dependencies.get(name) else { continue };
+            let Some(reading) = obs.dependencies.get(name) else {
+                continue;
+            };
             match reading {
                 Reading::Pass(_) => track.consecutive_failures = 0,
                 Reading::Transient(d) | Reading::Fail(d) => {
@@ -255,7 +295,9 @@ impl GateEngine {
         }
 
         for (component, detail) in &obs.crashed {
-            self.crashed.entry(component.clone()).or_insert_with(|| detail.clone());
+            self.crashed
+                .entry(component.clone())
+                .or_insert_with(|| detail.clone());
         }
 
         let decision = self.decide();
@@ -268,20 +310,38 @@ impl GateEngine {
     fn decide(&self) -> Decision {
         let gates = self.gates();
         if let Some(failed) = gates.iter().find(|g| g.verdict == Verdict::Fail) {
-            return Decision::RollBack { reason: format!("{}: {}", failed.name, failed.detail), gates };
+            return Decision::RollBack {
+                reason: format!("{}: {}", failed.name, failed.detail),
+                gates,
+            };
         }
-        let pending: Vec<String> = gates.iter().filter(|g| is_pending(g)).map(|g| g.name.clone()).collect();
+        let pending: Vec<String> = gates
+            .iter()
+            .filter(|g| is_pending(g))
+            .map(|g| g.name.clone())
+            .collect();
         if pending.is_empty() {
             return Decision::Promote { gates };
         }
-        Decision::Wait { pending, deadline: self.next_deadline() }
+        Decision::Wait {
+            pending,
+            deadline: self.next_deadline(),
+        }
     }
 
     /// The latest time by which the pending gates must be decided.
     fn next_deadline(&self) -> Duration {
         match self.all_green_at {
             None => self.plan.readiness_deadline,
-            Some(g) => g + self.plan.progression.iter().map(|p| p.window).max().unwrap_or_default(),
+            Some(g) => {
+                g + self
+                    .plan
+                    .progression
+                    .iter()
+                    .map(|p| p.window)
+                    .max()
+                    .unwrap_or_default()
+            }
         }
     }
 
@@ -299,7 +359,10 @@ impl GateEngine {
                         "waiting ({} of {} deadline used): {}",
                         fmt_secs(self.now),
                         format_duration(self.plan.readiness_deadline),
-                        t.last.as_ref().map(|r| r.detail()).unwrap_or("not observed yet")
+                        t.last
+                            .as_ref()
+                            .map(|r| r.detail())
+                            .unwrap_or("not observed yet")
                     ),
                 ),
             };
@@ -320,9 +383,18 @@ impl GateEngine {
         }
         for (name, t) in &self.dependencies {
             let (verdict, detail) = match (&t.failed, &t.last) {
-                (Some(f), _) => (Verdict::Fail, format!("failed {} polls in a row: {f}", t.consecutive_failures.max(1))),
+                (Some(f), _) => (
+                    Verdict::Fail,
+                    format!(
+                        "failed {} polls in a row: {f}",
+                        t.consecutive_failures.max(1)
+                    ),
+                ),
                 (None, Some(Reading::Pass(d))) => (Verdict::Pass, d.clone()),
-                (None, Some(r)) => (Verdict::Inconclusive, format!("one failed poll (tolerated once): {}", r.detail())),
+                (None, Some(r)) => (
+                    Verdict::Inconclusive,
+                    format!("one failed poll (tolerated once): {}", r.detail()),
+                ),
                 (None, None) => (Verdict::Inconclusive, "not observed yet".into()),
             };
             let pending = verdict == Verdict::Inconclusive;
@@ -343,15 +415,26 @@ impl GateEngine {
             });
         }
         let fault_detail = if self.new_faults.is_empty() && self.log_faults.is_empty() {
-            format!("no new fault (baseline had {})", self.plan.baseline_faults.len())
+            format!(
+                "no new fault (baseline had {})",
+                self.plan.baseline_faults.len()
+            )
         } else {
-            let mut parts: Vec<String> = self.new_faults.iter().map(|f| format!("new fault {f}")).collect();
+            let mut parts: Vec<String> = self
+                .new_faults
+                .iter()
+                .map(|f| format!("new fault {f}"))
+                .collect();
             parts.extend(self.log_faults.iter().take(3).map(|l| format!("log: {l}")));
             parts.join("; ")
         };
         out.push(GateResult {
             name: "faults".into(),
-            verdict: if self.new_faults.is_empty() && self.log_faults.is_empty() { Verdict::Pass } else { Verdict::Fail },
+            verdict: if self.new_faults.is_empty() && self.log_faults.is_empty() {
+                Verdict::Pass
+            } else {
+                Verdict::Fail
+            },
             detail: fault_detail,
             evidence: json!({
                 "new_faults": self.new_faults,
@@ -391,19 +474,42 @@ impl GateEngine {
             return GateResult {
                 name,
                 verdict: Verdict::Pass,
-                detail: format!("{} moved from {} to {} within {}", gate.name, first, last, fmt_secs(moved.saturating_sub(*t0))),
+                detail: format!(
+                    "{} moved from {} to {} within {}",
+                    gate.name,
+                    first,
+                    last,
+                    fmt_secs(moved.saturating_sub(*t0))
+                ),
                 evidence: evidence(false, None),
             };
         }
         if t.first.is_none() || elapsed < gate.window {
             let detail = match &t.first {
                 None => "waiting for readiness before sampling".to_string(),
-                Some((_, v)) => format!("waiting for {} to {verb} from {v} ({} of {} window)", gate.name, fmt_secs(elapsed), format_duration(gate.window)),
+                Some((_, v)) => format!(
+                    "waiting for {} to {verb} from {v} ({} of {} window)",
+                    gate.name,
+                    fmt_secs(elapsed),
+                    format_duration(gate.window)
+                ),
             };
-            return GateResult { name, verdict: Verdict::Inconclusive, detail, evidence: evidence(true, None) };
+            return GateResult {
+                name,
+                verdict: Verdict::Inconclusive,
+                detail,
+                evidence: evidence(true, None),
+            };
         }
-        let stayed = t.first.as_ref().map(|(_, v)| v.to_string()).unwrap_or_default();
-        let rate = gate.baseline_rate_per_s.map(|r| format!("; baseline rate {r:.2}/s")).unwrap_or_default();
+        let stayed = t
+            .first
+            .as_ref()
+            .map(|(_, v)| v.to_string())
+            .unwrap_or_default();
+        let rate = gate
+            .baseline_rate_per_s
+            .map(|r| format!("; baseline rate {r:.2}/s"))
+            .unwrap_or_default();
         if gate.baseline_idle {
             let policy = self.plan.idle_policy;
             let verdict = match policy {
@@ -437,7 +543,11 @@ impl GateEngine {
 }
 
 fn is_pending(g: &GateResult) -> bool {
-    g.verdict == Verdict::Inconclusive && g.evidence.get("pending").and_then(Value::as_bool).unwrap_or(false)
+    g.verdict == Verdict::Inconclusive
+        && g.evidence
+            .get("pending")
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -451,7 +561,9 @@ pub fn numeric(v: &Value) -> Option<f64> {
         Value::String(s) => {
             let s = s.trim();
             match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) if !hex.is_empty() && hex.len() <= 16 => u64::from_str_radix(hex, 16).ok().map(|n| n as f64),
+                Some(hex) if !hex.is_empty() && hex.len() <= 16 => {
+                    u64::from_str_radix(hex, 16).ok().map(|n| n as f64)
+                }
                 Some(_) => None,
                 None => s.parse().ok(),
             }
@@ -478,7 +590,10 @@ pub fn decide(plan: &GatePlan, observations: &[Observation], now: Duration) -> D
     for o in observations.iter().filter(|o| o.at <= now) {
         last = Some(engine.step(o));
     }
-    last.unwrap_or_else(|| Decision::Wait { pending: plan.readiness.clone(), deadline: plan.readiness_deadline })
+    last.unwrap_or_else(|| Decision::Wait {
+        pending: plan.readiness.clone(),
+        deadline: plan.readiness_deadline,
+    })
 }
 
 #[cfg(test)]

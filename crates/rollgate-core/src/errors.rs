@@ -20,16 +20,39 @@ pub enum ConfigError {
     },
 
     #[error("{}:{line}:{column}: {}{message}", path.display(), key.as_ref().map(|k| format!("key `{k}`: ")).unwrap_or_default())]
-    Parse { path: PathBuf, line: usize, column: usize, key: Option<String>, message: String },
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        key: Option<String>,
+        message: String,
+    },
 
     #[error("{}:{line}: key `{key}`: {message}", path.display())]
-    Invalid { path: PathBuf, line: usize, key: String, message: String },
+    Invalid {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        message: String,
+    },
 
     #[error("{}:{line}: key `{key}`: environment variable `{var}` is not set (set it, or write `${{{var}:-default}}`)", path.display())]
-    MissingEnv { path: PathBuf, line: usize, key: String, var: String },
+    MissingEnv {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        var: String,
+    },
 
     #[error("{}:{line}: key `{key}`: layer `{layer}` names unknown component `{component}` (known components: {known})", path.display())]
-    UnknownComponent { path: PathBuf, line: usize, key: String, layer: String, component: String, known: String },
+    UnknownComponent {
+        path: PathBuf,
+        line: usize,
+        key: String,
+        layer: String,
+        component: String,
+        known: String,
+    },
 
     #[error("{}: mode mismatch: {detail}", path.display())]
     ModeMismatch { path: PathBuf, detail: String },

@@ -52,9 +52,11 @@ fn redact_query(url: &str) -> String {
 
 fn is_secret_key(key: &str) -> bool {
     let k = key.to_ascii_lowercase();
-    ["password", "passwd", "pass", "token", "secret", "apikey", "api_key", "key", "auth"]
-        .iter()
-        .any(|s| k == *s || k.ends_with(&format!("_{s}")))
+    [
+        "password", "passwd", "pass", "token", "secret", "apikey", "api_key", "key", "auth",
+    ]
+    .iter()
+    .any(|s| k == *s || k.ends_with(&format!("_{s}")))
 }
 
 /// Redact every URL-looking word and every `password=...` style pair in free text (a child's
@@ -89,10 +91,22 @@ mod tests {
     #[test]
     fn passwords_in_urls_are_replaced() {
         let cases = [
-            ("postgres://app:s3cret@127.0.0.1:5432/node0", "postgres://app:****@127.0.0.1:5432/node0"),
-            ("redis://:hunter2@127.0.0.1:6379", "redis://:****@127.0.0.1:6379"),
-            ("redis://hunter2@127.0.0.1:6379", "redis://****@127.0.0.1:6379"),
-            ("http://127.0.0.1:8080/v2/status", "http://127.0.0.1:8080/v2/status"),
+            (
+                "postgres://app:s3cret@127.0.0.1:5432/node0",
+                "postgres://app:****@127.0.0.1:5432/node0",
+            ),
+            (
+                "redis://:hunter2@127.0.0.1:6379",
+                "redis://:****@127.0.0.1:6379",
+            ),
+            (
+                "redis://hunter2@127.0.0.1:6379",
+                "redis://****@127.0.0.1:6379",
+            ),
+            (
+                "http://127.0.0.1:8080/v2/status",
+                "http://127.0.0.1:8080/v2/status",
+            ),
             ("https://h/x?token=abc&a=1", "https://h/x?token=****&a=1"),
             ("postgres://u:p@ss@h/db", "postgres://u:****@h/db"),
             ("not a url", "not a url"),
@@ -105,6 +119,9 @@ mod tests {
     #[test]
     fn free_text_is_redacted() {
         let t = "connect postgres://a:b@h/db failed password=xyz user=me";
-        assert_eq!(redact_text(t), "connect postgres://a:****@h/db failed password=**** user=me");
+        assert_eq!(
+            redact_text(t),
+            "connect postgres://a:****@h/db failed password=**** user=me"
+        );
     }
 }

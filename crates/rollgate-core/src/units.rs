@@ -17,9 +17,13 @@ pub fn format_duration(d: Duration) -> String {
 /// is bytes.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size `{text}`: expected a number followed by a unit such as GiB"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        format!("invalid size `{text}`: expected a number followed by a unit such as GiB")
+    })?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "kb" | "k" => 1e3,
@@ -30,7 +34,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "gib" => 1024.0 * 1024.0 * 1024.0,
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        other => return Err(format!("invalid size `{text}`: unknown unit `{other}` (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)")),
+        other => {
+            return Err(format!(
+                "invalid size `{text}`: unknown unit `{other}` (use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+            ));
+        }
     };
     if !value.is_finite() || value < 0.0 {
         return Err(format!("invalid size `{text}`"));
@@ -47,7 +55,11 @@ pub fn format_size(bytes: u64) -> String {
         v /= 1024.0;
         i += 1;
     }
-    if i == 0 { format!("{bytes} B") } else { format!("{v:.1} {}", UNITS[i]) }
+    if i == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[i])
+    }
 }
 
 #[cfg(test)]
@@ -61,7 +73,11 @@ mod tests {
         assert_eq!(parse_size("512").unwrap(), 512);
         assert_eq!(parse_size("1.5KiB").unwrap(), 1536);
         assert!(parse_size("ten GiB").is_err());
-        assert!(parse_size("10 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_size("10 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert_eq!(format_size(1536), "1.5 KiB");
     }
 

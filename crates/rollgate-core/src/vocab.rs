@@ -77,9 +77,16 @@ impl fmt::Display for Mode {
 pub fn url_host(url: &str) -> &str {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    let hostport = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let hostport = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     if hostport.starts_with('[') {
-        return hostport.split(']').next().map(|h| &hostport[..h.len() + 1]).unwrap_or(hostport);
+        return hostport
+            .split(']')
+            .next()
+            .map(|h| &hostport[..h.len() + 1])
+            .unwrap_or(hostport);
     }
     hostport.split(':').next().unwrap_or(hostport)
 }
@@ -235,18 +242,38 @@ mod tests {
 
     #[test]
     fn mode_of_url_judges_the_host() {
-        assert_eq!(Mode::of_url("http://127.0.0.1:8545"), Mode::LocalnetLoopback);
-        assert_eq!(Mode::of_url("http://localhost:41234/x"), Mode::LocalnetLoopback);
-        assert_eq!(Mode::of_url("http://user:pw@ethereum:8545"), Mode::LocalnetCompose);
-        assert_eq!(Mode::of_url("http://deployment-service:4040"), Mode::LocalnetCompose);
+        assert_eq!(
+            Mode::of_url("http://127.0.0.1:8545"),
+            Mode::LocalnetLoopback
+        );
+        assert_eq!(
+            Mode::of_url("http://localhost:41234/x"),
+            Mode::LocalnetLoopback
+        );
+        assert_eq!(
+            Mode::of_url("http://user:pw@ethereum:8545"),
+            Mode::LocalnetCompose
+        );
+        assert_eq!(
+            Mode::of_url("http://deployment-service:4040"),
+            Mode::LocalnetCompose
+        );
         assert_eq!(Mode::of_url("https://rpc.example.org"), Mode::Host);
         assert_eq!(Mode::of_url("http://[::1]:8545"), Mode::LocalnetLoopback);
     }
 
     #[test]
     fn outcome_names_match_json() {
-        for o in [Outcome::Promoted, Outcome::RolledBack, Outcome::RollbackFailed, Outcome::Refused] {
-            assert_eq!(serde_json::to_value(o).unwrap(), serde_json::Value::String(o.as_str().into()));
+        for o in [
+            Outcome::Promoted,
+            Outcome::RolledBack,
+            Outcome::RollbackFailed,
+            Outcome::Refused,
+        ] {
+            assert_eq!(
+                serde_json::to_value(o).unwrap(),
+                serde_json::Value::String(o.as_str().into())
+            );
         }
     }
 }

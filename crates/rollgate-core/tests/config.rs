@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use rollgate_core::config::{
-    Attestation, Expectation, IdlePolicy, JsonType, MapEnv, Owner, PccsTrust, ProgressionMode, Runtime, default_profile, load_str,
+    Attestation, Expectation, IdlePolicy, JsonType, MapEnv, Owner, PccsTrust, ProgressionMode,
+    Runtime, default_profile, load_str,
 };
 use rollgate_core::vocab::{LayerKind, Mode};
 use rollgate_core::{ConfigError, ExitCode};
@@ -116,7 +117,10 @@ fn env() -> MapEnv {
     MapEnv::new([
         ("ETH_RPC_URL", "http://127.0.0.1:8545"),
         ("DEPLOYMENT_SERVICE_URL", "http://127.0.0.1:4040"),
-        ("DATABASE_URL", "postgres://app:s3cret@127.0.0.1:5432/postgres"),
+        (
+            "DATABASE_URL",
+            "postgres://app:s3cret@127.0.0.1:5432/postgres",
+        ),
         ("REDIS_URL", "redis://127.0.0.1:6379"),
     ])
 }
@@ -130,24 +134,54 @@ fn every_section_of_the_product_example_parses() {
     let c = load(PRODUCT_EXAMPLE).unwrap();
     assert_eq!(c.node.name, "node0");
     assert_eq!(c.node.mode, Mode::LocalnetLoopback);
-    assert_eq!(c.node.deployment_metadata, Path::new("/opt/dexlabs/ethereum/addresses.json"));
-    assert_eq!(c.node.deployment_metadata_owner, Owner::Name("deployment-service".into()));
+    assert_eq!(
+        c.node.deployment_metadata,
+        Path::new("/opt/dexlabs/ethereum/addresses.json")
+    );
+    assert_eq!(
+        c.node.deployment_metadata_owner,
+        Owner::Name("deployment-service".into())
+    );
     assert!(c.node.enclave);
     let sgx = c.sgx.as_ref().unwrap();
     assert_eq!(sgx.report_type, "SELF");
     assert_eq!(sgx.attestation, Attestation::SelfReport);
     assert_eq!(sgx.devices.len(), 2);
-    assert_eq!(c.dependencies.chain.as_ref().unwrap().url, "http://127.0.0.1:8545");
-    assert_eq!(c.dependencies.deployment_service.as_ref().unwrap().path, "/health");
-    assert_eq!(c.dependencies.postgres.as_ref().unwrap().databases, vec!["node0", "kyc"]);
-    assert!(matches!(c.dependencies.pccs.as_ref().unwrap().trust, PccsTrust::Pin(p) if p[0] == 0x9f));
-    assert_eq!(c.dependencies.aesm.as_ref().unwrap().socket, Path::new("/var/run/aesmd/aesm.socket"));
+    assert_eq!(
+        c.dependencies.chain.as_ref().unwrap().url,
+        "http://127.0.0.1:8545"
+    );
+    assert_eq!(
+        c.dependencies.deployment_service.as_ref().unwrap().path,
+        "/health"
+    );
+    assert_eq!(
+        c.dependencies.postgres.as_ref().unwrap().databases,
+        vec!["node0", "kyc"]
+    );
+    assert!(
+        matches!(c.dependencies.pccs.as_ref().unwrap().trust, PccsTrust::Pin(p) if p[0] == 0x9f)
+    );
+    assert_eq!(
+        c.dependencies.aesm.as_ref().unwrap().socket,
+        Path::new("/var/run/aesmd/aesm.socket")
+    );
     assert_eq!(c.headroom.disk[0].min_free_bytes, Some(10 << 30));
     assert_eq!(c.headroom.disk[0].min_free_percent, Some(10.0));
-    assert_eq!(c.headroom.database.as_ref().unwrap().max_growth_during_window, 2 << 30);
+    assert_eq!(
+        c.headroom
+            .database
+            .as_ref()
+            .unwrap()
+            .max_growth_during_window,
+        2 << 30
+    );
     assert_eq!(c.readiness.len(), 2);
     let kyc = c.readiness.iter().find(|r| r.name == "kyc").unwrap();
-    assert_eq!(kyc.expect[0].check, Expectation::Equals(serde_json::Value::Bool(true)));
+    assert_eq!(
+        kyc.expect[0].check,
+        Expectation::Equals(serde_json::Value::Bool(true))
+    );
     assert!(c.probes.encryption_key.is_some());
     let mp = c.probes.mark_price.as_ref().unwrap();
     assert_eq!(mp.max_age.as_secs(), 30);
@@ -160,7 +194,9 @@ fn every_section_of_the_product_example_parses() {
     assert_eq!(c.faults.log_patterns.len(), 2);
     assert_eq!(c.alerts.fields.len(), 6);
     assert_eq!(c.alerts.rules_files.len(), 1);
-    assert!(matches!(c.runtime, Runtime::Compose(ref rc) if rc.project_dir == Path::new("/srv/node")));
+    assert!(
+        matches!(c.runtime, Runtime::Compose(ref rc) if rc.project_dir == Path::new("/srv/node"))
+    );
     assert_eq!(c.layers.len(), 3);
     assert_eq!(c.layers["operator-config"].kind, LayerKind::Config);
     assert_eq!(c.layers["kyc-image"].components, vec!["kyc"]);
@@ -168,14 +204,19 @@ fn every_section_of_the_product_example_parses() {
     assert_eq!(c.rollout.bake.as_secs(), 600);
     assert_eq!(c.rollout.idle_progression, IdlePolicy::Fail);
     // Components default to the readiness entries.
-    assert_eq!(c.components.keys().collect::<Vec<_>>(), vec!["kyc", "operator"]);
+    assert_eq!(
+        c.components.keys().collect::<Vec<_>>(),
+        vec!["kyc", "operator"]
+    );
 }
 
 #[test]
 fn command_runtime_keeps_shell_text_unexpanded() {
     let text = PRODUCT_EXAMPLE.replace("driver = \"compose\"", "driver = \"command\"");
     let c = load(&text).unwrap();
-    let Runtime::Command(cmd) = c.runtime else { panic!("expected command runtime") };
+    let Runtime::Command(cmd) = c.runtime else {
+        panic!("expected command runtime")
+    };
     assert_eq!(cmd.current, "cat /srv/node/versions/$ROLLGATE_LAYER");
     assert_eq!(cmd.timeout.as_secs(), 60);
 }
@@ -199,25 +240,98 @@ fn unknown_key_names_file_line_and_key() {
 fn error_classes() {
     // (description, edit, expected line needle, expected fragment)
     let cases: &[(&str, (&str, &str), &str, &str)] = &[
-        ("bad type", ("enclave = true ", "enclave = \"yes\" "), "enclave = \"yes\"", "invalid type"),
-        ("bad duration", ("max_age = \"30s\"", "max_age = \"thirty\""), "max_age", "invalid duration"),
-        ("bad size", ("min_free = \"10GiB\"", "min_free = \"10 parsecs\""), "min_free =", "unknown unit"),
-        ("bad mode", ("mode = \"localnet.loopback\" ", "mode = \"devnet\" "), "mode = \"devnet\"", "is not one of"),
-        ("bad url scheme", ("url = \"http://127.0.0.1:8090/v1/status\"", "url = \"127.0.0.1:8090\""), "127.0.0.1:8090\"", "not a URL"),
-        ("bad pointer", ("pointer = \"/lastTx\"", "pointer = \"lastTx\""), "pointer = \"lastTx\"", "JSON pointer"),
-        ("bad regex", ("\"(?i)attestation.*(failed|error)\"", "\"(unclosed\""), "(unclosed", "regular expression"),
-        ("bad layer kind", ("kind = \"config\"", "kind = \"helm\""), "kind = \"helm\"", "image, binary, config"),
-        ("bad idle policy", ("idle_progression = \"fail\"", "idle_progression = \"ignore\""), "idle_progression", "fail, inconclusive, pass"),
-        ("two pccs trusts", ("pin_sha256 = \"9f86", "insecure = true, pin_sha256 = \"9f86"), "pccs =", "exactly one"),
-        ("short pin", ("9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "9f86"), "pccs =", "64 hex"),
+        (
+            "bad type",
+            ("enclave = true ", "enclave = \"yes\" "),
+            "enclave = \"yes\"",
+            "invalid type",
+        ),
+        (
+            "bad duration",
+            ("max_age = \"30s\"", "max_age = \"thirty\""),
+            "max_age",
+            "invalid duration",
+        ),
+        (
+            "bad size",
+            ("min_free = \"10GiB\"", "min_free = \"10 parsecs\""),
+            "min_free =",
+            "unknown unit",
+        ),
+        (
+            "bad mode",
+            ("mode = \"localnet.loopback\" ", "mode = \"devnet\" "),
+            "mode = \"devnet\"",
+            "is not one of",
+        ),
+        (
+            "bad url scheme",
+            (
+                "url = \"http://127.0.0.1:8090/v1/status\"",
+                "url = \"127.0.0.1:8090\"",
+            ),
+            "127.0.0.1:8090\"",
+            "not a URL",
+        ),
+        (
+            "bad pointer",
+            ("pointer = \"/lastTx\"", "pointer = \"lastTx\""),
+            "pointer = \"lastTx\"",
+            "JSON pointer",
+        ),
+        (
+            "bad regex",
+            ("\"(?i)attestation.*(failed|error)\"", "\"(unclosed\""),
+            "(unclosed",
+            "regular expression",
+        ),
+        (
+            "bad layer kind",
+            ("kind = \"config\"", "kind = \"helm\""),
+            "kind = \"helm\"",
+            "image, binary, config",
+        ),
+        (
+            "bad idle policy",
+            (
+                "idle_progression = \"fail\"",
+                "idle_progression = \"ignore\"",
+            ),
+            "idle_progression",
+            "fail, inconclusive, pass",
+        ),
+        (
+            "two pccs trusts",
+            (
+                "pin_sha256 = \"9f86",
+                "insecure = true, pin_sha256 = \"9f86",
+            ),
+            "pccs =",
+            "exactly one",
+        ),
+        (
+            "short pin",
+            (
+                "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+                "9f86",
+            ),
+            "pccs =",
+            "64 hex",
+        ),
     ];
     for (what, (from, to), needle, fragment) in cases {
-        assert!(PRODUCT_EXAMPLE.contains(from), "{what}: edit does not apply");
+        assert!(
+            PRODUCT_EXAMPLE.contains(from),
+            "{what}: edit does not apply"
+        );
         let text = PRODUCT_EXAMPLE.replacen(from, to, 1);
         let err = load(&text).expect_err(what);
         let msg = err.to_string();
         let line = line_of(&text, needle);
-        assert!(msg.starts_with(&format!("{FILE}:{line}")), "{what}: wrong location: {msg}");
+        assert!(
+            msg.starts_with(&format!("{FILE}:{line}")),
+            "{what}: wrong location: {msg}"
+        );
         assert!(msg.contains(fragment), "{what}: {msg}");
         assert_eq!(err.exit_code(), ExitCode::Usage, "{what}");
     }
@@ -228,46 +342,88 @@ fn missing_env_var_is_named() {
     let env = MapEnv::new([("ETH_RPC_URL", "http://127.0.0.1:8545")]);
     let err = load_str(Path::new(FILE), PRODUCT_EXAMPLE, &env).unwrap_err();
     let msg = err.to_string();
-    assert!(matches!(err, ConfigError::MissingEnv { ref var, .. } if var == "DEPLOYMENT_SERVICE_URL"), "{msg}");
-    assert!(msg.contains(&format!(":{}:", line_of(PRODUCT_EXAMPLE, "DEPLOYMENT_SERVICE_URL"))), "{msg}");
+    assert!(
+        matches!(err, ConfigError::MissingEnv { ref var, .. } if var == "DEPLOYMENT_SERVICE_URL"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!(
+            ":{}:",
+            line_of(PRODUCT_EXAMPLE, "DEPLOYMENT_SERVICE_URL")
+        )),
+        "{msg}"
+    );
     assert!(msg.contains("dependencies.deployment_service.url"), "{msg}");
 }
 
 #[test]
 fn mode_mismatch_is_detected_at_resolve_time() {
     let mut vars = env().0;
-    vars.insert("DEPLOYMENT_SERVICE_URL".into(), "http://deployment-service:4040".into());
+    vars.insert(
+        "DEPLOYMENT_SERVICE_URL".into(),
+        "http://deployment-service:4040".into(),
+    );
     let err = load_str(Path::new(FILE), PRODUCT_EXAMPLE, &MapEnv(vars)).unwrap_err();
     assert!(matches!(err, ConfigError::ModeMismatch { .. }), "{err}");
     assert_eq!(err.exit_code(), ExitCode::NotReady);
-    assert!(err.to_string().contains("http://deployment-service:4040"), "{err}");
+    assert!(
+        err.to_string().contains("http://deployment-service:4040"),
+        "{err}"
+    );
 
     // Both URLs agree with each other but not with the declared mode.
     let mut vars = env().0;
     vars.insert("ETH_RPC_URL".into(), "http://ethereum:8545".into());
-    vars.insert("DEPLOYMENT_SERVICE_URL".into(), "http://deployment-service:4040".into());
+    vars.insert(
+        "DEPLOYMENT_SERVICE_URL".into(),
+        "http://deployment-service:4040".into(),
+    );
     let err = load_str(Path::new(FILE), PRODUCT_EXAMPLE, &MapEnv(vars.clone())).unwrap_err();
-    assert!(err.to_string().contains("node.mode is localnet.loopback"), "{err}");
+    assert!(
+        err.to_string().contains("node.mode is localnet.loopback"),
+        "{err}"
+    );
 
     // ...and they load in compose mode.
-    let text = PRODUCT_EXAMPLE.replace("mode = \"localnet.loopback\"", "mode = \"localnet.compose\"");
-    assert_eq!(load_str(Path::new(FILE), &text, &MapEnv(vars)).unwrap().node.mode, Mode::LocalnetCompose);
+    let text = PRODUCT_EXAMPLE.replace(
+        "mode = \"localnet.loopback\"",
+        "mode = \"localnet.compose\"",
+    );
+    assert_eq!(
+        load_str(Path::new(FILE), &text, &MapEnv(vars))
+            .unwrap()
+            .node
+            .mode,
+        Mode::LocalnetCompose
+    );
 }
 
 #[test]
 fn layer_naming_unknown_component_is_refused() {
-    let text = PRODUCT_EXAMPLE.replace("components = [\"kyc\"]", "components = [\"kyc\", \"oracle\"]");
+    let text = PRODUCT_EXAMPLE.replace(
+        "components = [\"kyc\"]",
+        "components = [\"kyc\", \"oracle\"]",
+    );
     let err = load(&text).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ConfigError::UnknownComponent { .. }), "{msg}");
-    assert!(msg.contains("`oracle`") && msg.contains("known components: kyc, operator"), "{msg}");
-    assert!(msg.starts_with(&format!("{FILE}:{}", line_of(&text, "\"oracle\""))), "{msg}");
+    assert!(
+        msg.contains("`oracle`") && msg.contains("known components: kyc, operator"),
+        "{msg}"
+    );
+    assert!(
+        msg.starts_with(&format!("{FILE}:{}", line_of(&text, "\"oracle\""))),
+        "{msg}"
+    );
 }
 
 #[test]
 fn secrets_do_not_appear_in_errors() {
     let mut vars = env().0;
-    vars.insert("DATABASE_URL".into(), "mysql://app:s3cret@127.0.0.1/x".into());
+    vars.insert(
+        "DATABASE_URL".into(),
+        "mysql://app:s3cret@127.0.0.1/x".into(),
+    );
     let err = load_str(Path::new(FILE), PRODUCT_EXAMPLE, &MapEnv(vars)).unwrap_err();
     assert!(!err.to_string().contains("s3cret"), "{err}");
 }
@@ -276,12 +432,23 @@ fn secrets_do_not_appear_in_errors() {
 fn default_profile_loads_with_no_environment_in_every_mode() {
     for mode in [Mode::LocalnetLoopback, Mode::LocalnetCompose] {
         let text = default_profile("operator-localnet", mode).unwrap();
-        assert!(!["@MODE@", "@CHAIN_URL@", "@DEPLOYMENT_URL@"].iter().any(|p| text.contains(p)), "unfilled placeholder");
+        assert!(
+            !["@MODE@", "@CHAIN_URL@", "@DEPLOYMENT_URL@"]
+                .iter()
+                .any(|p| text.contains(p)),
+            "unfilled placeholder"
+        );
         let c = load_str(Path::new("rollgate.toml"), &text, &MapEnv::default()).unwrap();
         assert_eq!(c.node.mode, mode);
-        assert_eq!(c.dependencies.chain.as_ref().unwrap().url, mode.canonical_chain_url().unwrap());
+        assert_eq!(
+            c.dependencies.chain.as_ref().unwrap().url,
+            mode.canonical_chain_url().unwrap()
+        );
         assert_eq!(c.node.app_config, Path::new("/opt/dexlabs"));
-        assert_eq!(c.dependencies.postgres.as_ref().unwrap().databases, vec!["node0", "kyc"]);
+        assert_eq!(
+            c.dependencies.postgres.as_ref().unwrap().databases,
+            vec!["node0", "kyc"]
+        );
         assert!(c.readiness.iter().any(|r| r.url.contains(":8080/")));
         assert!(c.readiness.iter().any(|r| r.url.contains(":8090/")));
         assert_eq!(c.layers["operator-image"].components, vec!["operator"]);

@@ -15,7 +15,9 @@ pub struct JournalHandle {
 
 impl JournalHandle {
     pub fn new(journal: Journal) -> JournalHandle {
-        JournalHandle { inner: Arc::new(Mutex::new(journal)) }
+        JournalHandle {
+            inner: Arc::new(Mutex::new(journal)),
+        }
     }
 
     /// Run `f` with the journal on a blocking thread.
@@ -26,7 +28,9 @@ impl JournalHandle {
     {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
-            let mut guard = inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut guard = inner
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut guard)
         })
         .await
@@ -44,7 +48,8 @@ pub fn crash_point(step: &str, phase: &str) {
         && target == format!("{step}:{phase}")
     {
         eprintln!("rollgate: ROLLGATE_CRASH_AT={target}: killing myself with SIGKILL");
-        let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         // SIGKILL cannot be caught; if delivery were delayed, do not run on.
         std::process::abort();
     }

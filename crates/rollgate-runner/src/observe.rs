@@ -49,9 +49,18 @@ pub struct Observer {
 }
 
 impl Observer {
-    pub fn new(config: Arc<Config>, driver: Arc<dyn RuntimeDriver>, components: Vec<Component>) -> Result<Observer, String> {
+    pub fn new(
+        config: Arc<Config>,
+        driver: Arc<dyn RuntimeDriver>,
+        components: Vec<Component>,
+    ) -> Result<Observer, String> {
         let http = HttpClient::new(&config.probe_limits).map_err(|e| e.detail())?;
-        let patterns = config.faults.log_patterns.iter().filter_map(|p| Regex::new(p).ok()).collect();
+        let patterns = config
+            .faults
+            .log_patterns
+            .iter()
+            .filter_map(|p| Regex::new(p).ok())
+            .collect();
         Ok(Observer {
             config,
             http,
@@ -109,18 +118,24 @@ impl Observer {
 
     async fn fetch(&self, url: &str) -> Fetch {
         match self.http.get(url).await {
-            Ok(f) if f.status == 421 || f.status == 503 => {
-                Fetch::Transient(format!("{}: answered HTTP {} (starting)", rollgate_core::redact::redact_url(url), f.status))
-            }
-            Ok(f) if !(200..300).contains(&f.status) => {
-                Fetch::Failed(format!("{}: answered HTTP {}", rollgate_core::redact::redact_url(url), f.status))
-            }
+            Ok(f) if f.status == 421 || f.status == 503 => Fetch::Transient(format!(
+                "{}: answered HTTP {} (starting)",
+                rollgate_core::redact::redact_url(url),
+                f.status
+            )),
+            Ok(f) if !(200..300).contains(&f.status) => Fetch::Failed(format!(
+                "{}: answered HTTP {}",
+                rollgate_core::redact::redact_url(url),
+                f.status
+            )),
             Ok(f) => match parse_json(url, &f.body) {
                 Ok(v) => Fetch::Json(v),
                 Err(e) => Fetch::Failed(e.detail()),
             },
             Err(e @ ProbeError::Timeout { .. }) => Fetch::Transient(e.detail()),
-            Err(ref e @ ProbeError::Request { ref source, .. }) if source.is_connect() || source.is_timeout() => {
+            Err(ref e @ ProbeError::Request { ref source, .. })
+                if source.is_connect() || source.is_timeout() =>
+            {
                 Fetch::Transient(e.detail())
             }
             Err(e) => Fetch::Failed(e.detail()),
@@ -139,12 +154,16 @@ impl Observer {
         let fetches = futures_util::future::join_all(urls.iter().map(|u| self.fetch(u))).await;
         let docs: BTreeMap<String, Fetch> = urls.into_iter().zip(fetches).collect();
 
-        let mut obs = Observation { at: self.elapsed(), ..Default::default() };
+        let mut obs = Observation {
+            at: self.elapsed(),
+            ..Default::default()
+        };
         for r in &config.readiness {
             let reading = match &docs[&r.url] {
                 Fetch::Json(doc) => {
                     self.last_readiness.insert(r.name.clone(), doc.clone());
-                    let failures: Vec<String> = r.expect.iter().filter_map(|e| judge(doc, e)).collect();
+                    let failures: Vec<String> =
+                        r.expect.iter().filter_map(|e| judge(doc, e)).collect();
                     if failures.is_empty() {
                         Reading::Pass(format!("{} expectations hold", r.expect.len()))
                     } else {
@@ -172,13 +191,21 @@ impl Observer {
             obs.faults = faults_in(&config, doc);
         }
         if (self.polls - 1).is_multiple_of(self.dependency_every) {
-            for check in crate::checks::run_checks(&config, &[CheckGroup::Prerequisites, CheckGroup::Baseline]).await {
+            for check in crate::checks::run_checks(
+                &config,
+                &[CheckGroup::Prerequisites, CheckGroup::Baseline],
+            )
+            .await
+            {
                 let mut reading = match check.status {
                     CheckStatus::Fail => Reading::Fail(check.detail.clone()),
                     _ => Reading::Pass(check.detail.clone()),
                 };
                 if check.name == "deployment-metadata"
-                    && let (Some(before), Some(now)) = (&self.baseline_metadata_sha256, check.observed.get("sha256").and_then(Value::as_str))
+                    && let (Some(before), Some(now)) = (
+                        &self.baseline_metadata_sha256,
+                        check.observed.get("sha256").and_then(Value::as_str),
+                    )
                     && before != now
                 {
                     reading = Reading::Fail(format!(
@@ -187,7 +214,8 @@ impl Observer {
                         &now[..now.len().min(12)]
                     ));
                 }
-                obs.dependencies.insert(gate_key(check.group, &check.name), reading);
+                obs.dependencies
+                    .insert(gate_key(check.group, &check.name), reading);
             }
         }
         self.observe_components(&mut obs).await;
@@ -198,16 +226,26 @@ impl Observer {
         for c in &self.components {
             if let Ok(state) = self.driver.state(c).await {
                 let before = self.restarts_at_start.get(&c.name).copied();
-                let restarted = matches!((before, state.restart_count), (Some(a), Some(b)) if b > a);
-                let down = matches!(state.status, RunStatus::Exited | RunStatus::Dead | RunStatus::Restarting);
+                let restarted =
+                    matches!((before, state.restart_count), (Some(a), Some(b)) if b > a);
+                let down = matches!(
+                    state.status,
+                    RunStatus::Exited | RunStatus::Dead | RunStatus::Restarting
+                );
                 if down || restarted {
                     obs.crashed.insert(
                         c.name.clone(),
                         format!(
                             "{} (exit code {}, {} restarts since the change)",
                             state.status.as_str(),
-                            state.exit_code.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
-                            state.restart_count.unwrap_or(0).saturating_sub(before.unwrap_or(0))
+                            state
+                                .exit_code
+                                .map(|c| c.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            state
+                                .restart_count
+                                .unwrap_or(0)
+                                .saturating_sub(before.unwrap_or(0))
                         ),
                     );
                 }
@@ -254,6 +292,10 @@ pub fn faults_in(config: &Config, doc: &Value) -> BTreeSet<String> {
         .faults
         .pointers
         .iter()
-        .filter_map(|p| doc.pointer(p).filter(|v| !v.is_null()).map(|v| format!("{p}={v}")))
+        .filter_map(|p| {
+            doc.pointer(p)
+                .filter(|v| !v.is_null())
+                .map(|v| format!("{p}={v}"))
+        })
         .collect()
 }

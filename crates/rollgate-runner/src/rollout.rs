@@ -54,8 +54,17 @@ pub mod step {
     pub const ROLLBACK_RESTART: &str = "rollback_restart";
     pub const ROLLBACK_VERIFY: &str = "rollback_verify";
     /// Every step in the order a rollout that rolls back passes through them.
-    pub const ALL: [&str; 9] =
-        [FREEZE, APPLY, RESTART, VERIFY, BAKE, PROMOTE, ROLLBACK_RESTORE, ROLLBACK_RESTART, ROLLBACK_VERIFY];
+    pub const ALL: [&str; 9] = [
+        FREEZE,
+        APPLY,
+        RESTART,
+        VERIFY,
+        BAKE,
+        PROMOTE,
+        ROLLBACK_RESTORE,
+        ROLLBACK_RESTART,
+        ROLLBACK_VERIFY,
+    ];
 }
 
 /// One rollout in progress: its id, its journal steps and timings.
@@ -68,18 +77,42 @@ struct Recorder {
 }
 
 impl Recorder {
-    async fn intent(&mut self, kind: &'static str, detail: Value) -> Result<(i64, Instant), RunnerError> {
+    async fn intent(
+        &mut self,
+        kind: &'static str,
+        detail: Value,
+    ) -> Result<(i64, Instant), RunnerError> {
         self.progress.step(kind, &detail.to_string());
         let id = self.rollout_id.clone();
-        let step_id = self.journal.call(move |j| j.record_intent(&id, kind, detail)).await?;
+        let step_id = self
+            .journal
+            .call(move |j| j.record_intent(&id, kind, detail))
+            .await?;
         crash_point(kind, "intent");
         Ok((step_id, Instant::now()))
     }
 
-    async fn outcome(&mut self, kind: &'static str, step: (i64, Instant), ok: bool, detail: Value) -> Result<(), RunnerError> {
-        let summary = detail.get("summary").and_then(Value::as_str).unwrap_or("").to_string();
-        self.journal.call(move |j| j.record_outcome(step.0, ok, detail)).await?;
-        self.steps.push(StepRecord { kind: kind.to_string(), ok, ms: step.1.elapsed().as_millis() as u64, detail: summary });
+    async fn outcome(
+        &mut self,
+        kind: &'static str,
+        step: (i64, Instant),
+        ok: bool,
+        detail: Value,
+    ) -> Result<(), RunnerError> {
+        let summary = detail
+            .get("summary")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        self.journal
+            .call(move |j| j.record_outcome(step.0, ok, detail))
+            .await?;
+        self.steps.push(StepRecord {
+            kind: kind.to_string(),
+            ok,
+            ms: step.1.elapsed().as_millis() as u64,
+            detail: summary,
+        });
         crash_point(kind, "outcome");
         Ok(())
     }
@@ -100,7 +133,9 @@ impl Recorder {
     async fn finish(&self, outcome: Outcome, reason: &str) -> Result<(), RunnerError> {
         let id = self.rollout_id.clone();
         let reason = reason.to_string();
-        self.journal.call(move |j| j.finish_rollout(&id, outcome, &reason)).await?;
+        self.journal
+            .call(move |j| j.finish_rollout(&id, outcome, &reason))
+            .await?;
         crash_point("finish", "outcome");
         Ok(())
     }
@@ -110,7 +145,10 @@ impl Recorder {
 pub fn new_id(prefix: &str) -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
     let compact: String = now.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let salt = (nanos ^ std::process::id().rotate_left(16)) & 0xffff;
     format!("{prefix}-{compact}-{salt:04x}")
 }
@@ -126,14 +164,22 @@ fn output_json(out: &DriverOutput) -> Value {
 impl Runner {
     fn components_of(&self, layers: &[&Layer]) -> Vec<Component> {
         let names: BTreeSet<&String> = layers.iter().flat_map(|l| l.components.iter()).collect();
-        names.into_iter().filter_map(|n| self.config.components.get(n).cloned()).collect()
+        names
+            .into_iter()
+            .filter_map(|n| self.config.components.get(n).cloned())
+            .collect()
     }
 
     fn layer(&self, name: &str) -> Result<Layer, RunnerError> {
         self.config.layer(name).cloned().ok_or_else(|| {
             RunnerError::Usage(format!(
                 "unknown layer `{name}` (configured layers: {})",
-                self.config.layers.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.config
+                    .layers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))
         })
     }
@@ -153,26 +199,42 @@ impl Runner {
             return Err(RunnerError::Busy(format!(
                 "rollout {} was interrupted{}; run `rollgate resume` to finish it first",
                 i.rollout_id,
-                i.last_step.as_ref().map(|s| format!(" at step {}", s.kind)).unwrap_or_default()
+                i.last_step
+                    .as_ref()
+                    .map(|s| format!(" at step {}", s.kind))
+                    .unwrap_or_default()
             )));
         }
         Ok(())
     }
 
     /// `rollgate rollout LAYER=VALUE`: the full procedure.
-    pub async fn rollout(&self, layer_name: &str, value: &str, opts: &RolloutOptions) -> Result<RolloutReport, RunnerError> {
+    pub async fn rollout(
+        &self,
+        layer_name: &str,
+        value: &str,
+        opts: &RolloutOptions,
+    ) -> Result<RolloutReport, RunnerError> {
         let layer = self.layer(layer_name)?;
         let value = value.trim();
         if value.is_empty() {
-            return Err(RunnerError::Usage(format!("no value given for layer `{layer_name}`")));
+            return Err(RunnerError::Usage(format!(
+                "no value given for layer `{layer_name}`"
+            )));
         }
         // The lock first: a live rollout is "busy"; an unfinished one whose process is gone was
         // interrupted and must be resumed. Both exit 6.
         let lock = self.lock().await?;
         self.refuse_if_interrupted().await?;
-        let current = self.driver.current(&layer).await.map_err(RunnerError::Driver)?;
+        let current = self
+            .driver
+            .current(&layer)
+            .await
+            .map_err(RunnerError::Driver)?;
         if current.value == value {
-            return Err(RunnerError::Usage(format!("layer `{layer_name}` already has value {value}: nothing to change")));
+            return Err(RunnerError::Usage(format!(
+                "layer `{layer_name}` already has value {value}: nothing to change"
+            )));
         }
 
         let mut rec = Recorder {
@@ -194,16 +256,36 @@ impl Runner {
         self.journal.call(move |j| j.begin_rollout(&new)).await?;
 
         // Steps 1 and 2: every check, then the frozen baseline. Nothing has changed yet.
-        let s = rec.intent(step::FREEZE, json!({"layer": layer.name})).await?;
+        let s = rec
+            .intent(step::FREEZE, json!({"layer": layer.name}))
+            .await?;
         let frozen = crate::baseline::freeze(&self.config, self.driver.as_ref()).await;
         let baseline = match frozen {
             Ok(b) => b,
             Err(refused) => {
                 let reason = format!("not ready, nothing was changed: {refused}");
-                rec.outcome(step::FREEZE, s, false, json!({"summary": reason, "refused": refused.to_string()})).await?;
+                rec.outcome(
+                    step::FREEZE,
+                    s,
+                    false,
+                    json!({"summary": reason, "refused": refused.to_string()}),
+                )
+                .await?;
                 rec.finish(Outcome::Refused, &reason).await?;
                 drop(lock);
-                return Ok(self.report(&rec, Outcome::Refused, &layer, Some(&current), value, None, vec![], reason, None, None, Timings::default()));
+                return Ok(self.report(
+                    &rec,
+                    Outcome::Refused,
+                    &layer,
+                    Some(&current),
+                    value,
+                    None,
+                    vec![],
+                    reason,
+                    None,
+                    None,
+                    Timings::default(),
+                ));
             }
         };
         let b = baseline.clone();
@@ -214,9 +296,17 @@ impl Runner {
                 j.set_baseline(&rid, &b.id)
             })
             .await?;
-        rec.outcome(step::FREEZE, s, true, json!({"summary": format!("baseline {}", baseline.id), "baseline_id": baseline.id})).await?;
+        rec.outcome(
+            step::FREEZE,
+            s,
+            true,
+            json!({"summary": format!("baseline {}", baseline.id), "baseline_id": baseline.id}),
+        )
+        .await?;
 
-        let report = self.change_and_gate(&mut rec, &layer, value, &baseline, false, opts).await;
+        let report = self
+            .change_and_gate(&mut rec, &layer, value, &baseline, false, opts)
+            .await;
         drop(lock);
         report
     }
@@ -235,11 +325,18 @@ impl Runner {
         let from = baseline.layers.get(&layer.name).cloned();
         let components = self.components_of(&[layer]);
         let mut observer =
-            Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?.against(baseline);
+            Observer::new(self.config.clone(), self.driver.clone(), components.clone())
+                .map_err(RunnerError::Internal)?
+                .against(baseline);
         let mut timings = Timings::default();
 
         if !applied {
-            let s = rec.intent(step::APPLY, json!({"layer": layer.name, "from": from, "to": value})).await?;
+            let s = rec
+                .intent(
+                    step::APPLY,
+                    json!({"layer": layer.name, "from": from, "to": value}),
+                )
+                .await?;
             match self.driver.apply(layer, value).await {
                 Ok(out) => rec.outcome(step::APPLY, s, true, json!({"summary": format!("{} set to {value}", layer.name), "output": output_json(&out)})).await?,
                 Err(e) => {
@@ -250,7 +347,12 @@ impl Runner {
             }
         }
 
-        let s = rec.intent(step::RESTART, json!({"components": components.iter().map(|c| &c.name).collect::<Vec<_>>()})).await?;
+        let s = rec
+            .intent(
+                step::RESTART,
+                json!({"components": components.iter().map(|c| &c.name).collect::<Vec<_>>()}),
+            )
+            .await?;
         observer.mark_change().await;
         let restart_started = Instant::now();
         match self.driver.restart(&components).await {
@@ -260,8 +362,20 @@ impl Runner {
             }
             Err(e) => {
                 let reason = format!("restart failed: {}", rollgate_probe::errors::chain(&e));
-                rec.outcome(step::RESTART, s, false, json!({"summary": reason})).await?;
-                return self.roll_back(rec, &[layer], baseline, value, reason, vec![], timings, &mut observer).await;
+                rec.outcome(step::RESTART, s, false, json!({"summary": reason}))
+                    .await?;
+                return self
+                    .roll_back(
+                        rec,
+                        &[layer],
+                        baseline,
+                        value,
+                        reason,
+                        vec![],
+                        timings,
+                        &mut observer,
+                    )
+                    .await;
             }
         }
 
@@ -284,17 +398,41 @@ impl Runner {
         )
         .await?;
         if let Some(reason) = failure {
-            return self.roll_back(rec, &[layer], baseline, value, reason, gates, timings, &mut observer).await;
+            return self
+                .roll_back(
+                    rec,
+                    &[layer],
+                    baseline,
+                    value,
+                    reason,
+                    gates,
+                    timings,
+                    &mut observer,
+                )
+                .await;
         }
 
         // Step 6: the bake period.
         let bake = opts.bake.unwrap_or(self.config.rollout.bake);
         let mut gates = gates;
         if !bake.is_zero() {
-            let s = rec.intent(step::BAKE, json!({"duration_s": bake.as_secs_f64()})).await?;
-            let verdict = crate::bake::bake(&self.config, baseline, &mut observer, bake, self.progress.as_ref()).await;
+            let s = rec
+                .intent(step::BAKE, json!({"duration_s": bake.as_secs_f64()}))
+                .await?;
+            let verdict = crate::bake::bake(
+                &self.config,
+                baseline,
+                &mut observer,
+                bake,
+                self.progress.as_ref(),
+            )
+            .await;
             rec.gates(&verdict.gates).await?;
-            let failed = verdict.gates.iter().find(|g| g.verdict == Verdict::Fail).cloned();
+            let failed = verdict
+                .gates
+                .iter()
+                .find(|g| g.verdict == Verdict::Fail)
+                .cloned();
             gates.extend(verdict.gates.clone());
             rec.outcome(
                 step::BAKE,
@@ -305,13 +443,28 @@ impl Runner {
             .await?;
             if let Some(g) = failed {
                 let reason = format!("bake: {}: {}", g.name, g.detail);
-                return self.roll_back(rec, &[layer], baseline, value, reason, gates, timings, &mut observer).await;
+                return self
+                    .roll_back(
+                        rec,
+                        &[layer],
+                        baseline,
+                        value,
+                        reason,
+                        gates,
+                        timings,
+                        &mut observer,
+                    )
+                    .await;
             }
         }
 
         // Promote: the new state becomes the known-good baseline.
-        let s = rec.intent(step::PROMOTE, json!({"layer": layer.name, "to": value})).await?;
-        let promoted = self.promoted_baseline(baseline, layer, &observer, &gates).await?;
+        let s = rec
+            .intent(step::PROMOTE, json!({"layer": layer.name, "to": value}))
+            .await?;
+        let promoted = self
+            .promoted_baseline(baseline, layer, &observer, &gates)
+            .await?;
         let p = promoted.clone();
         self.journal
             .call(move |j| {
@@ -323,7 +476,19 @@ impl Runner {
         let reason = format!("{} = {value} verified: every gate passed", layer.name);
         rec.finish(Outcome::Promoted, &reason).await?;
         timings.total = rec.started.elapsed().as_millis() as u64;
-        Ok(self.report(rec, Outcome::Promoted, layer, from.as_ref(), value, Some(&baseline.id), gates, reason, None, Some(promoted.id), timings))
+        Ok(self.report(
+            rec,
+            Outcome::Promoted,
+            layer,
+            from.as_ref(),
+            value,
+            Some(&baseline.id),
+            gates,
+            reason,
+            None,
+            Some(promoted.id),
+            timings,
+        ))
     }
 
     /// Poll and decide until the engine gives a final decision.
@@ -337,7 +502,8 @@ impl Runner {
                 Decision::Wait { deadline, .. } => *deadline,
                 _ => obs.at,
             };
-            self.progress.gates(phase, obs.at, deadline, &engine.gates());
+            self.progress
+                .gates(phase, obs.at, deadline, &engine.gates());
             if decision.is_final() {
                 return decision;
             }
@@ -363,25 +529,58 @@ impl Runner {
         let change_elapsed = observer.elapsed();
         let record = self.restore_and_verify(rec, layers, baseline).await?;
         timings.decision_to_verified = Some(decided_at.elapsed().as_millis() as u64);
-        timings.change_to_verified = Some((change_elapsed + decided_at.elapsed()).as_millis() as u64);
-        let outcome = if record.verified { Outcome::RolledBack } else { Outcome::RollbackFailed };
-        let full_reason = if record.verified {
-            format!("{reason}; rolled back to baseline {} and re-verified it", baseline.id)
+        timings.change_to_verified =
+            Some((change_elapsed + decided_at.elapsed()).as_millis() as u64);
+        let outcome = if record.verified {
+            Outcome::RolledBack
         } else {
-            format!("{reason}; rollback to baseline {} FAILED verification: {}", baseline.id, record.reason)
+            Outcome::RollbackFailed
+        };
+        let full_reason = if record.verified {
+            format!(
+                "{reason}; rolled back to baseline {} and re-verified it",
+                baseline.id
+            )
+        } else {
+            format!(
+                "{reason}; rollback to baseline {} FAILED verification: {}",
+                baseline.id, record.reason
+            )
         };
         rec.finish(outcome, &full_reason).await?;
         timings.total = rec.started.elapsed().as_millis() as u64;
         let layer = layers[0];
         let from = baseline.layers.get(&layer.name).cloned();
-        Ok(self.report(rec, outcome, layer, from.as_ref(), value, Some(&baseline.id), gates, full_reason, Some(record), None, timings))
+        Ok(self.report(
+            rec,
+            outcome,
+            layer,
+            from.as_ref(),
+            value,
+            Some(&baseline.id),
+            gates,
+            full_reason,
+            Some(record),
+            None,
+            timings,
+        ))
     }
 
-    async fn restore_and_verify(&self, rec: &mut Recorder, layers: &[&Layer], baseline: &Baseline) -> Result<RollbackRecord, RunnerError> {
+    async fn restore_and_verify(
+        &self,
+        rec: &mut Recorder,
+        layers: &[&Layer],
+        baseline: &Baseline,
+    ) -> Result<RollbackRecord, RunnerError> {
         let components = self.components_of(layers);
         let targets: Vec<(Layer, LayerValue)> = layers
             .iter()
-            .filter_map(|l| baseline.layers.get(&l.name).map(|v| ((*l).clone(), v.clone())))
+            .filter_map(|l| {
+                baseline
+                    .layers
+                    .get(&l.name)
+                    .map(|v| ((*l).clone(), v.clone()))
+            })
             .collect();
         let s = rec.intent(step::ROLLBACK_RESTORE, json!({"baseline_id": baseline.id, "layers": targets.iter().map(|(l, v)| json!({"layer": l.name, "to": v})).collect::<Vec<_>>()})).await?;
         let mut restore_error = None;
@@ -390,7 +589,11 @@ impl Runner {
             match self.driver.restore(layer, recorded).await {
                 Ok(out) => outputs.push(output_json(&out)),
                 Err(e) => {
-                    restore_error = Some(format!("restore of {} failed: {}", layer.name, rollgate_probe::errors::chain(&e)));
+                    restore_error = Some(format!(
+                        "restore of {} failed: {}",
+                        layer.name,
+                        rollgate_probe::errors::chain(&e)
+                    ));
                     break;
                 }
             }
@@ -404,11 +607,21 @@ impl Runner {
         .await?;
 
         let mut observer =
-            Observer::new(self.config.clone(), self.driver.clone(), components.clone()).map_err(RunnerError::Internal)?.against(baseline);
-        let s = rec.intent(step::ROLLBACK_RESTART, json!({"components": components.iter().map(|c| &c.name).collect::<Vec<_>>()})).await?;
+            Observer::new(self.config.clone(), self.driver.clone(), components.clone())
+                .map_err(RunnerError::Internal)?
+                .against(baseline);
+        let s = rec
+            .intent(
+                step::ROLLBACK_RESTART,
+                json!({"components": components.iter().map(|c| &c.name).collect::<Vec<_>>()}),
+            )
+            .await?;
         observer.mark_change().await;
         let restart = self.driver.restart(&components).await;
-        let restart_error = restart.as_ref().err().map(|e| format!("restart failed: {}", rollgate_probe::errors::chain(e)));
+        let restart_error = restart
+            .as_ref()
+            .err()
+            .map(|e| format!("restart failed: {}", rollgate_probe::errors::chain(e)));
         rec.outcome(
             step::ROLLBACK_RESTART,
             s,
@@ -417,7 +630,9 @@ impl Runner {
         )
         .await?;
 
-        let s = rec.intent(step::ROLLBACK_VERIFY, json!({"baseline_id": baseline.id})).await?;
+        let s = rec
+            .intent(step::ROLLBACK_VERIFY, json!({"baseline_id": baseline.id}))
+            .await?;
         let mut gates = Vec::new();
         // The layers must read back as exactly the recorded values.
         for (layer, recorded) in &targets {
@@ -431,18 +646,29 @@ impl Runner {
                 Ok(now) => GateResult {
                     name: format!("restored:{}", layer.name),
                     verdict: Verdict::Fail,
-                    detail: format!("{} reads {} but the baseline recorded {}", layer.name, now.display(), recorded.display()),
+                    detail: format!(
+                        "{} reads {} but the baseline recorded {}",
+                        layer.name,
+                        now.display(),
+                        recorded.display()
+                    ),
                     evidence: json!({"recorded": recorded, "current": now}),
                 },
                 Err(e) => GateResult {
                     name: format!("restored:{}", layer.name),
                     verdict: Verdict::Fail,
-                    detail: format!("cannot read {}: {}", layer.name, rollgate_probe::errors::chain(&e)),
+                    detail: format!(
+                        "cannot read {}: {}",
+                        layer.name,
+                        rollgate_probe::errors::chain(&e)
+                    ),
                     evidence: Value::Null,
                 },
             });
         }
-        let decision = self.run_gates(&mut observer, gate_plan(&self.config, baseline), "rollback").await;
+        let decision = self
+            .run_gates(&mut observer, gate_plan(&self.config, baseline), "rollback")
+            .await;
         let (engine_gates, failure) = match decision {
             Decision::Promote { gates } => (gates, None),
             Decision::RollBack { gates, reason } => (gates, Some(reason)),
@@ -451,27 +677,58 @@ impl Runner {
         gates.extend(engine_gates);
         let failure = restore_error
             .or(restart_error)
-            .or_else(|| gates.iter().find(|g| g.name.starts_with("restored:") && g.verdict == Verdict::Fail).map(|g| g.detail.clone()))
+            .or_else(|| {
+                gates
+                    .iter()
+                    .find(|g| g.name.starts_with("restored:") && g.verdict == Verdict::Fail)
+                    .map(|g| g.detail.clone())
+            })
             .or(failure);
         let verified = failure.is_none();
-        let reason = failure.unwrap_or_else(|| format!("baseline {} re-verified: every gate passed", baseline.id));
+        let reason = failure
+            .unwrap_or_else(|| format!("baseline {} re-verified: every gate passed", baseline.id));
         rec.gates(&gates).await?;
-        rec.outcome(step::ROLLBACK_VERIFY, s, verified, json!({"summary": reason, "gates": gates, "verified": verified})).await?;
-        Ok(RollbackRecord { verified, gates, reason })
+        rec.outcome(
+            step::ROLLBACK_VERIFY,
+            s,
+            verified,
+            json!({"summary": reason, "gates": gates, "verified": verified}),
+        )
+        .await?;
+        Ok(RollbackRecord {
+            verified,
+            gates,
+            reason,
+        })
     }
 
     /// The promoted state as a baseline: the starting baseline with the new layer value and
     /// what the gates observed.
-    async fn promoted_baseline(&self, baseline: &Baseline, layer: &Layer, observer: &Observer, gates: &[GateResult]) -> Result<Baseline, RunnerError> {
+    async fn promoted_baseline(
+        &self,
+        baseline: &Baseline,
+        layer: &Layer,
+        observer: &Observer,
+        gates: &[GateResult],
+    ) -> Result<Baseline, RunnerError> {
         let mut b = baseline.clone();
         b.id = new_id("b");
         b.created_at = now_rfc3339();
-        let value = self.driver.current(layer).await.map_err(RunnerError::Driver)?;
+        let value = self
+            .driver
+            .current(layer)
+            .await
+            .map_err(RunnerError::Driver)?;
         b.layers.insert(layer.name.clone(), value);
         for (name, doc) in &observer.last_readiness {
             b.readiness.insert(name.clone(), doc.clone());
         }
-        let rates: Vec<ProgressionRate> = self.config.progression.iter().filter_map(|p| rate_from_gate(p.name.as_str(), gates)).collect();
+        let rates: Vec<ProgressionRate> = self
+            .config
+            .progression
+            .iter()
+            .filter_map(|p| rate_from_gate(p.name.as_str(), gates))
+            .collect();
         if !rates.is_empty() {
             b.idle = rates.iter().any(|r| r.idle);
             b.progression = rates;
@@ -521,7 +778,10 @@ impl Runner {
         let baseline = match to {
             Some(id) => {
                 let id2 = id.to_string();
-                self.journal.call(move |j| j.baseline(&id2)).await?.ok_or_else(|| RunnerError::NotFound(format!("no baseline `{id}`")))?
+                self.journal
+                    .call(move |j| j.baseline(&id2))
+                    .await?
+                    .ok_or_else(|| RunnerError::NotFound(format!("no baseline `{id}`")))?
             }
             None => {
                 let latest = self.journal.call(|j| j.history(1)).await?;
@@ -533,21 +793,42 @@ impl Runner {
                         .call(|j| j.last_known_good())
                         .await?
                         .map(|b| b.id)
-                        .ok_or_else(|| RunnerError::NotFound("no rollout or known-good baseline to roll back to".into()))?,
+                        .ok_or_else(|| {
+                            RunnerError::NotFound(
+                                "no rollout or known-good baseline to roll back to".into(),
+                            )
+                        })?,
                 };
                 let id2 = id.clone();
-                self.journal.call(move |j| j.baseline(&id2)).await?.ok_or_else(|| RunnerError::NotFound(format!("no baseline `{id}`")))?
+                self.journal
+                    .call(move |j| j.baseline(&id2))
+                    .await?
+                    .ok_or_else(|| RunnerError::NotFound(format!("no baseline `{id}`")))?
             }
         };
         let mut changed = Vec::new();
         for (name, recorded) in &baseline.layers {
-            let Some(layer) = self.config.layer(name) else { continue };
-            let now = self.driver.current(layer).await.map_err(RunnerError::Driver)?;
+            let Some(layer) = self.config.layer(name) else {
+                continue;
+            };
+            let now = self
+                .driver
+                .current(layer)
+                .await
+                .map_err(RunnerError::Driver)?;
             if !same_value(&now, recorded) {
                 changed.push(layer.clone());
             }
         }
-        let label = if changed.is_empty() { "(none changed)".to_string() } else { changed.iter().map(|l| l.name.clone()).collect::<Vec<_>>().join(",") };
+        let label = if changed.is_empty() {
+            "(none changed)".to_string()
+        } else {
+            changed
+                .iter()
+                .map(|l| l.name.clone())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
         let mut rec = Recorder {
             journal: self.journal.clone(),
             progress: self.progress.clone(),
@@ -568,12 +849,35 @@ impl Runner {
         let refs: Vec<&Layer> = changed.iter().collect();
         // With nothing changed this still restarts nothing and re-verifies the baseline.
         let record = self.restore_and_verify(&mut rec, &refs, &baseline).await?;
-        let outcome = if record.verified { Outcome::RolledBack } else { Outcome::RollbackFailed };
-        let reason = format!("requested rollback to baseline {}: {}", baseline.id, record.reason);
+        let outcome = if record.verified {
+            Outcome::RolledBack
+        } else {
+            Outcome::RollbackFailed
+        };
+        let reason = format!(
+            "requested rollback to baseline {}: {}",
+            baseline.id, record.reason
+        );
         rec.finish(outcome, &reason).await?;
         drop(lock);
-        let pseudo = Layer { name: label, kind: rollgate_core::vocab::LayerKind::Image, components: vec![] };
-        let mut report = self.report(&rec, outcome, &pseudo, None, &format!("baseline {}", baseline.id), Some(&baseline.id), vec![], reason, Some(record), None, Timings::default());
+        let pseudo = Layer {
+            name: label,
+            kind: rollgate_core::vocab::LayerKind::Image,
+            components: vec![],
+        };
+        let mut report = self.report(
+            &rec,
+            outcome,
+            &pseudo,
+            None,
+            &format!("baseline {}", baseline.id),
+            Some(&baseline.id),
+            vec![],
+            reason,
+            Some(record),
+            None,
+            Timings::default(),
+        );
         report.from = None;
         Ok(report)
     }
@@ -584,11 +888,19 @@ impl Runner {
     pub async fn resume(&self) -> Result<RolloutReport, RunnerError> {
         let state = self.journal.call(|j| j.state()).await?;
         let Some(interrupted) = state.interrupted else {
-            return Err(RunnerError::NotFound("no interrupted rollout to resume".into()));
+            return Err(RunnerError::NotFound(
+                "no interrupted rollout to resume".into(),
+            ));
         };
         let lock = self.lock().await?;
         let id = interrupted.rollout_id.clone();
-        let detail = self.journal.call(move |j| j.rollout(&id)).await?.ok_or_else(|| RunnerError::Internal(format!("rollout {} vanished", interrupted.rollout_id)))?;
+        let detail = self
+            .journal
+            .call(move |j| j.rollout(&id))
+            .await?
+            .ok_or_else(|| {
+                RunnerError::Internal(format!("rollout {} vanished", interrupted.rollout_id))
+            })?;
         let mut rec = Recorder {
             journal: self.journal.clone(),
             progress: self.progress.clone(),
@@ -596,7 +908,12 @@ impl Runner {
             steps: Vec::new(),
             started: Instant::now(),
         };
-        let requested_rollback = detail.plan.as_ref().and_then(|p| p.get("requested_rollback")).and_then(Value::as_bool).unwrap_or(false);
+        let requested_rollback = detail
+            .plan
+            .as_ref()
+            .and_then(|p| p.get("requested_rollback"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         let kinds: BTreeSet<String> = detail.steps.iter().map(|s| s.kind.clone()).collect();
         let baseline = match &detail.baseline_id {
             Some(bid) => {
@@ -606,18 +923,30 @@ impl Runner {
             None => None,
         };
         let Some(baseline) = baseline else {
-            let reason = "interrupted before the baseline was frozen; nothing was changed".to_string();
+            let reason =
+                "interrupted before the baseline was frozen; nothing was changed".to_string();
             rec.finish(Outcome::Refused, &reason).await?;
             drop(lock);
             return Ok(self.resume_report(&rec, &detail, Outcome::Refused, reason, None));
         };
 
         if requested_rollback {
-            let layers: Vec<Layer> = detail.layer.split(',').filter_map(|n| self.config.layer(n).cloned()).collect();
+            let layers: Vec<Layer> = detail
+                .layer
+                .split(',')
+                .filter_map(|n| self.config.layer(n).cloned())
+                .collect();
             let refs: Vec<&Layer> = layers.iter().collect();
             let record = self.restore_and_verify(&mut rec, &refs, &baseline).await?;
-            let outcome = if record.verified { Outcome::RolledBack } else { Outcome::RollbackFailed };
-            let reason = format!("resumed requested rollback to baseline {}: {}", baseline.id, record.reason);
+            let outcome = if record.verified {
+                Outcome::RolledBack
+            } else {
+                Outcome::RollbackFailed
+            };
+            let reason = format!(
+                "resumed requested rollback to baseline {}: {}",
+                baseline.id, record.reason
+            );
             rec.finish(outcome, &reason).await?;
             drop(lock);
             return Ok(self.resume_report(&rec, &detail, outcome, reason, Some(record)));
@@ -631,23 +960,62 @@ impl Runner {
             return Ok(self.resume_report(&rec, &detail, Outcome::Refused, reason, None));
         }
         let in_rollback = kinds.iter().any(|k| k.starts_with("rollback_"));
-        let current = self.driver.current(&layer).await.map_err(RunnerError::Driver)?;
-        let mut observer = Observer::new(self.config.clone(), self.driver.clone(), self.components_of(&[&layer])).map_err(RunnerError::Internal)?;
+        let current = self
+            .driver
+            .current(&layer)
+            .await
+            .map_err(RunnerError::Driver)?;
+        let mut observer = Observer::new(
+            self.config.clone(),
+            self.driver.clone(),
+            self.components_of(&[&layer]),
+        )
+        .map_err(RunnerError::Internal)?;
         let report = if !in_rollback && current.value == detail.to {
-            self.change_and_gate(&mut rec, &layer, &detail.to, &baseline, true, &RolloutOptions::default()).await?
+            self.change_and_gate(
+                &mut rec,
+                &layer,
+                &detail.to,
+                &baseline,
+                true,
+                &RolloutOptions::default(),
+            )
+            .await?
         } else {
             let why = if in_rollback {
                 "resumed an interrupted rollback".to_string()
             } else {
-                format!("interrupted after the change; {} reads {}, not {}", layer.name, current.display(), detail.to)
+                format!(
+                    "interrupted after the change; {} reads {}, not {}",
+                    layer.name,
+                    current.display(),
+                    detail.to
+                )
             };
-            self.roll_back(&mut rec, &[&layer], &baseline, &detail.to, why, vec![], Timings::default(), &mut observer).await?
+            self.roll_back(
+                &mut rec,
+                &[&layer],
+                &baseline,
+                &detail.to,
+                why,
+                vec![],
+                Timings::default(),
+                &mut observer,
+            )
+            .await?
         };
         drop(lock);
         Ok(report)
     }
 
-    fn resume_report(&self, rec: &Recorder, detail: &rollgate_journal::RolloutDetail, outcome: Outcome, reason: String, rollback: Option<RollbackRecord>) -> RolloutReport {
+    fn resume_report(
+        &self,
+        rec: &Recorder,
+        detail: &rollgate_journal::RolloutDetail,
+        outcome: Outcome,
+        reason: String,
+        rollback: Option<RollbackRecord>,
+    ) -> RolloutReport {
         RolloutReport {
             rollout_id: rec.rollout_id.clone(),
             outcome,
@@ -660,7 +1028,10 @@ impl Runner {
             rollback,
             promoted_baseline_id: None,
             steps: rec.steps.clone(),
-            timings_ms: Timings { total: rec.started.elapsed().as_millis() as u64, ..Timings::default() },
+            timings_ms: Timings {
+                total: rec.started.elapsed().as_millis() as u64,
+                ..Timings::default()
+            },
         }
     }
 }
@@ -669,7 +1040,11 @@ fn names(components: &[Component]) -> String {
     if components.is_empty() {
         return "nothing".into();
     }
-    components.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+    components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Two readings of a layer are the same value: same digest when both have one, else same value.
@@ -715,8 +1090,16 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
 }
 
 fn plan_names(plan: &GatePlan) -> Vec<String> {
-    let mut v: Vec<String> = plan.readiness.iter().map(|n| format!("readiness:{n}")).collect();
-    v.extend(plan.progression.iter().map(|p| format!("progression:{}", p.name)));
+    let mut v: Vec<String> = plan
+        .readiness
+        .iter()
+        .map(|n| format!("readiness:{n}"))
+        .collect();
+    v.extend(
+        plan.progression
+            .iter()
+            .map(|p| format!("progression:{}", p.name)),
+    );
     v.extend(plan.dependencies.iter().cloned());
     v.push("faults".into());
     v
@@ -724,7 +1107,9 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
 
 /// A progression rate from a progression gate's evidence samples.
 fn rate_from_gate(name: &str, gates: &[GateResult]) -> Option<ProgressionRate> {
-    let g = gates.iter().find(|g| g.name == format!("progression:{name}"))?;
+    let g = gates
+        .iter()
+        .find(|g| g.name == format!("progression:{name}"))?;
     let samples = g.evidence.get("samples")?.as_array()?;
     let first = samples.first()?.as_array()?;
     let last = samples.last()?.as_array()?;
@@ -736,5 +1121,12 @@ fn rate_from_gate(name: &str, gates: &[GateResult]) -> Option<ProgressionRate> {
         _ if window_ms > 0 && v0 != v1 => 1000.0 / window_ms as f64,
         _ => 0.0,
     };
-    Some(ProgressionRate { name: name.to_string(), first: v0.clone(), last: v1.clone(), window_ms, rate_per_s: rate, idle: v0 == v1 })
+    Some(ProgressionRate {
+        name: name.to_string(),
+        first: v0.clone(),
+        last: v1.clone(),
+        window_ms,
+        rate_per_s: rate,
+        idle: v0 == v1,
+    })
 }

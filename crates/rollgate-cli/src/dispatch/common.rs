@@ -12,18 +12,33 @@ use crate::render::TerminalProgress;
 /// The runner for the configured node: driver, journal and progress display.
 pub fn open_runner(ctx: &Ctx) -> Result<Runner, CliError> {
     let config = Arc::new(ctx.config()?);
-    let driver = rollgate_runtime::driver_for(&config).map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
-    let journal = rollgate_journal::Journal::open(&config.node.state_dir)
-        .map_err(|e| CliError::Usage(format!("failed to open the journal: {}", rollgate_probe::errors::chain(&e))))?;
-    let progress: Arc<dyn rollgate_runner::Progress> =
-        if ctx.out.interactive { Arc::new(TerminalProgress::new(ctx.out)) } else { Arc::new(rollgate_runner::Silent) };
-    Ok(Runner { config, driver, journal: JournalHandle::new(journal), progress })
+    let driver = rollgate_runtime::driver_for(&config)
+        .map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
+    let journal = rollgate_journal::Journal::open(&config.node.state_dir).map_err(|e| {
+        CliError::Usage(format!(
+            "failed to open the journal: {}",
+            rollgate_probe::errors::chain(&e)
+        ))
+    })?;
+    let progress: Arc<dyn rollgate_runner::Progress> = if ctx.out.interactive {
+        Arc::new(TerminalProgress::new(ctx.out))
+    } else {
+        Arc::new(rollgate_runner::Silent)
+    };
+    Ok(Runner {
+        config,
+        driver,
+        journal: JournalHandle::new(journal),
+        progress,
+    })
 }
 
 /// Exactly one `LAYER=VALUE`; two are refused (one layer per rollout).
 pub fn parse_change(args: &[String]) -> Result<(String, String), CliError> {
     match args {
-        [] => Err(CliError::Usage("name the change as LAYER=VALUE (or give --plan FILE)".into())),
+        [] => Err(CliError::Usage(
+            "name the change as LAYER=VALUE (or give --plan FILE)".into(),
+        )),
         [one] => {
             let (layer, value) = one
                 .split_once('=')

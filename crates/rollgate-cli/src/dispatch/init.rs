@@ -28,25 +28,40 @@ pub struct InitArgs {
 
 fn parse_mode(s: &str) -> Result<Mode, String> {
     match Mode::parse(s) {
-        Some(Mode::Host) => Err("host is diagnostic only; choose localnet.loopback or localnet.compose".into()),
+        Some(Mode::Host) => {
+            Err("host is diagnostic only; choose localnet.loopback or localnet.compose".into())
+        }
         Some(m) => Ok(m),
-        None => Err(format!("`{s}` is not one of localnet.loopback, localnet.compose")),
+        None => Err(format!(
+            "`{s}` is not one of localnet.loopback, localnet.compose"
+        )),
     }
 }
 
 pub async fn run(ctx: &Ctx, args: &InitArgs) -> CmdResult {
-    let text = default_profile(&args.profile, args.mode)
-        .ok_or_else(|| CliError::Usage(format!("unknown profile `{}` (known: {})", args.profile, PROFILES.join(", "))))?;
+    let text = default_profile(&args.profile, args.mode).ok_or_else(|| {
+        CliError::Usage(format!(
+            "unknown profile `{}` (known: {})",
+            args.profile,
+            PROFILES.join(", ")
+        ))
+    })?;
     let path = args.output.clone().unwrap_or_else(|| ctx.init_path());
     if path.as_os_str() == "-" {
-        std::io::stdout().write_all(text.as_bytes()).map_err(anyhow::Error::from)?;
+        std::io::stdout()
+            .write_all(text.as_bytes())
+            .map_err(anyhow::Error::from)?;
         return Ok(ExitCode::Success);
     }
     if path.exists() && !args.force {
-        return Err(CliError::Usage(format!("{} already exists (use --force to overwrite)", path.display())));
+        return Err(CliError::Usage(format!(
+            "{} already exists (use --force to overwrite)",
+            path.display()
+        )));
     }
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| CliError::Usage(format!("failed to create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| CliError::Usage(format!("failed to create {}: {e}", dir.display())))?;
     }
     // Write to a temporary file first so an interrupted init never leaves half a config.
     let tmp = path.with_extension("toml.tmp");
@@ -54,9 +69,15 @@ pub async fn run(ctx: &Ctx, args: &InitArgs) -> CmdResult {
         .and_then(|_| std::fs::rename(&tmp, &path))
         .map_err(|e| CliError::Usage(format!("failed to write {}: {e}", path.display())))?;
     if ctx.out.is_json() {
-        ctx.out.json(&serde_json::json!({"path": path, "profile": args.profile, "mode": args.mode}))?;
+        ctx.out
+            .json(&serde_json::json!({"path": path, "profile": args.profile, "mode": args.mode}))?;
     } else {
-        println!("wrote {} (profile {}, mode {})", path.display(), args.profile, args.mode);
+        println!(
+            "wrote {} (profile {}, mode {})",
+            path.display(),
+            args.profile,
+            args.mode
+        );
     }
     Ok(ExitCode::Success)
 }

@@ -30,7 +30,12 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     let config = runner.config.clone();
     let layer = config
         .layer(&layer_name)
-        .ok_or_else(|| CliError::Usage(format!("unknown layer `{layer_name}` (configured layers: {})", config.layers.keys().cloned().collect::<Vec<_>>().join(", "))))?
+        .ok_or_else(|| {
+            CliError::Usage(format!(
+                "unknown layer `{layer_name}` (configured layers: {})",
+                config.layers.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?
         .clone();
     let current = runner.driver.current(&layer).await;
     let from = match &current {
@@ -47,14 +52,22 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     let r = &config.rollout;
     let mut gates = Vec::new();
     for rd in &config.readiness {
-        let expects: Vec<String> = rd.expect.iter().map(|e| format!("{} {:?}", e.pointer, e.check)).collect();
+        let expects: Vec<String> = rd
+            .expect
+            .iter()
+            .map(|e| format!("{} {:?}", e.pointer, e.check))
+            .collect();
         gates.push(json!({"name": format!("readiness:{}", rd.name), "threshold": format!("green within {} ({})", format_duration(r.readiness_deadline), expects.join(", "))}));
     }
     for name in rollgate_runner::checks::readiness_extra_names(&config) {
         gates.push(json!({"name": format!("readiness:{name}"), "threshold": format!("passes within {}", format_duration(r.readiness_deadline))}));
     }
     for p in &config.progression {
-        let verb = if p.mode == ProgressionMode::Increases { "increase" } else { "change" };
+        let verb = if p.mode == ProgressionMode::Increases {
+            "increase"
+        } else {
+            "change"
+        };
         gates.push(json!({"name": format!("progression:{}", p.name), "threshold": format!("{} must {verb} within {} of readiness; idle baseline: {}", p.pointer, format_duration(p.window), r.idle_progression.as_str())}));
     }
     gates.push(json!({"name": "dependency:*", "threshold": "every prerequisite stays healthy (two failed polls in a row fail)"}));
@@ -63,21 +76,64 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
         gates.push(json!({"name": "bake", "threshold": format!("{} of no regression against the baseline", format_duration(r.bake))}));
     }
 
-    let checks = rollgate_runner::checks::run_checks(&config, &[CheckGroup::Prerequisites, CheckGroup::Readiness, CheckGroup::Baseline]).await;
+    let checks = rollgate_runner::checks::run_checks(
+        &config,
+        &[
+            CheckGroup::Prerequisites,
+            CheckGroup::Readiness,
+            CheckGroup::Baseline,
+        ],
+    )
+    .await;
     let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
     if ctx.out.is_json() {
         ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks}))?;
     } else {
-        println!("plan: {} ({}) {} → {}", layer.name, layer.kind.as_str(), from.as_str().unwrap_or("?"), value);
+        println!(
+            "plan: {} ({}) {} → {}",
+            layer.name,
+            layer.kind.as_str(),
+            from.as_str().unwrap_or("?"),
+            value
+        );
         println!("restarts: {}", layer.components.join(", "));
         println!("\ngates:");
         for g in &gates {
-            println!("  {:<34} {}", g["name"].as_str().unwrap_or(""), g["threshold"].as_str().unwrap_or(""));
+            println!(
+                "  {:<34} {}",
+                g["name"].as_str().unwrap_or(""),
+                g["threshold"].as_str().unwrap_or("")
+            );
         }
         println!("\nchecks now:");
-        let rows = checks.iter().map(|c| vec![ctx.out.status(c.status.as_str()), c.name.clone(), format!("{}ms", c.latency_ms), c.detail.clone()]).collect();
-        println!("{}", ctx.out.table(&["status", "check", "latency", "detail"], rows));
-        println!("\n{}", if ok { "ready: `rollgate rollout` would start from here" } else { "not ready: a rollout would refuse to start" });
+        let rows = checks
+            .iter()
+            .map(|c| {
+                vec![
+                    ctx.out.status(c.status.as_str()),
+                    c.name.clone(),
+                    format!("{}ms", c.latency_ms),
+                    c.detail.clone(),
+                ]
+            })
+            .collect();
+        println!(
+            "{}",
+            ctx.out
+                .table(&["status", "check", "latency", "detail"], rows)
+        );
+        println!(
+            "\n{}",
+            if ok {
+                "ready: `rollgate rollout` would start from here"
+            } else {
+                "not ready: a rollout would refuse to start"
+            }
+        );
     }
-    Ok(if ok { ExitCode::Success } else { ExitCode::NotReady })
+    Ok(if ok {
+        ExitCode::Success
+    } else {
+        ExitCode::NotReady
+    })
 }

@@ -33,7 +33,8 @@ struct PlanStep {
 
 /// The `(layer, value)` steps of a plan file.
 pub fn load(path: &Path) -> Result<Vec<(String, String)>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|e| CliError::Usage(format!("failed to read plan {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| CliError::Usage(format!("failed to read plan {}: {e}", path.display())))?;
     let plan: PlanFile = toml::from_str(&text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1);
         let hint = if e.message().contains("unknown field") {
@@ -44,15 +45,26 @@ pub fn load(path: &Path) -> Result<Vec<(String, String)>, CliError> {
         CliError::Usage(format!("{}:{line}: {}{hint}", path.display(), e.message().trim()))
     })?;
     if plan.step.is_empty() {
-        return Err(CliError::Usage(format!("{}: a plan needs at least one [[step]]", path.display())));
+        return Err(CliError::Usage(format!(
+            "{}: a plan needs at least one [[step]]",
+            path.display()
+        )));
     }
     let mut seen = std::collections::BTreeSet::new();
     for s in &plan.step {
         if s.value.trim().is_empty() {
-            return Err(CliError::Usage(format!("{}: step for layer `{}` has an empty value", path.display(), s.layer)));
+            return Err(CliError::Usage(format!(
+                "{}: step for layer `{}` has an empty value",
+                path.display(),
+                s.layer
+            )));
         }
         if !seen.insert(s.layer.clone()) {
-            return Err(CliError::Usage(format!("{}: layer `{}` appears in two steps", path.display(), s.layer)));
+            return Err(CliError::Usage(format!(
+                "{}: layer `{}` appears in two steps",
+                path.display(),
+                s.layer
+            )));
         }
     }
     Ok(plan.step.into_iter().map(|s| (s.layer, s.value)).collect())

@@ -19,7 +19,10 @@ pub struct RollbackArgs {
 
 pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> CmdResult {
     let runner = open_runner(ctx)?;
-    let report = runner.rollback(args.to.as_deref()).await.map_err(runner_error)?;
+    let report = runner
+        .rollback(args.to.as_deref())
+        .await
+        .map_err(runner_error)?;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

@@ -49,13 +49,23 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
         if runner.config.layer(layer).is_none() {
             return Err(CliError::Usage(format!(
                 "unknown layer `{layer}` (configured layers: {})",
-                runner.config.layers.keys().cloned().collect::<Vec<_>>().join(", ")
+                runner
+                    .config
+                    .layers
+                    .keys()
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
     }
     if !args.yes && ctx.out.interactive && std::io::stdin().is_terminal() {
         let list: Vec<String> = steps.iter().map(|(l, v)| format!("{l}={v}")).collect();
-        eprint!("roll out {} on node {}? [y/N] ", list.join(", then "), runner.config.node.name);
+        eprint!(
+            "roll out {} on node {}? [y/N] ",
+            list.join(", then "),
+            runner.config.node.name
+        );
         let _ = std::io::stderr().flush();
         let mut answer = String::new();
         let _ = std::io::stdin().lock().read_line(&mut answer);
@@ -66,11 +76,17 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
     let plan_json = args.plan.as_ref().map(|p| json!({"file": p, "steps": steps.iter().map(|(l, v)| json!({"layer": l, "value": v})).collect::<Vec<_>>()}));
     let mut reports = Vec::new();
     for (i, (layer, value)) in steps.iter().enumerate() {
-        let opts = RolloutOptions { bake: args.bake, plan: plan_json.clone().map(|mut p| {
-            p["index"] = json!(i);
-            p
-        }) };
-        let report = runner.rollout(layer, value, &opts).await.map_err(runner_error)?;
+        let opts = RolloutOptions {
+            bake: args.bake,
+            plan: plan_json.clone().map(|mut p| {
+                p["index"] = json!(i);
+                p
+            }),
+        };
+        let report = runner
+            .rollout(layer, value, &opts)
+            .await
+            .map_err(runner_error)?;
         let stop = report.outcome != Outcome::Promoted;
         if !ctx.out.is_json() {
             if steps.len() > 1 {
@@ -88,12 +104,17 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
     let code = last.exit_code();
     if ctx.out.is_json() {
         if args.plan.is_some() {
-            ctx.out.json(&json!({"plan": args.plan, "outcome": last.outcome, "rollouts": reports}))?;
+            ctx.out
+                .json(&json!({"plan": args.plan, "outcome": last.outcome, "rollouts": reports}))?;
         } else {
             ctx.out.json(last)?;
         }
     } else if args.plan.is_some() && reports.len() < steps.len() {
-        println!("plan stopped at step {} of {}; earlier steps are kept and known-good", reports.len(), steps.len());
+        println!(
+            "plan stopped at step {} of {}; earlier steps are kept and known-good",
+            reports.len(),
+            steps.len()
+        );
     }
     Ok(code)
 }

@@ -19,7 +19,12 @@ pub async fn run(ctx: &Ctx, _args: &ValidateArgs) -> CmdResult {
     let layers: serde_json::Map<String, serde_json::Value> = config
         .layers
         .values()
-        .map(|l| (l.name.clone(), serde_json::json!({"kind": l.kind, "components": l.components})))
+        .map(|l| {
+            (
+                l.name.clone(),
+                serde_json::json!({"kind": l.kind, "components": l.components}),
+            )
+        })
         .collect();
     if ctx.out.is_json() {
         ctx.out.json(&serde_json::json!({
@@ -33,8 +38,24 @@ pub async fn run(ctx: &Ctx, _args: &ValidateArgs) -> CmdResult {
         }))?;
     } else {
         println!("{}: ok", config.source.display());
-        println!("node {} in mode {}, driver {}, enclave {}", config.node.name, config.node.mode, config.runtime.driver_name(), config.node.enclave);
-        let rows = config.layers.values().map(|l| vec![l.name.clone(), l.kind.as_str().to_string(), l.components.join(" ")]).collect();
+        println!(
+            "node {} in mode {}, driver {}, enclave {}",
+            config.node.name,
+            config.node.mode,
+            config.runtime.driver_name(),
+            config.node.enclave
+        );
+        let rows = config
+            .layers
+            .values()
+            .map(|l| {
+                vec![
+                    l.name.clone(),
+                    l.kind.as_str().to_string(),
+                    l.components.join(" "),
+                ]
+            })
+            .collect();
         println!("{}", ctx.out.table(&["layer", "kind", "restarts"], rows));
     }
     Ok(ExitCode::Success)

@@ -15,16 +15,36 @@ use crate::fixture::{code, explain, rollgate_bin};
 const TEMPLATE: &str = include_str!("../../../../demo/rollgate.toml.in");
 
 fn compose_cmd() -> Vec<String> {
-    let v2 = Command::new("docker").args(["compose", "version"]).output().map(|o| o.status.success()).unwrap_or(false);
-    if v2 { vec!["docker".into(), "compose".into()] } else { vec!["docker-compose".into()] }
+    let v2 = Command::new("docker")
+        .args(["compose", "version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if v2 {
+        vec!["docker".into(), "compose".into()]
+    } else {
+        vec!["docker-compose".into()]
+    }
 }
 
 fn docker_ok() -> bool {
-    Command::new("docker").args(["image", "inspect", "rollgate-sim/operator:v1.1.0-stall-request"]).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("docker")
+        .args([
+            "image",
+            "inspect",
+            "rollgate-sim/operator:v1.1.0-stall-request",
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn compose_dir() -> PathBuf {
@@ -44,7 +64,10 @@ impl Stack {
     fn compose(&self, args: &[&str]) -> std::process::Output {
         let cmd = compose_cmd();
         let mut c = Command::new(&cmd[0]);
-        c.args(&cmd[1..]).current_dir(compose_dir()).args(["-p", &self.project, "-f", "compose.yml"]).args(args);
+        c.args(&cmd[1..])
+            .current_dir(compose_dir())
+            .args(["-p", &self.project, "-f", "compose.yml"])
+            .args(args);
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -53,7 +76,9 @@ impl Stack {
 
     fn rollgate(&self, args: &[&str]) -> (std::process::Output, Value) {
         let mut c = Command::new(rollgate_bin());
-        c.env("ROLLGATE_CONFIG", &self.config).arg("--json").args(args);
+        c.env("ROLLGATE_CONFIG", &self.config)
+            .arg("--json")
+            .args(args);
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -65,13 +90,24 @@ impl Stack {
     /// Container id and start time of a service, found by its Compose labels.
     fn container(&self, service: &str) -> (String, String) {
         let out = Command::new("docker")
-            .args(["ps", "-q", "--filter", &format!("label=com.docker.compose.project={}", self.project)])
-            .args(["--filter", &format!("label=com.docker.compose.service={service}")])
+            .args([
+                "ps",
+                "-q",
+                "--filter",
+                &format!("label=com.docker.compose.project={}", self.project),
+            ])
+            .args([
+                "--filter",
+                &format!("label=com.docker.compose.service={service}"),
+            ])
             .output()
             .unwrap();
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(!id.is_empty(), "no container for {service}");
-        let out = Command::new("docker").args(["inspect", "-f", "{{.State.StartedAt}}", &id]).output().unwrap();
+        let out = Command::new("docker")
+            .args(["inspect", "-f", "{{.State.StartedAt}}", &id])
+            .output()
+            .unwrap();
         (id, String::from_utf8_lossy(&out.stdout).trim().to_string())
     }
 }
@@ -81,8 +117,14 @@ impl Drop for Stack {
         let _ = self.compose(&["down", "-v", "--remove-orphans"]);
         if let Some(dbs) = self.dbs.take() {
             let redis = self.redis_url.clone();
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            let _ = rt.block_on(async move { tokio::time::timeout(Duration::from_secs(20), dbs.drop_with_redis(Some(&redis))).await });
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = rt.block_on(async move {
+                tokio::time::timeout(Duration::from_secs(20), dbs.drop_with_redis(Some(&redis)))
+                    .await
+            });
         }
     }
 }
@@ -90,7 +132,12 @@ impl Drop for Stack {
 fn wait_http(url: &str) {
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
-        if Command::new("curl").args(["-fsS", "-o", "/dev/null", url]).status().map(|s| s.success()).unwrap_or(false) {
+        if Command::new("curl")
+            .args(["-fsS", "-o", "/dev/null", url])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+        {
             return;
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -100,15 +147,28 @@ fn wait_http(url: &str) {
 
 #[test]
 fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
-    let Some(services) = testenv::require_services() else { return };
+    let Some(services) = testenv::require_services() else {
+        return;
+    };
     if !docker_ok() {
-        assert!(!testenv::in_ci(), "the rollgate-sim images are missing: run scripts/build-images (CI=true)");
+        assert!(
+            !testenv::in_ci(),
+            "the rollgate-sim images are missing: run scripts/build-images (CI=true)"
+        );
         eprintln!("skipped: no rollgate-sim images (run scripts/build-images)");
         return;
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let dbs = rt.block_on(NodeDatabases::create(&services.database_url)).unwrap();
-    let dir = tempfile::Builder::new().prefix("rollgate-compose").tempdir().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dbs = rt
+        .block_on(NodeDatabases::create(&services.database_url))
+        .unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("rollgate-compose")
+        .tempdir()
+        .unwrap();
     let run = dir.path().join("run");
     for d in ["link", "aesmd", "app_config", "pccs", "state"] {
         std::fs::create_dir_all(run.join(d)).unwrap();
@@ -133,7 +193,14 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
     .map(|(k, v)| (k.to_string(), v))
     .collect();
     let config = dir.path().join("rollgate.toml");
-    let mut stack = Stack { project, env, _dir: dir, config, dbs: Some(dbs), redis_url: services.redis_url.clone() };
+    let mut stack = Stack {
+        project,
+        env,
+        _dir: dir,
+        config,
+        dbs: Some(dbs),
+        redis_url: services.redis_url.clone(),
+    };
     let out = stack.compose(&["up", "-d"]);
     assert!(out.status.success(), "compose up: {}", explain(&out));
     wait_http(&format!("http://127.0.0.1:{}/v2/status", ports[0]));
@@ -147,10 +214,15 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
         compose_dir().display(),
         stack.project
     );
-    let owner = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout).trim().to_string();
+    let owner = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
+        .trim()
+        .to_string();
     let text = TEMPLATE
         .replace("@MODE@", "localnet.compose")
-        .replace("@APP_CONFIG@", &run.join("app_config").display().to_string())
+        .replace(
+            "@APP_CONFIG@",
+            &run.join("app_config").display().to_string(),
+        )
         .replace("@OWNER@", &owner)
         .replace("@STATE_DIR@", &run.join("state").display().to_string())
         .replace("@RUNTIME_ENV@", &run.join(".env").display().to_string())
@@ -161,8 +233,14 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
         .replace("@PCCS_PORT@", &ports[4].to_string())
         .replace("@OPERATOR_PORT@", &ports[0].to_string())
         .replace("@KYC_PORT@", &ports[1].to_string())
-        .replace("@PCCS_PIN@", std::fs::read_to_string(&pin_file).unwrap().trim())
-        .replace("@AESM_SOCKET@", &run.join("aesmd/aesm.socket").display().to_string())
+        .replace(
+            "@PCCS_PIN@",
+            std::fs::read_to_string(&pin_file).unwrap().trim(),
+        )
+        .replace(
+            "@AESM_SOCKET@",
+            &run.join("aesmd/aesm.socket").display().to_string(),
+        )
         .replace("@OPERATOR_DB@", stack.dbs.as_ref().unwrap().node0.name())
         .replace("@KYC_DB@", stack.dbs.as_ref().unwrap().kyc.name())
         .replace("@WINDOW@", "3s")
@@ -173,29 +251,96 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
 
     let kyc_before = stack.container("kyc");
     let op_before = stack.container("operator");
-    let (out, record) = stack.rollgate(&["rollout", "operator-image=rollgate-sim/operator:v1.1.0", "--yes"]);
+    let (out, record) = stack.rollgate(&[
+        "rollout",
+        "operator-image=rollgate-sim/operator:v1.1.0",
+        "--yes",
+    ]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(record["outcome"], "promoted", "{record:#}");
-    assert!(record["from"].as_str().unwrap().starts_with("rollgate-sim/operator:v1.0.0"), "{record:#}");
-    assert_ne!(stack.container("operator").0, op_before.0, "the operator must be recreated");
-    assert_eq!(stack.container("kyc"), kyc_before, "kyc must keep its container and start time");
+    assert!(
+        record["from"]
+            .as_str()
+            .unwrap()
+            .starts_with("rollgate-sim/operator:v1.0.0"),
+        "{record:#}"
+    );
+    assert_ne!(
+        stack.container("operator").0,
+        op_before.0,
+        "the operator must be recreated"
+    );
+    assert_eq!(
+        stack.container("kyc"),
+        kyc_before,
+        "kyc must keep its container and start time"
+    );
 
-    let (out, record) = stack.rollgate(&["rollout", "operator-image=rollgate-sim/operator:v1.1.0-stall-request", "--yes"]);
+    let (out, record) = stack.rollgate(&[
+        "rollout",
+        "operator-image=rollgate-sim/operator:v1.1.0-stall-request",
+        "--yes",
+    ]);
     assert_eq!(code(&out), 4, "{}", explain(&out));
     assert_eq!(record["outcome"], "rolled_back");
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
-    let restored = record["rollback"]["gates"].as_array().unwrap().iter().find(|g| g["name"] == "restored:operator-image").unwrap().clone();
+    let restored = record["rollback"]["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "restored:operator-image")
+        .unwrap()
+        .clone();
     assert_eq!(restored["verdict"], "pass", "{restored}");
-    assert!(restored["evidence"]["recorded"]["digest"].as_str().unwrap_or("").starts_with("sha256:"), "restored by digest: {restored}");
-    assert_eq!(stack.container("kyc"), kyc_before, "kyc must keep its container and start time");
+    assert!(
+        restored["evidence"]["recorded"]["digest"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("sha256:"),
+        "restored by digest: {restored}"
+    );
+    assert_eq!(
+        stack.container("kyc"),
+        kyc_before,
+        "kyc must keep its container and start time"
+    );
 
     let (_, status) = stack.rollgate(&["status"]);
-    assert!(status["layers"]["operator-image"]["value"].as_str().unwrap().contains("v1.1.0"), "{status:#}");
+    assert!(
+        status["layers"]["operator-image"]["value"]
+            .as_str()
+            .unwrap()
+            .contains("v1.1.0"),
+        "{status:#}"
+    );
 
     let project = stack.project.clone();
     drop(stack);
-    let left = Command::new("docker").args(["ps", "-aq", "--filter", &format!("label=com.docker.compose.project={project}")]).output().unwrap();
-    assert!(String::from_utf8_lossy(&left.stdout).trim().is_empty(), "containers left behind");
-    let nets = Command::new("docker").args(["network", "ls", "-q", "--filter", &format!("name={project}")]).output().unwrap();
-    assert!(String::from_utf8_lossy(&nets.stdout).trim().is_empty(), "networks left behind");
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&left.stdout).trim().is_empty(),
+        "containers left behind"
+    );
+    let nets = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={project}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&nets.stdout).trim().is_empty(),
+        "networks left behind"
+    );
 }

@@ -12,19 +12,38 @@ use crate::fixture::{Node, NodeOptions, code, explain};
 fn baselines(node: &Node) -> Vec<String> {
     let (out, list) = node.run(&["baseline", "list"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let items = list.get("baselines").and_then(Value::as_array).cloned().or_else(|| list.as_array().cloned()).unwrap_or_default();
-    items.iter().filter_map(|b| b["id"].as_str().map(str::to_string)).collect()
+    let items = list
+        .get("baselines")
+        .and_then(Value::as_array)
+        .cloned()
+        .or_else(|| list.as_array().cloned())
+        .unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|b| b["id"].as_str().map(str::to_string))
+        .collect()
 }
 
 fn crash_then_resume(version: &str, crash_at: &str) {
-    let Some(node) = Node::start(NodeOptions { bake: "1s", window: "1500ms", ..NodeOptions::default() }) else { return };
+    let Some(node) = Node::start(NodeOptions {
+        bake: "1s",
+        window: "1500ms",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
     let out = node
         .rollgate()
         .args(["rollout", &format!("operator-image={version}"), "--yes"])
         .env("ROLLGATE_CRASH_AT", crash_at)
         .output()
         .unwrap();
-    assert_eq!(out.status.signal(), Some(9), "{crash_at}: rollgate was not killed there: {}", explain(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{crash_at}: rollgate was not killed there: {}",
+        explain(&out)
+    );
     let before = baselines(&node);
 
     let (out, record) = node.run(&["resume"]);
@@ -48,14 +67,23 @@ fn crash_then_resume(version: &str, crash_at: &str) {
             }
             Some("refused") => {
                 assert_eq!(rc, 3, "{}", explain(&out));
-                assert!(crash_at.starts_with("freeze_baseline"), "{crash_at}: refused after the change: {record:#}");
+                assert!(
+                    crash_at.starts_with("freeze_baseline"),
+                    "{crash_at}: refused after the change: {record:#}"
+                );
                 assert_eq!(node.current("operator-image"), "v1.0.0");
             }
-            other => panic!("{crash_at}: unexpected outcome {other:?}: {}", explain(&out)),
+            other => panic!(
+                "{crash_at}: unexpected outcome {other:?}: {}",
+                explain(&out)
+            ),
         }
     }
     let (_, status) = node.run(&["status"]);
-    assert!(status["active_rollout"].is_null(), "{crash_at}: still unfinished: {status:#}");
+    assert!(
+        status["active_rollout"].is_null(),
+        "{crash_at}: still unfinished: {status:#}"
+    );
     let after = baselines(&node);
     for b in &before {
         assert!(after.contains(b), "{crash_at}: baseline {b} was lost");

@@ -20,16 +20,27 @@ pub fn rollgate_bin() -> PathBuf {
 /// The `rollgate-sim` binary, built beside `rollgate` by `cargo nextest run --workspace`.
 pub fn sim_bin() -> PathBuf {
     let p = rollgate_bin().with_file_name("rollgate-sim");
-    assert!(p.exists(), "{} is missing: build the workspace (`cargo build -p rollgate-sim`)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: build the workspace (`cargo build -p rollgate-sim`)",
+        p.display()
+    );
     p
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Options for [`Node::start`].
@@ -46,7 +57,14 @@ pub struct NodeOptions {
 
 impl Default for NodeOptions {
     fn default() -> Self {
-        NodeOptions { window: "2s", bake: "0s", readiness_deadline: "15s", traffic: true, idle_progression: "fail", extra: "" }
+        NodeOptions {
+            window: "2s",
+            bake: "0s",
+            readiness_deadline: "15s",
+            traffic: true,
+            idle_progression: "fail",
+            extra: "",
+        }
     }
 }
 
@@ -65,8 +83,13 @@ impl Node {
     /// missing service panics: tests never silently skip there).
     pub fn start(opts: NodeOptions) -> Option<Node> {
         let services = testenv::require_services()?;
-        let dbs = runtime().block_on(NodeDatabases::create(&services.database_url)).expect("create test databases");
-        let dir = tempfile::Builder::new().prefix("rollgate-e2e").tempdir().unwrap();
+        let dbs = runtime()
+            .block_on(NodeDatabases::create(&services.database_url))
+            .expect("create test databases");
+        let dir = tempfile::Builder::new()
+            .prefix("rollgate-e2e")
+            .tempdir()
+            .unwrap();
         let sim_dir = dir.path().join("localnet");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
@@ -75,16 +98,40 @@ impl Node {
         let status = Command::new(sim_bin())
             .args(["localnet", "up", "--dir"])
             .arg(&sim_dir)
-            .args(["--database-url", &services.database_url, "--redis-url", &services.redis_url])
-            .args(["--operator-database", dbs.node0.name(), "--kyc-database", dbs.kyc.name()])
+            .args([
+                "--database-url",
+                &services.database_url,
+                "--redis-url",
+                &services.redis_url,
+            ])
+            .args([
+                "--operator-database",
+                dbs.node0.name(),
+                "--kyc-database",
+                dbs.kyc.name(),
+            ])
             .args(["--redis-prefix", &dbs.redis_prefix])
-            .args(["--operator-port", &op.to_string(), "--kyc-port", &kyc.to_string()])
-            .args(["--chain-port", &chain.to_string(), "--deployment-port", &deploy.to_string()])
+            .args([
+                "--operator-port",
+                &op.to_string(),
+                "--kyc-port",
+                &kyc.to_string(),
+            ])
+            .args([
+                "--chain-port",
+                &chain.to_string(),
+                "--deployment-port",
+                &deploy.to_string(),
+            ])
             .args(["--pccs-port", &pccs.to_string()])
             .args(["--traffic", if opts.traffic { "on" } else { "off" }])
             .output()
             .expect("run rollgate-sim localnet up");
-        assert!(status.status.success(), "localnet up failed: {}", String::from_utf8_lossy(&status.stderr));
+        assert!(
+            status.status.success(),
+            "localnet up failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        );
 
         let pin = std::fs::read_to_string(sim_dir.join("pccs/cert.sha256")).unwrap();
         let runtime_block = r#"[runtime]
@@ -99,10 +146,16 @@ timeout = "60s""#;
         let user = uid_name();
         let mut text = TEMPLATE
             .replace("@MODE@", "localnet.loopback")
-            .replace("@APP_CONFIG@", &sim_dir.join("app_config").display().to_string())
+            .replace(
+                "@APP_CONFIG@",
+                &sim_dir.join("app_config").display().to_string(),
+            )
             .replace("@OWNER@", &user)
             .replace("@STATE_DIR@", &state.display().to_string())
-            .replace("@RUNTIME_ENV@", &sim_dir.join("runtime.env").display().to_string())
+            .replace(
+                "@RUNTIME_ENV@",
+                &sim_dir.join("runtime.env").display().to_string(),
+            )
             .replace("@CHAIN_URL@", &format!("http://127.0.0.1:{chain}"))
             .replace("@DEPLOYMENT_URL@", &format!("http://127.0.0.1:{deploy}"))
             .replace("@CHAIN_PORT@", &chain.to_string())
@@ -111,25 +164,45 @@ timeout = "60s""#;
             .replace("@OPERATOR_PORT@", &op.to_string())
             .replace("@KYC_PORT@", &kyc.to_string())
             .replace("@PCCS_PIN@", pin.trim())
-            .replace("@AESM_SOCKET@", &sim_dir.join("aesm/aesm.socket").display().to_string())
+            .replace(
+                "@AESM_SOCKET@",
+                &sim_dir.join("aesm/aesm.socket").display().to_string(),
+            )
             .replace("@OPERATOR_DB@", dbs.node0.name())
             .replace("@KYC_DB@", dbs.kyc.name())
             .replace("@WINDOW@", opts.window)
             .replace("@BAKE@", opts.bake)
             .replace("@RUNTIME@", runtime_block)
-            .replace("readiness_deadline = \"30s\"", &format!("readiness_deadline = \"{}\"", opts.readiness_deadline))
-            .replace("idle_progression = \"fail\"", &format!("idle_progression = \"{}\"", opts.idle_progression))
+            .replace(
+                "readiness_deadline = \"30s\"",
+                &format!("readiness_deadline = \"{}\"", opts.readiness_deadline),
+            )
+            .replace(
+                "idle_progression = \"fail\"",
+                &format!("idle_progression = \"{}\"", opts.idle_progression),
+            )
             .replace("poll_interval = \"500ms\"", "poll_interval = \"300ms\"");
         text.push_str(opts.extra);
         let config = dir.path().join("rollgate.toml");
         std::fs::write(&config, text).unwrap();
-        Some(Node { dir, config, sim_dir, dbs: Some(dbs), database_url: services.database_url, redis_url: services.redis_url })
+        Some(Node {
+            dir,
+            config,
+            sim_dir,
+            dbs: Some(dbs),
+            database_url: services.database_url,
+            redis_url: services.redis_url,
+        })
     }
 
     /// A `rollgate` command for this node, with JSON output.
     pub fn rollgate(&self) -> Command {
         let mut c = Command::new(rollgate_bin());
-        let path = format!("{}:{}", sim_bin().parent().unwrap().display(), std::env::var("PATH").unwrap_or_default());
+        let path = format!(
+            "{}:{}",
+            sim_bin().parent().unwrap().display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
         c.env("ROLLGATE_CONFIG", &self.config)
             .env("ROLLGATE_SIM_DIR", &self.sim_dir)
             .env("ROLLGATE_TEST_DATABASE_URL", &self.database_url)
@@ -149,7 +222,11 @@ timeout = "60s""#;
 
     /// The version the localnet records for a layer.
     pub fn current(&self, layer: &str) -> String {
-        let out = Command::new(sim_bin()).args(["localnet", "current", layer, "--dir"]).arg(&self.sim_dir).output().unwrap();
+        let out = Command::new(sim_bin())
+            .args(["localnet", "current", layer, "--dir"])
+            .arg(&self.sim_dir)
+            .output()
+            .unwrap();
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 }
@@ -161,11 +238,15 @@ fn uid_name() -> String {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        let _ = Command::new(sim_bin()).args(["localnet", "down", "--dir"]).arg(&self.sim_dir).output();
+        let _ = Command::new(sim_bin())
+            .args(["localnet", "down", "--dir"])
+            .arg(&self.sim_dir)
+            .output();
         if let Some(dbs) = self.dbs.take() {
             let redis = self.redis_url.clone();
             let _ = runtime().block_on(async move {
-                tokio::time::timeout(Duration::from_secs(20), dbs.drop_with_redis(Some(&redis))).await
+                tokio::time::timeout(Duration::from_secs(20), dbs.drop_with_redis(Some(&redis)))
+                    .await
             });
         }
     }

@@ -20,30 +20,51 @@ fn failed_gate(record: &Value) -> String {
 /// Roll out `layer=version`, expect a rollback caused by a gate whose name starts with one of
 /// `gates`, the baseline re-verified, and the layer back on its baseline value.
 fn expect_rolled_back(layer: &str, version: &str, gates: &[&str]) {
-    let Some(node) = Node::start(NodeOptions::default()) else { return };
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
     let before = node.current(layer);
     let (out, record) = node.run(&["rollout", &format!("{layer}={version}"), "--yes"]);
     assert_eq!(code(&out), 4, "{version}: {}", explain(&out));
     assert_eq!(record["outcome"], "rolled_back", "{record}");
     let gate = failed_gate(&record);
-    assert!(gates.iter().any(|g| gate.starts_with(g)), "{version}: failing gate {gate:?} not in {gates:?}: {record:#}");
+    assert!(
+        gates.iter().any(|g| gate.starts_with(g)),
+        "{version}: failing gate {gate:?} not in {gates:?}: {record:#}"
+    );
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     assert!(
-        record["rollback"]["gates"].as_array().unwrap().iter().any(|g| g["name"] == format!("restored:{layer}") && g["verdict"] == "pass"),
+        record["rollback"]["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"] == format!("restored:{layer}") && g["verdict"] == "pass"),
         "{record:#}"
     );
-    assert_eq!(node.current(layer), before, "the layer must be back on its baseline value");
+    assert_eq!(
+        node.current(layer),
+        before,
+        "the layer must be back on its baseline value"
+    );
     // The decision record is in the journal, with the failing gate and its evidence.
     let id = record["rollout_id"].as_str().unwrap();
     let (out, shown) = node.run(&["show", id]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let text = shown.to_string();
-    assert!(text.contains(&gate) && text.contains("rolled_back"), "{shown:#}");
+    assert!(
+        text.contains(&gate) && text.contains("rolled_back"),
+        "{shown:#}"
+    );
 }
 
 #[test]
 fn good_version_is_promoted_and_becomes_known_good() {
-    let Some(node) = Node::start(NodeOptions { bake: "2s", ..NodeOptions::default() }) else { return };
+    let Some(node) = Node::start(NodeOptions {
+        bake: "2s",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
     let kyc_pid = std::fs::read_to_string(node.sim_dir.join("pids/kyc.pid")).unwrap();
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
@@ -51,16 +72,38 @@ fn good_version_is_promoted_and_becomes_known_good() {
     assert_eq!(record["layer"], "operator-image");
     assert_eq!(record["from"], "v1.0.0");
     assert_eq!(record["to"], "v1.1.0");
-    assert!(record["gates"].as_array().unwrap().iter().all(|g| g["verdict"] == "pass"), "{record:#}");
-    assert!(record["gates"].as_array().unwrap().iter().any(|g| g["name"].as_str().unwrap().starts_with("bake:")), "{record:#}");
+    assert!(
+        record["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["verdict"] == "pass"),
+        "{record:#}"
+    );
+    assert!(
+        record["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["name"].as_str().unwrap().starts_with("bake:")),
+        "{record:#}"
+    );
     assert_eq!(node.current("operator-image"), "v1.1.0");
     let promoted = record["promoted_baseline_id"].as_str().unwrap().to_string();
     let (_, status) = node.run(&["status"]);
-    assert_eq!(status["last_known_good"]["id"], promoted.as_str(), "{status:#}");
+    assert_eq!(
+        status["last_known_good"]["id"],
+        promoted.as_str(),
+        "{status:#}"
+    );
     let (_, history) = node.run(&["history"]);
     assert_eq!(history["rollouts"][0]["outcome"], "promoted", "{history:#}");
     // Only the operator restarted: the KYC service kept its process.
-    assert_eq!(std::fs::read_to_string(node.sim_dir.join("pids/kyc.pid")).unwrap(), kyc_pid, "kyc was restarted");
+    assert_eq!(
+        std::fs::read_to_string(node.sim_dir.join("pids/kyc.pid")).unwrap(),
+        kyc_pid,
+        "kyc was restarted"
+    );
     // Rolling out the value it already has is refused: nothing to change.
     let (out, _) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 2, "{}", explain(&out));
@@ -68,17 +111,32 @@ fn good_version_is_promoted_and_becomes_known_good() {
 
 #[test]
 fn slow_start_within_the_deadline_is_promoted() {
-    let Some(node) = Node::start(NodeOptions::default()) else { return };
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0-slow-start", "--yes"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let readiness = record["gates"].as_array().unwrap().iter().find(|g| g["name"] == "readiness:operator").unwrap().clone();
+    let readiness = record["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "readiness:operator")
+        .unwrap()
+        .clone();
     let green_at = readiness["evidence"]["green_at_s"].as_f64().unwrap();
-    assert!(green_at >= 3.0, "a slow start is only green after its start-up: {readiness}");
+    assert!(
+        green_at >= 3.0,
+        "a slow start is only green after its start-up: {readiness}"
+    );
 }
 
 #[test]
 fn stalled_request_index_rolls_back() {
-    expect_rolled_back("operator-image", "v1.1.0-stall-request", &["progression:requestIndex"]);
+    expect_rolled_back(
+        "operator-image",
+        "v1.1.0-stall-request",
+        &["progression:requestIndex"],
+    );
 }
 
 #[test]
@@ -88,7 +146,11 @@ fn stalled_last_tx_rolls_back() {
 
 #[test]
 fn crash_loop_rolls_back() {
-    expect_rolled_back("operator-image", "v1.1.0-crash-loop", &["readiness:", "component:"]);
+    expect_rolled_back(
+        "operator-image",
+        "v1.1.0-crash-loop",
+        &["readiness:", "component:"],
+    );
 }
 
 #[test]
@@ -113,8 +175,19 @@ fn unhealthy_kyc_rolls_back() {
 
 #[test]
 fn concurrent_rollout_exits_6_and_interrupted_one_must_be_resumed() {
-    let Some(node) = Node::start(NodeOptions { bake: "4s", ..NodeOptions::default() }) else { return };
-    let mut first = node.rollgate().args(["rollout", "operator-image=v1.1.0", "--yes"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let Some(node) = Node::start(NodeOptions {
+        bake: "4s",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let mut first = node
+        .rollgate()
+        .args(["rollout", "operator-image=v1.1.0", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     // Wait until the first rollout holds the lock.
     let started = Instant::now();
     loop {
@@ -122,7 +195,10 @@ fn concurrent_rollout_exits_6_and_interrupted_one_must_be_resumed() {
         if status["active_rollout"].is_object() {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "first rollout never started: {status}");
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "first rollout never started: {status}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let (out, _) = node.run(&["rollout", "kyc-image=v1.1.0", "--yes"]);
@@ -133,7 +209,12 @@ fn concurrent_rollout_exits_6_and_interrupted_one_must_be_resumed() {
 #[test]
 fn plan_with_a_bad_middle_step_stops_there_keeping_earlier_steps() {
     let extra = "\n[layers.operator-binary]\nkind = \"binary\"\ncomponents = [\"operator\"]\n";
-    let Some(node) = Node::start(NodeOptions { extra, ..NodeOptions::default() }) else { return };
+    let Some(node) = Node::start(NodeOptions {
+        extra,
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
     let plan = node.dir.path().join("plan.toml");
     std::fs::write(
         &plan,
@@ -149,10 +230,18 @@ fn plan_with_a_bad_middle_step_stops_there_keeping_earlier_steps() {
     // The first step is kept and is the known-good baseline the second rolled back to.
     assert_eq!(node.current("kyc-image"), "v1.1.0");
     assert_eq!(node.current("operator-image"), "v1.0.0");
-    assert!(rollouts[0]["promoted_baseline_id"].is_string() && rollouts[1]["rollback"]["verified"] == true, "{doc:#}");
+    assert!(
+        rollouts[0]["promoted_baseline_id"].is_string()
+            && rollouts[1]["rollback"]["verified"] == true,
+        "{doc:#}"
+    );
 
     // A plan step bundling two layers is refused before anything runs.
-    std::fs::write(&plan, "[[step]]\nlayer = \"kyc-image\"\nvalue = \"v1.0.0\"\nconfig = \"x.toml\"\n").unwrap();
+    std::fs::write(
+        &plan,
+        "[[step]]\nlayer = \"kyc-image\"\nvalue = \"v1.0.0\"\nconfig = \"x.toml\"\n",
+    )
+    .unwrap();
     let (out, _) = node.run(&["rollout", "--plan", plan.to_str().unwrap(), "--yes"]);
     assert_eq!(code(&out), 2, "{}", explain(&out));
     assert_eq!(node.current("kyc-image"), "v1.1.0");
@@ -160,7 +249,9 @@ fn plan_with_a_bad_middle_step_stops_there_keeping_earlier_steps() {
 
 #[test]
 fn requested_rollback_restores_and_reverifies_the_baseline() {
-    let Some(node) = Node::start(NodeOptions::default()) else { return };
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let baseline = record["baseline_id"].as_str().unwrap().to_string();
@@ -176,14 +267,22 @@ fn requested_rollback_restores_and_reverifies_the_baseline() {
 
 #[test]
 fn refuses_to_start_from_a_node_that_is_not_ready() {
-    let Some(node) = Node::start(NodeOptions::default()) else { return };
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
     // Stop the chain: the preflight must refuse and change nothing.
     let pid = std::fs::read_to_string(node.sim_dir.join("pids/chain.pid")).unwrap();
-    std::process::Command::new("kill").arg(pid.trim()).status().unwrap();
+    std::process::Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 3, "{}", explain(&out));
     assert_eq!(record["outcome"], "refused");
-    assert!(record["reason"].as_str().unwrap().contains("chain"), "{record:#}");
+    assert!(
+        record["reason"].as_str().unwrap().contains("chain"),
+        "{record:#}"
+    );
     assert_eq!(node.current("operator-image"), "v1.0.0");
 }

@@ -6,30 +6,55 @@ use crate::fixture::{code, explain, rollgate_bin};
 
 fn rollgate(dir: &std::path::Path) -> Command {
     let mut c = Command::new(rollgate_bin());
-    c.current_dir(dir).env_remove("ROLLGATE_CONFIG").env("NO_COLOR", "1");
+    c.current_dir(dir)
+        .env_remove("ROLLGATE_CONFIG")
+        .env("NO_COLOR", "1");
     c
 }
 
 #[test]
 fn init_writes_a_profile_the_parser_accepts() {
     let dir = tempfile::tempdir().unwrap();
-    let out = rollgate(dir.path()).args(["init", "--profile", "operator-localnet"]).output().unwrap();
+    let out = rollgate(dir.path())
+        .args(["init", "--profile", "operator-localnet"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let text = std::fs::read_to_string(dir.path().join("rollgate.toml")).unwrap();
-    assert!(text.contains("mode = \"localnet.loopback\"") && text.contains("http://127.0.0.1:8545"));
-    let out = rollgate(dir.path()).args(["--json", "validate"]).output().unwrap();
+    assert!(
+        text.contains("mode = \"localnet.loopback\"") && text.contains("http://127.0.0.1:8545")
+    );
+    let out = rollgate(dir.path())
+        .args(["--json", "validate"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["mode"], "localnet.loopback");
     assert_eq!(v["layers"]["operator-image"]["components"][0], "operator");
-    assert_eq!(code(&rollgate(dir.path()).args(["check", "--help"]).output().unwrap()), 0);
+    assert_eq!(
+        code(
+            &rollgate(dir.path())
+                .args(["check", "--help"])
+                .output()
+                .unwrap()
+        ),
+        0
+    );
 
     // A second init refuses to overwrite (exit 2); compose mode writes compose URLs.
     let out = rollgate(dir.path()).args(["init"]).output().unwrap();
     assert_eq!(code(&out), 2, "{}", explain(&out));
-    let out = rollgate(dir.path()).args(["init", "--mode", "localnet.compose", "--output", "c.toml"]).output().unwrap();
+    let out = rollgate(dir.path())
+        .args(["init", "--mode", "localnet.compose", "--output", "c.toml"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    assert!(std::fs::read_to_string(dir.path().join("c.toml")).unwrap().contains("http://ethereum:8545"));
+    assert!(
+        std::fs::read_to_string(dir.path().join("c.toml"))
+            .unwrap()
+            .contains("http://ethereum:8545")
+    );
 }
 
 #[test]
@@ -37,14 +62,23 @@ fn misspelled_key_exits_2_naming_line_and_key() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(code(&rollgate(dir.path()).arg("init").output().unwrap()), 0);
     let path = dir.path().join("rollgate.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("readiness_deadline =", "readines_deadline =");
-    let line = text.lines().position(|l| l.starts_with("readines_deadline")).unwrap() + 1;
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("readiness_deadline =", "readines_deadline =");
+    let line = text
+        .lines()
+        .position(|l| l.starts_with("readines_deadline"))
+        .unwrap()
+        + 1;
     std::fs::write(&path, text).unwrap();
     for args in [&["validate"][..], &["check"], &["status"]] {
         let out = rollgate(dir.path()).args(args).output().unwrap();
         assert_eq!(code(&out), 2, "{args:?}: {}", explain(&out));
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(&format!("rollgate.toml:{line}:")) && err.contains("readines_deadline"), "{err}");
+        assert!(
+            err.contains(&format!("rollgate.toml:{line}:")) && err.contains("readines_deadline"),
+            "{err}"
+        );
     }
 }
 
@@ -52,7 +86,11 @@ fn misspelled_key_exits_2_naming_line_and_key() {
 fn mode_mismatch_exits_3_and_missing_config_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     assert_eq!(code(&rollgate(dir.path()).arg("init").output().unwrap()), 0);
-    let out = rollgate(dir.path()).arg("validate").env("DEPLOYMENT_SERVICE_URL", "http://deployment-service:4040").output().unwrap();
+    let out = rollgate(dir.path())
+        .arg("validate")
+        .env("DEPLOYMENT_SERVICE_URL", "http://deployment-service:4040")
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 3, "{}", explain(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mode mismatch"));
     let empty = tempfile::tempdir().unwrap();
@@ -67,11 +105,26 @@ fn usage_errors_exit_2_and_json_errors_are_one_document() {
     assert_eq!(code(&rollgate(dir.path()).arg("init").output().unwrap()), 0);
     let out = rollgate(dir.path()).args(["--bogus"]).output().unwrap();
     assert_eq!(code(&out), 2);
-    let out = rollgate(dir.path()).args(["--json", "rollout", "operator-image=a:1", "kyc-image=b:2"]).output().unwrap();
+    let out = rollgate(dir.path())
+        .args(["--json", "rollout", "operator-image=a:1", "kyc-image=b:2"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 2, "{}", explain(&out));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    assert!(v["error"]["message"].as_str().unwrap().contains("exactly one layer"), "{v}");
-    let out = rollgate(dir.path()).args(["rollout", "operator-image"]).output().unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("exactly one layer"),
+        "{v}"
+    );
+    let out = rollgate(dir.path())
+        .args(["rollout", "operator-image"])
+        .output()
+        .unwrap();
     assert_eq!(code(&out), 2, "{}", explain(&out));
-    assert_eq!(code(&rollgate(dir.path()).arg("--version").output().unwrap()), 0);
+    assert_eq!(
+        code(&rollgate(dir.path()).arg("--version").output().unwrap()),
+        0
+    );
 }

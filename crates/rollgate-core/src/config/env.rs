@@ -29,7 +29,11 @@ impl MapEnv {
         K: Into<String>,
         V: Into<String>,
     {
-        MapEnv(vars.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+        MapEnv(
+            vars.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
     }
 }
 
@@ -69,7 +73,10 @@ pub fn expand(text: &str, env: &dyn EnvSource) -> Result<String, String> {
             Some((n, d)) => (n, Some(d)),
             None => (body, None),
         };
-        match (env.var(name).filter(|v| !v.is_empty() || default.is_none()), default) {
+        match (
+            env.var(name).filter(|v| !v.is_empty() || default.is_none()),
+            default,
+        ) {
             (Some(v), _) => out.push_str(&v),
             (None, Some(d)) => out.push_str(d),
             (None, None) => return Err(name.to_string()),
@@ -93,7 +100,10 @@ mod tests {
         assert_eq!(expand("${EMPTY:-d}", &env).unwrap(), "d");
         assert_eq!(expand("${EMPTY}", &env).unwrap(), "");
         assert_eq!(expand("$${A}", &env).unwrap(), "${A}");
-        assert_eq!(expand("cat $ROLLGATE_LAYER", &env).unwrap(), "cat $ROLLGATE_LAYER");
+        assert_eq!(
+            expand("cat $ROLLGATE_LAYER", &env).unwrap(),
+            "cat $ROLLGATE_LAYER"
+        );
         assert_eq!(expand("${MISSING}", &env).unwrap_err(), "MISSING");
     }
 }

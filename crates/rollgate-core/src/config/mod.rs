@@ -23,12 +23,16 @@ pub fn default_profile(profile: &str, mode: crate::vocab::Mode) -> Option<String
     if profile != "operator-localnet" {
         return None;
     }
-    let chain = mode.canonical_chain_url().unwrap_or("http://127.0.0.1:8545");
-    let deploy = mode.canonical_deployment_url().unwrap_or("http://127.0.0.1:4040");
+    let chain = mode
+        .canonical_chain_url()
+        .unwrap_or("http://127.0.0.1:8545");
+    let deploy = mode
+        .canonical_deployment_url()
+        .unwrap_or("http://127.0.0.1:4040");
     Some(
         OPERATOR_LOCALNET_PROFILE
             .replace("@MODE@", mode.as_str())
             .replace("@CHAIN_URL@", chain)
-            .replace("@DEPLOYMENT_URL@", deploy)
+            .replace("@DEPLOYMENT_URL@", deploy),
     )
 }

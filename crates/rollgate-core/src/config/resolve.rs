@@ -57,13 +57,28 @@ impl Ctx<'_> {
     }
 
     fn invalid<T>(&self, at: &Spanned<T>, key: &str, message: impl Into<String>) -> ConfigError {
-        ConfigError::Invalid { path: self.path.to_path_buf(), line: self.line(at), key: key.to_string(), message: message.into() }
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line: self.line(at),
+            key: key.to_string(),
+            message: message.into(),
+        }
     }
 
     /// An error for a table-level problem, located at the first line that mentions `needle`.
     fn invalid_at(&self, needle: &str, key: &str, message: impl Into<String>) -> ConfigError {
-        let line = self.text.lines().position(|l| l.contains(needle)).map(|i| i + 1).unwrap_or(1);
-        ConfigError::Invalid { path: self.path.to_path_buf(), line, key: key.to_string(), message: message.into() }
+        let line = self
+            .text
+            .lines()
+            .position(|l| l.contains(needle))
+            .map(|i| i + 1)
+            .unwrap_or(1);
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            key: key.to_string(),
+            message: message.into(),
+        }
     }
 
     /// A string with `${VAR}` expanded.
@@ -92,7 +107,11 @@ impl Ctx<'_> {
             _ => Err(self.invalid(
                 v,
                 key,
-                format!("`{}` is not a URL with scheme {}", crate::redact::redact_url(&s), schemes.join(", ")),
+                format!(
+                    "`{}` is not a URL with scheme {}",
+                    crate::redact::redact_url(&s),
+                    schemes.join(", ")
+                ),
             )),
         }
     }
@@ -106,8 +125,16 @@ impl Ctx<'_> {
         parse_duration(&s).map_err(|m| self.invalid(v, key, m))
     }
 
-    fn opt_duration(&self, v: &Option<Str>, key: &str, default: Duration) -> Result<Duration, ConfigError> {
-        v.as_ref().map(|v| self.duration(v, key)).transpose().map(|d| d.unwrap_or(default))
+    fn opt_duration(
+        &self,
+        v: &Option<Str>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        v.as_ref()
+            .map(|v| self.duration(v, key))
+            .transpose()
+            .map(|d| d.unwrap_or(default))
     }
 
     fn size(&self, v: &Str, key: &str) -> Result<u64, ConfigError> {
@@ -118,7 +145,11 @@ impl Ctx<'_> {
     fn pointer(&self, v: &Str, key: &str) -> Result<String, ConfigError> {
         let s = self.s(v, key)?;
         if !s.is_empty() && !s.starts_with('/') {
-            return Err(self.invalid(v, key, format!("`{s}` is not a JSON pointer (it must start with `/`)")));
+            return Err(self.invalid(
+                v,
+                key,
+                format!("`{s}` is not a JSON pointer (it must start with `/`)"),
+            ));
         }
         Ok(s)
     }
@@ -143,7 +174,12 @@ impl Ctx<'_> {
 }
 
 /// Resolve raw configuration into a validated model.
-pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> Result<Config, ConfigError> {
+pub fn resolve(
+    path: &Path,
+    text: &str,
+    raw: RawConfig,
+    env: &dyn EnvSource,
+) -> Result<Config, ConfigError> {
     let cx = Ctx { path, text, env };
 
     let node = resolve_node(&cx, &raw.node)?;
@@ -152,9 +188,16 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
     check_mode(&cx, &node, &dependencies)?;
     if node.enclave {
         if sgx.is_none() {
-            return Err(cx.invalid(&raw.node.name, "node.enclave", "`enclave = true` requires an [sgx] section"));
+            return Err(cx.invalid(
+                &raw.node.name,
+                "node.enclave",
+                "`enclave = true` requires an [sgx] section",
+            ));
         }
-        for (present, what) in [(dependencies.pccs.is_some(), "pccs"), (dependencies.aesm.is_some(), "aesm")] {
+        for (present, what) in [
+            (dependencies.pccs.is_some(), "pccs"),
+            (dependencies.aesm.is_some(), "aesm"),
+        ] {
             if !present {
                 return Err(cx.invalid(
                     &raw.node.name,
@@ -181,7 +224,11 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
     let mut names = std::collections::BTreeSet::new();
     for (p, raw_p) in progression.iter().zip(&raw.progression) {
         if !names.insert(p.name.clone()) {
-            return Err(cx.invalid(&raw_p.name, "progression.name", format!("duplicate progression name `{}`", p.name)));
+            return Err(cx.invalid(
+                &raw_p.name,
+                "progression.name",
+                format!("duplicate progression name `{}`", p.name),
+            ));
         }
     }
     let faults = resolve_faults(&cx, &raw.faults)?;
@@ -190,7 +237,11 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
     let components = resolve_components(&cx, &raw, &readiness)?;
     let layers = resolve_layers(&cx, &raw.layers, &components)?;
 
-    let longest_window = progression.iter().map(|p| p.window).max().unwrap_or(Duration::from_secs(10));
+    let longest_window = progression
+        .iter()
+        .map(|p| p.window)
+        .max()
+        .unwrap_or(Duration::from_secs(10));
     let r = &raw.rollout;
     let idle_progression = match &r.idle_progression {
         None => IdlePolicy::Fail,
@@ -199,16 +250,32 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
             "inconclusive" => IdlePolicy::Inconclusive,
             "pass" => IdlePolicy::Pass,
             other => {
-                return Err(cx.invalid(v, "rollout.idle_progression", format!("`{other}` is not one of fail, inconclusive, pass")));
+                return Err(cx.invalid(
+                    v,
+                    "rollout.idle_progression",
+                    format!("`{other}` is not one of fail, inconclusive, pass"),
+                ));
             }
         },
     };
     let rollout = RolloutPolicy {
-        readiness_deadline: cx.opt_duration(&r.readiness_deadline, "rollout.readiness_deadline", Duration::from_secs(120))?,
+        readiness_deadline: cx.opt_duration(
+            &r.readiness_deadline,
+            "rollout.readiness_deadline",
+            Duration::from_secs(120),
+        )?,
         bake: cx.opt_duration(&r.bake, "rollout.bake", Duration::from_secs(600))?,
         idle_progression,
-        baseline_window: cx.opt_duration(&r.baseline_window, "rollout.baseline_window", longest_window)?,
-        poll_interval: cx.opt_duration(&r.poll_interval, "rollout.poll_interval", Duration::from_secs(1))?,
+        baseline_window: cx.opt_duration(
+            &r.baseline_window,
+            "rollout.baseline_window",
+            longest_window,
+        )?,
+        poll_interval: cx.opt_duration(
+            &r.poll_interval,
+            "rollout.poll_interval",
+            Duration::from_secs(1),
+        )?,
     };
 
     let probe_limits = ProbeLimits {
@@ -219,15 +286,39 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
         },
     };
     if probe_limits.timeout.is_zero() {
-        return Err(cx.invalid(raw.probe.timeout.as_ref().unwrap(), "probe.timeout", "must be greater than zero"));
+        return Err(cx.invalid(
+            raw.probe.timeout.as_ref().unwrap(),
+            "probe.timeout",
+            "must be greater than zero",
+        ));
     }
 
     let bake = resolve_bake(&cx, &raw.bake)?;
     let serve = Serve {
-        listen: raw.serve.listen.as_ref().map(|v| cx.s(v, "serve.listen")).transpose()?,
-        token: raw.serve.token.as_ref().map(|v| cx.s(v, "serve.token")).transpose()?,
-        token_file: raw.serve.token_file.as_ref().map(|v| cx.path(v, "serve.token_file")).transpose()?,
-        webhook_url: raw.serve.webhook_url.as_ref().map(|v| cx.http(v, "serve.webhook_url")).transpose()?,
+        listen: raw
+            .serve
+            .listen
+            .as_ref()
+            .map(|v| cx.s(v, "serve.listen"))
+            .transpose()?,
+        token: raw
+            .serve
+            .token
+            .as_ref()
+            .map(|v| cx.s(v, "serve.token"))
+            .transpose()?,
+        token_file: raw
+            .serve
+            .token_file
+            .as_ref()
+            .map(|v| cx.path(v, "serve.token_file"))
+            .transpose()?,
+        webhook_url: raw
+            .serve
+            .webhook_url
+            .as_ref()
+            .map(|v| cx.http(v, "serve.webhook_url"))
+            .transpose()?,
     };
 
     Ok(Config {
@@ -254,13 +345,24 @@ pub fn resolve(path: &Path, text: &str, raw: RawConfig, env: &dyn EnvSource) -> 
 fn resolve_node(cx: &Ctx, n: &raw::RawNode) -> Result<Node, ConfigError> {
     let mode_s = cx.s(&n.mode, "node.mode")?;
     let mode = Mode::parse(&mode_s).ok_or_else(|| {
-        cx.invalid(&n.mode, "node.mode", format!("`{mode_s}` is not one of localnet.loopback, localnet.compose, host"))
+        cx.invalid(
+            &n.mode,
+            "node.mode",
+            format!("`{mode_s}` is not one of localnet.loopback, localnet.compose, host"),
+        )
     })?;
     let app_config = cx.path(&n.app_config, "node.app_config")?;
     let rel = cx.path(&n.deployment_metadata, "node.deployment_metadata")?;
-    let owner_s = cx.s(&n.deployment_metadata_owner, "node.deployment_metadata_owner")?;
+    let owner_s = cx.s(
+        &n.deployment_metadata_owner,
+        "node.deployment_metadata_owner",
+    )?;
     if owner_s.is_empty() {
-        return Err(cx.invalid(&n.deployment_metadata_owner, "node.deployment_metadata_owner", "must name a user or a uid"));
+        return Err(cx.invalid(
+            &n.deployment_metadata_owner,
+            "node.deployment_metadata_owner",
+            "must name a user or a uid",
+        ));
     }
     let owner = match owner_s.parse::<u32>() {
         Ok(uid) => Owner::Uid(uid),
@@ -286,7 +388,13 @@ fn resolve_sgx(cx: &Ctx, s: &raw::RawSgx) -> Result<Sgx, ConfigError> {
         Some(v) => match cx.s(v, "sgx.attestation")?.to_ascii_lowercase().as_str() {
             "self" => Attestation::SelfReport,
             "dcap" => Attestation::Dcap,
-            other => return Err(cx.invalid(v, "sgx.attestation", format!("`{other}` is not one of self, dcap"))),
+            other => {
+                return Err(cx.invalid(
+                    v,
+                    "sgx.attestation",
+                    format!("`{other}` is not one of self, dcap"),
+                ));
+            }
         },
         None if report_type.eq_ignore_ascii_case("SELF") => Attestation::SelfReport,
         None => Attestation::Dcap,
@@ -295,7 +403,11 @@ fn resolve_sgx(cx: &Ctx, s: &raw::RawSgx) -> Result<Sgx, ConfigError> {
         build_flags: cx.path(&s.build_flags, "sgx.build_flags")?,
         runtime_env: cx.path(&s.runtime_env, "sgx.runtime_env")?,
         report_type,
-        devices: s.devices.iter().map(|d| cx.path(d, "sgx.devices")).collect::<Result<_, _>>()?,
+        devices: s
+            .devices
+            .iter()
+            .map(|d| cx.path(d, "sgx.devices"))
+            .collect::<Result<_, _>>()?,
         attestation,
     })
 }
@@ -317,11 +429,21 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
                         Some(hex) => u64::from_str_radix(hex, 16).ok(),
                         None => s.parse().ok(),
                     };
-                    Some(parsed.ok_or_else(|| cx.invalid(v, "dependencies.chain.chain_id", format!("`{s}` is not a chain id")))?)
+                    Some(parsed.ok_or_else(|| {
+                        cx.invalid(
+                            v,
+                            "dependencies.chain.chain_id",
+                            format!("`{s}` is not a chain id"),
+                        )
+                    })?)
                 }
                 None => None,
             };
-            Ok(Chain { url, probe_url, chain_id })
+            Ok(Chain {
+                url,
+                probe_url,
+                chain_id,
+            })
         })
         .transpose()?;
     let deployment_service = d
@@ -337,7 +459,11 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
                 Some(p) => cx.s(p, "dependencies.deployment_service.path")?,
                 None => "/health".to_string(),
             };
-            Ok(DeploymentService { url, probe_url, path })
+            Ok(DeploymentService {
+                url,
+                probe_url,
+                path,
+            })
         })
         .transpose()?;
     let postgres = d
@@ -345,8 +471,16 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
         .as_ref()
         .map(|p| -> Result<Postgres, ConfigError> {
             Ok(Postgres {
-                url: cx.url(&p.url, "dependencies.postgres.url", &["postgres", "postgresql"])?,
-                databases: p.databases.iter().map(|db| cx.s(db, "dependencies.postgres.databases")).collect::<Result<_, _>>()?,
+                url: cx.url(
+                    &p.url,
+                    "dependencies.postgres.url",
+                    &["postgres", "postgresql"],
+                )?,
+                databases: p
+                    .databases
+                    .iter()
+                    .map(|db| cx.s(db, "dependencies.postgres.databases"))
+                    .collect::<Result<_, _>>()?,
             })
         })
         .transpose()?;
@@ -354,22 +488,42 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
         .redis
         .as_ref()
         .map(|r| -> Result<Redis, ConfigError> {
-            Ok(Redis { url: cx.url(&r.url, "dependencies.redis.url", &["redis", "rediss", "redis+unix", "unix"])? })
+            Ok(Redis {
+                url: cx.url(
+                    &r.url,
+                    "dependencies.redis.url",
+                    &["redis", "rediss", "redis+unix", "unix"],
+                )?,
+            })
         })
         .transpose()?;
     let pccs = d.pccs.as_ref().map(|p| resolve_pccs(cx, p)).transpose()?;
     let aesm = d
         .aesm
         .as_ref()
-        .map(|a| -> Result<Aesm, ConfigError> { Ok(Aesm { socket: cx.path(&a.socket, "dependencies.aesm.socket")? }) })
+        .map(|a| -> Result<Aesm, ConfigError> {
+            Ok(Aesm {
+                socket: cx.path(&a.socket, "dependencies.aesm.socket")?,
+            })
+        })
         .transpose()?;
-    Ok(Dependencies { chain, deployment_service, postgres, redis, pccs, aesm })
+    Ok(Dependencies {
+        chain,
+        deployment_service,
+        postgres,
+        redis,
+        pccs,
+        aesm,
+    })
 }
 
 fn resolve_pccs(cx: &Ctx, p: &raw::RawPccs) -> Result<Pccs, ConfigError> {
     let url = cx.url(&p.url, "dependencies.pccs.url", &["https"])?;
     let insecure = p.insecure.as_ref().map(|b| *b.get_ref()).unwrap_or(false);
-    let set = [p.pin_sha256.is_some(), p.ca_file.is_some(), insecure].iter().filter(|b| **b).count();
+    let set = [p.pin_sha256.is_some(), p.ca_file.is_some(), insecure]
+        .iter()
+        .filter(|b| **b)
+        .count();
     if set != 1 {
         return Err(cx.invalid(
             &p.url,
@@ -379,9 +533,17 @@ fn resolve_pccs(cx: &Ctx, p: &raw::RawPccs) -> Result<Pccs, ConfigError> {
     }
     let trust = if let Some(pin) = &p.pin_sha256 {
         let s = cx.s(pin, "dependencies.pccs.pin_sha256")?;
-        let hex: String = s.chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+        let hex: String = s
+            .chars()
+            .filter(|c| *c != ':')
+            .collect::<String>()
+            .to_ascii_lowercase();
         let bytes = decode_hex32(&hex).ok_or_else(|| {
-            cx.invalid(pin, "dependencies.pccs.pin_sha256", "must be the 64 hex digits of a SHA-256 (colons allowed)")
+            cx.invalid(
+                pin,
+                "dependencies.pccs.pin_sha256",
+                "must be the 64 hex digits of a SHA-256 (colons allowed)",
+            )
         })?;
         PccsTrust::Pin(bytes)
     } else if let Some(ca) = &p.ca_file {
@@ -410,9 +572,18 @@ fn decode_hex32(hex: &str) -> Option<[u8; 32]> {
 /// The chain and deployment-service URLs must belong to one mode, and that mode must be the
 /// declared one. `host` is diagnostic only and accepts any URLs.
 fn check_mode(cx: &Ctx, node: &Node, deps: &Dependencies) -> Result<(), ConfigError> {
-    let chain = deps.chain.as_ref().map(|c| (Mode::of_url(&c.url), crate::redact::redact_url(&c.url)));
-    let deploy = deps.deployment_service.as_ref().map(|d| (Mode::of_url(&d.url), crate::redact::redact_url(&d.url)));
-    let mismatch = |detail: String| ConfigError::ModeMismatch { path: cx.path.to_path_buf(), detail };
+    let chain = deps
+        .chain
+        .as_ref()
+        .map(|c| (Mode::of_url(&c.url), crate::redact::redact_url(&c.url)));
+    let deploy = deps
+        .deployment_service
+        .as_ref()
+        .map(|d| (Mode::of_url(&d.url), crate::redact::redact_url(&d.url)));
+    let mismatch = |detail: String| ConfigError::ModeMismatch {
+        path: cx.path.to_path_buf(),
+        detail,
+    };
     if let (Some((cm, cu)), Some((dm, du))) = (&chain, &deploy)
         && cm != dm
     {
@@ -430,8 +601,12 @@ fn check_mode(cx: &Ctx, node: &Node, deps: &Dependencies) -> Result<(), ConfigEr
             return Err(mismatch(format!(
                 "node.mode is {} but the {what} URL {u} is {m} (expected like {})",
                 node.mode,
-                if what == "chain" { node.mode.canonical_chain_url() } else { node.mode.canonical_deployment_url() }
-                    .unwrap_or("-")
+                if what == "chain" {
+                    node.mode.canonical_chain_url()
+                } else {
+                    node.mode.canonical_deployment_url()
+                }
+                .unwrap_or("-")
             )));
         }
     }
@@ -445,16 +620,25 @@ fn resolve_headroom(cx: &Ctx, h: &raw::RawHeadroom) -> Result<Headroom, ConfigEr
         .map(|d| -> Result<DiskHeadroom, ConfigError> {
             let pct = |v: &Option<Spanned<f64>>, key: &str| -> Result<Option<f64>, ConfigError> {
                 match v {
-                    Some(x) if !(0.0..=100.0).contains(x.get_ref()) => Err(cx.invalid(x, key, "must be a percentage from 0 to 100")),
+                    Some(x) if !(0.0..=100.0).contains(x.get_ref()) => {
+                        Err(cx.invalid(x, key, "must be a percentage from 0 to 100"))
+                    }
                     Some(x) => Ok(Some(*x.get_ref())),
                     None => Ok(None),
                 }
             };
             Ok(DiskHeadroom {
                 path: cx.path(&d.path, "headroom.disk.path")?,
-                min_free_bytes: d.min_free.as_ref().map(|v| cx.size(v, "headroom.disk.min_free")).transpose()?,
+                min_free_bytes: d
+                    .min_free
+                    .as_ref()
+                    .map(|v| cx.size(v, "headroom.disk.min_free"))
+                    .transpose()?,
                 min_free_percent: pct(&d.min_free_percent, "headroom.disk.min_free_percent")?,
-                min_free_inodes_percent: pct(&d.min_free_inodes_percent, "headroom.disk.min_free_inodes_percent")?,
+                min_free_inodes_percent: pct(
+                    &d.min_free_inodes_percent,
+                    "headroom.disk.min_free_inodes_percent",
+                )?,
             })
         })
         .collect::<Result<_, _>>()?;
@@ -463,14 +647,21 @@ fn resolve_headroom(cx: &Ctx, h: &raw::RawHeadroom) -> Result<Headroom, ConfigEr
         .as_ref()
         .map(|d| -> Result<DatabaseHeadroom, ConfigError> {
             Ok(DatabaseHeadroom {
-                max_growth_during_window: cx.size(&d.max_growth_during_window, "headroom.database.max_growth_during_window")?,
+                max_growth_during_window: cx.size(
+                    &d.max_growth_during_window,
+                    "headroom.database.max_growth_during_window",
+                )?,
             })
         })
         .transpose()?;
     Ok(Headroom { disk, database })
 }
 
-fn resolve_readiness(cx: &Ctx, name: &str, r: &raw::RawReadiness) -> Result<Readiness, ConfigError> {
+fn resolve_readiness(
+    cx: &Ctx,
+    name: &str,
+    r: &raw::RawReadiness,
+) -> Result<Readiness, ConfigError> {
     let key = format!("readiness.{name}");
     let expect = r
         .expect
@@ -500,7 +691,11 @@ fn resolve_readiness(cx: &Ctx, name: &str, r: &raw::RawReadiness) -> Result<Read
             Ok(Expect { pointer, check })
         })
         .collect::<Result<_, _>>()?;
-    Ok(Readiness { name: name.to_string(), url: cx.http(&r.url, &format!("{key}.url"))?, expect })
+    Ok(Readiness {
+        name: name.to_string(),
+        url: cx.http(&r.url, &format!("{key}.url"))?,
+        expect,
+    })
 }
 
 /// TOML values become JSON values for comparison with JSON responses.
@@ -508,11 +703,17 @@ fn toml_to_json(v: &toml::Value) -> serde_json::Value {
     match v {
         toml::Value::String(s) => serde_json::Value::String(s.clone()),
         toml::Value::Integer(i) => serde_json::Value::from(*i),
-        toml::Value::Float(f) => serde_json::Number::from_f64(*f).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+        toml::Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(serde_json::Value::Number)
+            .unwrap_or(serde_json::Value::Null),
         toml::Value::Boolean(b) => serde_json::Value::Bool(*b),
         toml::Value::Datetime(d) => serde_json::Value::String(d.to_string()),
         toml::Value::Array(a) => serde_json::Value::Array(a.iter().map(toml_to_json).collect()),
-        toml::Value::Table(t) => serde_json::Value::Object(t.iter().map(|(k, v)| (k.clone(), toml_to_json(v))).collect()),
+        toml::Value::Table(t) => serde_json::Value::Object(
+            t.iter()
+                .map(|(k, v)| (k.clone(), toml_to_json(v)))
+                .collect(),
+        ),
     }
 }
 
@@ -521,7 +722,9 @@ fn resolve_probes(cx: &Ctx, p: &raw::RawProbes) -> Result<Probes, ConfigError> {
         .encryption_key
         .as_ref()
         .map(|e| -> Result<EncryptionKeyProbe, ConfigError> {
-            Ok(EncryptionKeyProbe { url: cx.http(&e.url, "probes.encryption_key.url")? })
+            Ok(EncryptionKeyProbe {
+                url: cx.http(&e.url, "probes.encryption_key.url")?,
+            })
         })
         .transpose()?;
     let mark_price = p
@@ -529,34 +732,62 @@ fn resolve_probes(cx: &Ctx, p: &raw::RawProbes) -> Result<Probes, ConfigError> {
         .as_ref()
         .map(|m| -> Result<MarkPriceProbe, ConfigError> {
             if m.symbols.is_empty() {
-                return Err(cx.invalid(&m.url, "probes.mark_price.symbols", "must name at least one symbol"));
+                return Err(cx.invalid(
+                    &m.url,
+                    "probes.mark_price.symbols",
+                    "must name at least one symbol",
+                ));
             }
             let template = |v: &Str, key: &str| -> Result<String, ConfigError> {
                 let s = cx.pointer(v, key)?;
                 if !s.contains("{symbol}") && m.symbols.len() > 1 {
-                    return Err(cx.invalid(v, key, "must contain `{symbol}` when several symbols are configured"));
+                    return Err(cx.invalid(
+                        v,
+                        key,
+                        "must contain `{symbol}` when several symbols are configured",
+                    ));
                 }
                 Ok(s)
             };
             Ok(MarkPriceProbe {
                 url: cx.http(&m.url, "probes.mark_price.url")?,
-                symbols: m.symbols.iter().map(|s| cx.s(s, "probes.mark_price.symbols")).collect::<Result<_, _>>()?,
+                symbols: m
+                    .symbols
+                    .iter()
+                    .map(|s| cx.s(s, "probes.mark_price.symbols"))
+                    .collect::<Result<_, _>>()?,
                 price_pointer: template(&m.price_pointer, "probes.mark_price.price_pointer")?,
-                timestamp_pointer: template(&m.timestamp_pointer, "probes.mark_price.timestamp_pointer")?,
+                timestamp_pointer: template(
+                    &m.timestamp_pointer,
+                    "probes.mark_price.timestamp_pointer",
+                )?,
                 max_age: cx.duration(&m.max_age, "probes.mark_price.max_age")?,
             })
         })
         .transpose()?;
-    Ok(Probes { encryption_key, mark_price })
+    Ok(Probes {
+        encryption_key,
+        mark_price,
+    })
 }
 
-fn resolve_progression(cx: &Ctx, _i: usize, p: &raw::RawProgression) -> Result<Progression, ConfigError> {
+fn resolve_progression(
+    cx: &Ctx,
+    _i: usize,
+    p: &raw::RawProgression,
+) -> Result<Progression, ConfigError> {
     let mode = match &p.mode {
         None => ProgressionMode::Increases,
         Some(v) => match cx.s(v, "progression.mode")?.as_str() {
             "increases" => ProgressionMode::Increases,
             "changes" => ProgressionMode::Changes,
-            other => return Err(cx.invalid(v, "progression.mode", format!("`{other}` is not one of increases, changes"))),
+            other => {
+                return Err(cx.invalid(
+                    v,
+                    "progression.mode",
+                    format!("`{other}` is not one of increases, changes"),
+                ));
+            }
         },
     };
     let window = cx.duration(&p.window, "progression.window")?;
@@ -576,22 +807,52 @@ fn resolve_faults(cx: &Ctx, f: &raw::RawFaults) -> Result<Faults, ConfigError> {
     let mut log_patterns = Vec::new();
     for p in &f.log_patterns {
         let s = cx.s(p, "faults.log_patterns")?;
-        regex::Regex::new(&s).map_err(|e| cx.invalid(p, "faults.log_patterns", format!("invalid regular expression: {e}")))?;
+        regex::Regex::new(&s).map_err(|e| {
+            cx.invalid(
+                p,
+                "faults.log_patterns",
+                format!("invalid regular expression: {e}"),
+            )
+        })?;
         log_patterns.push(s);
     }
     Ok(Faults {
-        pointers: f.pointers.iter().map(|p| cx.pointer(p, "faults.pointers")).collect::<Result<_, _>>()?,
+        pointers: f
+            .pointers
+            .iter()
+            .map(|p| cx.pointer(p, "faults.pointers"))
+            .collect::<Result<_, _>>()?,
         log_patterns,
-        url: f.url.as_ref().map(|u| cx.http(u, "faults.url")).transpose()?,
+        url: f
+            .url
+            .as_ref()
+            .map(|u| cx.http(u, "faults.url"))
+            .transpose()?,
     })
 }
 
 fn resolve_alerts(cx: &Ctx, a: &raw::RawAlerts) -> Result<Alerts, ConfigError> {
     Ok(Alerts {
-        fields: a.fields.iter().map(|p| cx.pointer(p, "alerts.fields")).collect::<Result<_, _>>()?,
-        rules_files: a.rules_files.iter().map(|p| cx.path(p, "alerts.rules_files")).collect::<Result<_, _>>()?,
-        url: a.url.as_ref().map(|u| cx.http(u, "alerts.url")).transpose()?,
-        metrics_urls: a.metrics_urls.iter().map(|u| cx.http(u, "alerts.metrics_urls")).collect::<Result<_, _>>()?,
+        fields: a
+            .fields
+            .iter()
+            .map(|p| cx.pointer(p, "alerts.fields"))
+            .collect::<Result<_, _>>()?,
+        rules_files: a
+            .rules_files
+            .iter()
+            .map(|p| cx.path(p, "alerts.rules_files"))
+            .collect::<Result<_, _>>()?,
+        url: a
+            .url
+            .as_ref()
+            .map(|u| cx.http(u, "alerts.url"))
+            .transpose()?,
+        metrics_urls: a
+            .metrics_urls
+            .iter()
+            .map(|u| cx.http(u, "alerts.metrics_urls"))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -599,34 +860,56 @@ fn resolve_runtime(cx: &Ctx, r: &raw::RawRuntime) -> Result<Runtime, ConfigError
     let driver = cx.s(&r.driver, "runtime.driver")?;
     match driver.as_str() {
         "compose" => {
-            let c = r
-                .compose
-                .as_ref()
-                .ok_or_else(|| cx.invalid(&r.driver, "runtime.compose", "`driver = \"compose\"` requires a [runtime.compose] section"))?;
+            let c = r.compose.as_ref().ok_or_else(|| {
+                cx.invalid(
+                    &r.driver,
+                    "runtime.compose",
+                    "`driver = \"compose\"` requires a [runtime.compose] section",
+                )
+            })?;
             let project_dir = cx.path(&c.project_dir, "runtime.compose.project_dir")?;
-            let mut files: Vec<PathBuf> = c.files.iter().map(|f| cx.path(f, "runtime.compose.files")).collect::<Result<_, _>>()?;
+            let mut files: Vec<PathBuf> = c
+                .files
+                .iter()
+                .map(|f| cx.path(f, "runtime.compose.files"))
+                .collect::<Result<_, _>>()?;
             if files.is_empty() {
                 files.push(PathBuf::from("docker-compose.yml"));
             }
-            let command = c.command.as_ref().map(|v| cx.s(v, "runtime.compose.command")).transpose()?;
+            let command = c
+                .command
+                .as_ref()
+                .map(|v| cx.s(v, "runtime.compose.command"))
+                .transpose()?;
             if let (Some(cmd), Some(v)) = (&command, &c.command)
                 && cmd != "docker compose"
                 && cmd != "docker-compose"
             {
-                return Err(cx.invalid(v, "runtime.compose.command", format!("`{cmd}` is not one of `docker compose`, `docker-compose`")));
+                return Err(cx.invalid(
+                    v,
+                    "runtime.compose.command",
+                    format!("`{cmd}` is not one of `docker compose`, `docker-compose`"),
+                ));
             }
             Ok(Runtime::Compose(ComposeRuntime {
                 project_dir,
                 files,
-                project_name: c.project_name.as_ref().map(|v| cx.s(v, "runtime.compose.project_name")).transpose()?,
+                project_name: c
+                    .project_name
+                    .as_ref()
+                    .map(|v| cx.s(v, "runtime.compose.project_name"))
+                    .transpose()?,
                 command,
             }))
         }
         "command" => {
-            let c = r
-                .command
-                .as_ref()
-                .ok_or_else(|| cx.invalid(&r.driver, "runtime.command", "`driver = \"command\"` requires a [runtime.command] section"))?;
+            let c = r.command.as_ref().ok_or_else(|| {
+                cx.invalid(
+                    &r.driver,
+                    "runtime.command",
+                    "`driver = \"command\"` requires a [runtime.command] section",
+                )
+            })?;
             let nonempty = |v: &Str, key: &str| -> Result<String, ConfigError> {
                 if v.get_ref().trim().is_empty() {
                     return Err(cx.invalid(v, key, "must not be empty"));
@@ -637,16 +920,36 @@ fn resolve_runtime(cx: &Ctx, r: &raw::RawRuntime) -> Result<Runtime, ConfigError
                 current: nonempty(&c.current, "runtime.command.current")?,
                 apply: nonempty(&c.apply, "runtime.command.apply")?,
                 restart: nonempty(&c.restart, "runtime.command.restart")?,
-                logs: c.logs.as_ref().map(|v| nonempty(v, "runtime.command.logs")).transpose()?,
-                timeout: cx.opt_duration(&c.timeout, "runtime.command.timeout", Duration::from_secs(60))?,
+                logs: c
+                    .logs
+                    .as_ref()
+                    .map(|v| nonempty(v, "runtime.command.logs"))
+                    .transpose()?,
+                timeout: cx.opt_duration(
+                    &c.timeout,
+                    "runtime.command.timeout",
+                    Duration::from_secs(60),
+                )?,
             }))
         }
-        "systemd" => Err(cx.invalid(&r.driver, "runtime.driver", "the systemd driver is not available yet: use `command` with systemctl")),
-        other => Err(cx.invalid(&r.driver, "runtime.driver", format!("`{other}` is not one of compose, command"))),
+        "systemd" => Err(cx.invalid(
+            &r.driver,
+            "runtime.driver",
+            "the systemd driver is not available yet: use `command` with systemctl",
+        )),
+        other => Err(cx.invalid(
+            &r.driver,
+            "runtime.driver",
+            format!("`{other}` is not one of compose, command"),
+        )),
     }
 }
 
-fn resolve_components(cx: &Ctx, raw: &RawConfig, readiness: &[Readiness]) -> Result<BTreeMap<String, Component>, ConfigError> {
+fn resolve_components(
+    cx: &Ctx,
+    raw: &RawConfig,
+    readiness: &[Readiness],
+) -> Result<BTreeMap<String, Component>, ConfigError> {
     let mut out = BTreeMap::new();
     match &raw.components {
         Some(table) => {
@@ -655,22 +958,43 @@ fn resolve_components(cx: &Ctx, raw: &RawConfig, readiness: &[Readiness]) -> Res
                     Some(v) => {
                         let r = cx.s(v, &format!("components.{name}.readiness"))?;
                         if !readiness.iter().any(|x| x.name == r) {
-                            return Err(cx.invalid(v, &format!("components.{name}.readiness"), format!("no [readiness.{r}] entry")));
+                            return Err(cx.invalid(
+                                v,
+                                &format!("components.{name}.readiness"),
+                                format!("no [readiness.{r}] entry"),
+                            ));
                         }
                         Some(r)
                     }
-                    None => readiness.iter().find(|x| &x.name == name).map(|x| x.name.clone()),
+                    None => readiness
+                        .iter()
+                        .find(|x| &x.name == name)
+                        .map(|x| x.name.clone()),
                 };
                 let service = match &c.service {
                     Some(v) => cx.s(v, &format!("components.{name}.service"))?,
                     None => name.clone(),
                 };
-                out.insert(name.clone(), Component { name: name.clone(), service, readiness: readiness_name });
+                out.insert(
+                    name.clone(),
+                    Component {
+                        name: name.clone(),
+                        service,
+                        readiness: readiness_name,
+                    },
+                );
             }
         }
         None => {
             for r in readiness {
-                out.insert(r.name.clone(), Component { name: r.name.clone(), service: r.name.clone(), readiness: Some(r.name.clone()) });
+                out.insert(
+                    r.name.clone(),
+                    Component {
+                        name: r.name.clone(),
+                        service: r.name.clone(),
+                        readiness: Some(r.name.clone()),
+                    },
+                );
             }
         }
     }
@@ -690,10 +1014,20 @@ fn resolve_layers(
             "image" => LayerKind::Image,
             "binary" => LayerKind::Binary,
             "config" => LayerKind::Config,
-            other => return Err(cx.invalid(&l.kind, &format!("{key}.kind"), format!("`{other}` is not one of image, binary, config"))),
+            other => {
+                return Err(cx.invalid(
+                    &l.kind,
+                    &format!("{key}.kind"),
+                    format!("`{other}` is not one of image, binary, config"),
+                ));
+            }
         };
         if l.components.is_empty() {
-            return Err(cx.invalid(&l.kind, &format!("{key}.components"), "a layer must name at least one component to restart"));
+            return Err(cx.invalid(
+                &l.kind,
+                &format!("{key}.components"),
+                "a layer must name at least one component to restart",
+            ));
         }
         let mut comps = Vec::new();
         for c in &l.components {
@@ -705,17 +1039,32 @@ fn resolve_layers(
                     key: format!("{key}.components"),
                     layer: name.clone(),
                     component: cname,
-                    known: if components.is_empty() { "none".into() } else { components.keys().cloned().collect::<Vec<_>>().join(", ") },
+                    known: if components.is_empty() {
+                        "none".into()
+                    } else {
+                        components.keys().cloned().collect::<Vec<_>>().join(", ")
+                    },
                 });
             }
             if !comps.contains(&cname) {
                 comps.push(cname);
             }
         }
-        out.insert(name.clone(), Layer { name: name.clone(), kind, components: comps });
+        out.insert(
+            name.clone(),
+            Layer {
+                name: name.clone(),
+                kind,
+                components: comps,
+            },
+        );
     }
     if out.is_empty() {
-        return Err(cx.invalid_at("[layers", "layers", "at least one [layers.NAME] section is required"));
+        return Err(cx.invalid_at(
+            "[layers",
+            "layers",
+            "at least one [layers.NAME] section is required",
+        ));
     }
     Ok(out)
 }
@@ -727,24 +1076,54 @@ fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {
             "pass" => NoDataPolicy::Pass,
             "inconclusive" => NoDataPolicy::Inconclusive,
             "fail" => NoDataPolicy::Fail,
-            other => return Err(cx.invalid(v, "bake.no_data", format!("`{other}` is not one of pass, inconclusive, fail"))),
+            other => {
+                return Err(cx.invalid(
+                    v,
+                    "bake.no_data",
+                    format!("`{other}` is not one of pass, inconclusive, fail"),
+                ));
+            }
         },
     };
     let significance = cx.ratio(&b.significance, "bake.significance", 0.01)?;
     if !(0.0..1.0).contains(&significance) || significance == 0.0 {
-        return Err(cx.invalid(b.significance.as_ref().unwrap(), "bake.significance", "must be between 0 and 1"));
+        return Err(cx.invalid(
+            b.significance.as_ref().unwrap(),
+            "bake.significance",
+            "must be between 0 and 1",
+        ));
     }
     Ok(BakePolicy {
-        sample_interval: cx.opt_duration(&b.sample_interval, "bake.sample_interval", Duration::from_secs(2))?,
+        sample_interval: cx.opt_duration(
+            &b.sample_interval,
+            "bake.sample_interval",
+            Duration::from_secs(2),
+        )?,
         min_samples: cx.count(&b.min_samples, "bake.min_samples", 8)? as usize,
         max_latency_ratio: cx.ratio(&b.max_latency_ratio, "bake.max_latency_ratio", 3.0)?,
         significance,
-        min_progression_ratio: cx.ratio(&b.min_progression_ratio, "bake.min_progression_ratio", 0.5)?,
-        max_storage_growth_ratio: cx.ratio(&b.max_storage_growth_ratio, "bake.max_storage_growth_ratio", 3.0)?,
+        min_progression_ratio: cx.ratio(
+            &b.min_progression_ratio,
+            "bake.min_progression_ratio",
+            0.5,
+        )?,
+        max_storage_growth_ratio: cx.ratio(
+            &b.max_storage_growth_ratio,
+            "bake.max_storage_growth_ratio",
+            3.0,
+        )?,
         max_error_rate: cx.ratio(&b.max_error_rate, "bake.max_error_rate", 0.05)?,
         max_restarts: cx.count(&b.max_restarts, "bake.max_restarts", 0)? as u32,
-        max_memory_growth_ratio: cx.ratio(&b.max_memory_growth_ratio, "bake.max_memory_growth_ratio", 2.0)?,
-        headroom_horizon: cx.opt_duration(&b.headroom_horizon, "bake.headroom_horizon", Duration::from_secs(24 * 3600))?,
+        max_memory_growth_ratio: cx.ratio(
+            &b.max_memory_growth_ratio,
+            "bake.max_memory_growth_ratio",
+            2.0,
+        )?,
+        headroom_horizon: cx.opt_duration(
+            &b.headroom_horizon,
+            "bake.headroom_horizon",
+            Duration::from_secs(24 * 3600),
+        )?,
         no_data,
     })
 }

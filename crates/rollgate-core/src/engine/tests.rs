@@ -21,7 +21,9 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
         }],
         idle_policy: policy,
         dependencies: vec!["postgres".into()],
-        baseline_faults: ["/attestation/fault=\"old\"".to_string()].into_iter().collect(),
+        baseline_faults: ["/attestation/fault=\"old\"".to_string()]
+            .into_iter()
+            .collect(),
         dependency_failures: 2,
     }
 }
@@ -30,9 +32,18 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
 fn obs(at: f64, ready: Reading, idx: i64) -> Observation {
     Observation {
         at: secs(at),
-        readiness: [("operator".to_string(), ready.clone()), ("kyc".to_string(), Reading::Pass("ok".into()))].into_iter().collect(),
-        progression: [("requestIndex".to_string(), Some(json!(idx)))].into_iter().collect(),
-        dependencies: [("postgres".to_string(), Reading::Pass("ok".into()))].into_iter().collect(),
+        readiness: [
+            ("operator".to_string(), ready.clone()),
+            ("kyc".to_string(), Reading::Pass("ok".into())),
+        ]
+        .into_iter()
+        .collect(),
+        progression: [("requestIndex".to_string(), Some(json!(idx)))]
+            .into_iter()
+            .collect(),
+        dependencies: [("postgres".to_string(), Reading::Pass("ok".into()))]
+            .into_iter()
+            .collect(),
         ..Default::default()
     }
 }
@@ -47,7 +58,9 @@ fn run(plan: &GatePlan, seq: &[Observation]) -> Decision {
 
 fn failed_gate(d: &Decision) -> &GateResult {
     match d {
-        Decision::RollBack { gates, .. } => gates.iter().find(|g| g.verdict == Verdict::Fail).unwrap(),
+        Decision::RollBack { gates, .. } => {
+            gates.iter().find(|g| g.verdict == Verdict::Fail).unwrap()
+        }
         other => panic!("expected a rollback, got {other:?}"),
     }
 }
@@ -56,15 +69,22 @@ fn failed_gate(d: &Decision) -> &GateResult {
 fn healthy_and_progressing_promotes() {
     let p = plan(false, IdlePolicy::Fail);
     let d = run(&p, &[obs(1.0, green(), 10), obs(2.0, green(), 14)]);
-    let Decision::Promote { gates } = d else { panic!("{d:?}") };
-    assert!(gates.iter().all(|g| g.verdict == Verdict::Pass), "{gates:?}");
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    assert!(
+        gates.iter().all(|g| g.verdict == Verdict::Pass),
+        "{gates:?}"
+    );
 }
 
 #[test]
 fn waits_while_progression_window_is_open() {
     let p = plan(false, IdlePolicy::Fail);
     let d = run(&p, &[obs(1.0, green(), 10), obs(3.0, green(), 10)]);
-    let Decision::Wait { pending, deadline } = d else { panic!("{d:?}") };
+    let Decision::Wait { pending, deadline } = d else {
+        panic!("{d:?}")
+    };
     assert_eq!(pending, vec!["progression:requestIndex"]);
     assert_eq!(deadline, secs(6.0));
 }
@@ -72,10 +92,21 @@ fn waits_while_progression_window_is_open() {
 #[test]
 fn healthy_but_stalled_rolls_back_when_the_window_closes() {
     let p = plan(false, IdlePolicy::Fail);
-    let d = run(&p, &[obs(1.0, green(), 10), obs(5.9, green(), 10), obs(6.0, green(), 10)]);
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 10),
+            obs(5.9, green(), 10),
+            obs(6.0, green(), 10),
+        ],
+    );
     let g = failed_gate(&d);
     assert_eq!(g.name, "progression:requestIndex");
-    assert!(g.detail.contains("healthy but not progressing"), "{}", g.detail);
+    assert!(
+        g.detail.contains("healthy but not progressing"),
+        "{}",
+        g.detail
+    );
     assert!(g.detail.contains("baseline rate 4.00/s"), "{}", g.detail);
     assert_eq!(g.evidence["first"], json!(10));
 }
@@ -85,7 +116,12 @@ fn window_counts_from_readiness_not_from_the_change() {
     let p = plan(false, IdlePolicy::Fail);
     let start = Reading::Transient("421 NotAcceptingRequests".into());
     // Not ready until 8s; the index does not move before that, which must not count.
-    let seq = [obs(1.0, start.clone(), 10), obs(7.0, start, 10), obs(8.0, green(), 10), obs(12.9, green(), 10)];
+    let seq = [
+        obs(1.0, start.clone(), 10),
+        obs(7.0, start, 10),
+        obs(8.0, green(), 10),
+        obs(12.9, green(), 10),
+    ];
     assert!(matches!(run(&p, &seq), Decision::Wait { .. }));
     let mut seq = seq.to_vec();
     seq.push(obs(13.0, green(), 11));
@@ -96,20 +132,33 @@ fn window_counts_from_readiness_not_from_the_change() {
 fn transient_errors_are_tolerated_until_the_deadline_only() {
     let p = plan(false, IdlePolicy::Fail);
     let t = Reading::Transient("421 NotAcceptingRequests".into());
-    assert!(matches!(run(&p, &[obs(9.9, t.clone(), 1)]), Decision::Wait { .. }));
+    assert!(matches!(
+        run(&p, &[obs(9.9, t.clone(), 1)]),
+        Decision::Wait { .. }
+    ));
     let d = run(&p, &[obs(9.9, t.clone(), 1), obs(10.0, t, 1)]);
     let g = failed_gate(&d);
     assert_eq!(g.name, "readiness:operator");
-    assert!(g.detail.contains("not green within 10s") && g.detail.contains("421"), "{}", g.detail);
+    assert!(
+        g.detail.contains("not green within 10s") && g.detail.contains("421"),
+        "{}",
+        g.detail
+    );
 }
 
 #[test]
 fn a_plain_failure_before_the_deadline_is_start_up_but_after_green_is_final() {
     let p = plan(false, IdlePolicy::Fail);
     let degraded = Reading::Fail("/health is \"Starting\"".into());
-    assert!(matches!(run(&p, &[obs(1.0, degraded.clone(), 1)]), Decision::Wait { .. }));
+    assert!(matches!(
+        run(&p, &[obs(1.0, degraded.clone(), 1)]),
+        Decision::Wait { .. }
+    ));
     let d = run(&p, &[obs(1.0, green(), 1), obs(2.0, degraded, 2)]);
-    assert!(failed_gate(&d).detail.starts_with("was green, then"), "{d:?}");
+    assert!(
+        failed_gate(&d).detail.starts_with("was green, then"),
+        "{d:?}"
+    );
 }
 
 #[test]
@@ -117,15 +166,29 @@ fn idle_baseline_follows_the_policy() {
     let seq = [obs(1.0, green(), 10), obs(6.0, green(), 10)];
     let d = run(&plan(true, IdlePolicy::Fail), &seq);
     assert!(failed_gate(&d).detail.contains("idle_progression = fail"));
-    for (policy, verdict) in [(IdlePolicy::Inconclusive, Verdict::Inconclusive), (IdlePolicy::Pass, Verdict::Pass)] {
-        let Decision::Promote { gates } = run(&plan(true, policy), &seq) else { panic!() };
-        let g = gates.iter().find(|g| g.name == "progression:requestIndex").unwrap();
+    for (policy, verdict) in [
+        (IdlePolicy::Inconclusive, Verdict::Inconclusive),
+        (IdlePolicy::Pass, Verdict::Pass),
+    ] {
+        let Decision::Promote { gates } = run(&plan(true, policy), &seq) else {
+            panic!()
+        };
+        let g = gates
+            .iter()
+            .find(|g| g.name == "progression:requestIndex")
+            .unwrap();
         assert_eq!(g.verdict, verdict);
         assert!(g.detail.contains("baseline was idle"), "{}", g.detail);
         assert_eq!(g.evidence["idle_policy"], json!(policy.as_str()));
     }
     // An idle baseline whose new version does progress simply passes.
-    assert!(matches!(run(&plan(true, IdlePolicy::Fail), &[obs(1.0, green(), 1), obs(2.0, green(), 2)]), Decision::Promote { .. }));
+    assert!(matches!(
+        run(
+            &plan(true, IdlePolicy::Fail),
+            &[obs(1.0, green(), 1), obs(2.0, green(), 2)]
+        ),
+        Decision::Promote { .. }
+    ));
 }
 
 #[test]
@@ -141,8 +204,13 @@ fn only_new_faults_fail() {
     let d = run(&p, &[a.clone(), c]);
     assert_eq!(failed_gate(&d).name, "faults");
     let mut l = obs(2.0, green(), 2);
-    l.log_faults.push("attestation failed: quote rejected".into());
-    assert!(failed_gate(&run(&p, &[a, l])).detail.contains("attestation failed"));
+    l.log_faults
+        .push("attestation failed: quote rejected".into());
+    assert!(
+        failed_gate(&run(&p, &[a, l]))
+            .detail
+            .contains("attestation failed")
+    );
 }
 
 #[test]
@@ -150,22 +218,34 @@ fn one_dependency_blip_is_tolerated_two_are_not() {
     let p = plan(false, IdlePolicy::Fail);
     let down = |at, idx| {
         let mut o = obs(at, green(), idx);
-        o.dependencies.insert("postgres".into(), Reading::Fail("connection refused".into()));
+        o.dependencies.insert(
+            "postgres".into(),
+            Reading::Fail("connection refused".into()),
+        );
         o
     };
-    let d = run(&p, &[obs(1.0, green(), 1), down(1.5, 1), obs(2.0, green(), 2)]);
+    let d = run(
+        &p,
+        &[obs(1.0, green(), 1), down(1.5, 1), obs(2.0, green(), 2)],
+    );
     assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
     let d = run(&p, &[obs(1.0, green(), 1), down(1.5, 1), down(2.0, 1)]);
     assert_eq!(failed_gate(&d).name, "dependency:postgres");
     // The engine does not promote while the latest dependency reading is a failure.
-    assert!(matches!(run(&p, &[obs(1.0, green(), 1), down(2.0, 2)]), Decision::Wait { .. }));
+    assert!(matches!(
+        run(&p, &[obs(1.0, green(), 1), down(2.0, 2)]),
+        Decision::Wait { .. }
+    ));
 }
 
 #[test]
 fn a_crashed_component_fails_at_once() {
     let p = plan(false, IdlePolicy::Fail);
     let mut o = obs(0.5, Reading::Transient("connection refused".into()), 0);
-    o.crashed.insert("operator".into(), "exited with code 1, restarted 2 times".into());
+    o.crashed.insert(
+        "operator".into(),
+        "exited with code 1, restarted 2 times".into(),
+    );
     assert_eq!(failed_gate(&run(&p, &[o])).name, "component:operator");
 }
 
@@ -175,7 +255,11 @@ fn numeric_readings() {
     assert_eq!(numeric(&json!("12")), Some(12.0));
     assert_eq!(numeric(&json!(3)), Some(3.0));
     assert_eq!(numeric(&json!("abc")), None);
-    assert!(moved(ProgressionMode::Changes, &json!("0xaa"), &json!("0xab")));
+    assert!(moved(
+        ProgressionMode::Changes,
+        &json!("0xaa"),
+        &json!("0xab")
+    ));
     assert!(!moved(ProgressionMode::Increases, &json!(5), &json!(4)));
 }
 
@@ -188,7 +272,14 @@ fn arb_reading() -> impl Strategy<Value = Reading> {
 }
 
 fn arb_obs() -> impl Strategy<Value = (u64, Reading, Reading, i64, bool, bool)> {
-    (0u64..3000, arb_reading(), arb_reading(), 0i64..4, any::<bool>(), prop::bool::weighted(0.05))
+    (
+        0u64..3000,
+        arb_reading(),
+        arb_reading(),
+        0i64..4,
+        any::<bool>(),
+        prop::bool::weighted(0.05),
+    )
 }
 
 proptest! {
