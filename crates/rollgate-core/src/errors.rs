@@ -44,14 +44,13 @@ pub enum ConfigError {
         var: String,
     },
 
-    #[error("{}:{line}: key `{key}`: layer `{layer}` names unknown component `{component}` (known components: {known})", path.display())]
+    /// `detail` reads "layer `L` names unknown component `C` (known components: …)".
+    #[error("{}:{line}: key `{key}`: {detail}", path.display())]
     UnknownComponent {
         path: PathBuf,
         line: usize,
         key: String,
-        layer: String,
-        component: String,
-        known: String,
+        detail: String,
     },
 
     #[error("{}: mode mismatch: {detail}", path.display())]

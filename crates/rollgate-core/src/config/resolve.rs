@@ -1037,13 +1037,14 @@ fn resolve_layers(
                     path: cx.path.to_path_buf(),
                     line: cx.line(c),
                     key: format!("{key}.components"),
-                    layer: name.clone(),
-                    component: cname,
-                    known: if components.is_empty() {
-                        "none".into()
-                    } else {
-                        components.keys().cloned().collect::<Vec<_>>().join(", ")
-                    },
+                    detail: format!(
+                        "layer `{name}` names unknown component `{cname}` (known components: {})",
+                        if components.is_empty() {
+                            "none".to_string()
+                        } else {
+                            components.keys().cloned().collect::<Vec<_>>().join(", ")
+                        }
+                    ),
                 });
             }
             if !comps.contains(&cname) {
