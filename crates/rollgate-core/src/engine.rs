@@ -41,6 +41,9 @@ pub struct GatePlan {
     pub baseline_faults: BTreeSet<String>,
     /// Consecutive failed polls of one dependency that fail its gate.
     pub dependency_failures: u32,
+    /// Every readiness check must stay green this long after all turned green before the
+    /// engine promotes (the `stable` gate).
+    pub min_healthy: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -341,6 +344,7 @@ impl GateEngine {
                     .map(|p| p.window)
                     .max()
                     .unwrap_or_default()
+                    .max(self.plan.min_healthy)
             }
         }
     }
@@ -406,6 +410,7 @@ impl GateEngine {
                 evidence: json!({"consecutive_failures": t.consecutive_failures, "pending": pending}),
             });
         }
+        out.push(self.stable_gate());
         for (component, detail) in &self.crashed {
             out.push(GateResult {
                 name: format!("component:{component}"),
@@ -443,6 +448,43 @@ impl GateEngine {
             }),
         });
         out
+    }
+
+    /// `stable`: readiness held green for `min_healthy` after it first was all green. A
+    /// readiness check that goes red meanwhile fails its own gate; this one only waits.
+    fn stable_gate(&self) -> GateResult {
+        let hold = self.plan.min_healthy;
+        let held = self
+            .all_green_at
+            .map(|g| self.now.saturating_sub(g))
+            .unwrap_or_default();
+        let readiness_failed = self.readiness.values().any(|t| t.failed.is_some());
+        let (verdict, detail) = match self.all_green_at {
+            _ if readiness_failed => (Verdict::Fail, "readiness did not hold".to_string()),
+            Some(_) if held >= hold => (
+                Verdict::Pass,
+                format!("readiness held for {} (min_healthy)", fmt_secs(held)),
+            ),
+            Some(_) => (
+                Verdict::Inconclusive,
+                format!(
+                    "readiness held for {} of {}",
+                    fmt_secs(held),
+                    format_duration(hold)
+                ),
+            ),
+            None => (Verdict::Inconclusive, "waiting for readiness".to_string()),
+        };
+        GateResult {
+            name: "stable".into(),
+            verdict,
+            detail,
+            evidence: json!({
+                "min_healthy_s": hold.as_secs_f64(),
+                "held_s": held.as_secs_f64(),
+                "pending": verdict == Verdict::Inconclusive,
+            }),
+        }
     }
 
     fn progression_gate(&self, gate: &ProgressionGate) -> GateResult {

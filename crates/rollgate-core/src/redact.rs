@@ -63,10 +63,10 @@ fn is_secret_key(key: &str) -> bool {
 /// stderr, an error message).
 pub fn redact_text(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
+    // Words are separated by any whitespace (command output has tabs and newlines); the
+    // separators are kept as they were.
+    for piece in text.split_inclusive(char::is_whitespace) {
+        let (word, sep) = piece.split_at(piece.trim_end_matches(char::is_whitespace).len());
         if word.contains("://") {
             out.push_str(&redact_url(word));
         } else if let Some((k, _)) = word.split_once('=') {
@@ -80,6 +80,7 @@ pub fn redact_text(text: &str) -> String {
         } else {
             out.push_str(word);
         }
+        out.push_str(sep);
     }
     out
 }
@@ -87,6 +88,15 @@ pub fn redact_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn words_split_on_any_whitespace() {
+        let text = "url:\tpostgres://u:hunter2@db/x\npassword=hunter2\r\n  ok";
+        let out = redact_text(text);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert_eq!(out.matches('\n').count(), 2, "{out}");
+        assert!(out.contains('\t') && out.ends_with("  ok"), "{out}");
+    }
 
     #[test]
     fn passwords_in_urls_are_replaced() {

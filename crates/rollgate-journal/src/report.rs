@@ -48,6 +48,9 @@ pub struct StatusReport {
     pub active_rollout: Option<ActiveStatus>,
     pub last_known_good: Option<BaselineSummary>,
     pub last_rollout: Option<HistoryEntry>,
+    /// The kill switch when set (`rollgate freeze`): `{"reason", "frozen_at", "by"}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen: Option<serde_json::Value>,
 }
 
 /// The unfinished rollout as `status` shows it.
@@ -81,6 +84,7 @@ impl StatusReport {
             active_rollout,
             last_known_good: state.last_known_good,
             last_rollout: state.last_finished,
+            frozen: None,
         }
     }
 
@@ -102,6 +106,16 @@ impl StatusReport {
             let _ = writeln!(s, "  {name:width$}  {v}");
         }
         let _ = writeln!(s);
+        if let Some(f) = &self.frozen {
+            let field = |k: &str| f.get(k).and_then(|v| v.as_str()).unwrap_or("?");
+            let _ = writeln!(
+                s,
+                "FROZEN by {} since {}: {} (no rollout starts; `rollgate unfreeze` releases)",
+                field("by"),
+                field("frozen_at"),
+                field("reason")
+            );
+        }
         match &self.lock {
             LockStatus::Free => {
                 let _ = writeln!(s, "lock: free");

@@ -267,6 +267,11 @@ async fn stability_loop(
         if stop.load(Ordering::Relaxed) {
             break;
         }
+        if let Some(f) = observer.frozen() {
+            failures.push(f.as_gate());
+            stop.store(true, Ordering::Relaxed);
+            break;
+        }
         let obs = observer.observe().await;
         polls += 1;
         let at_s = started.elapsed().as_secs_f64();

@@ -46,6 +46,8 @@ pub struct Observer {
     pub last_readiness: BTreeMap<String, Value>,
     /// The deployment metadata's hash in the baseline: a different hash now is baseline drift.
     baseline_metadata_sha256: Option<String>,
+    /// A rollout's observer stops at the kill switch of this state directory; `watch`'s has none.
+    kill_switch: Option<std::path::PathBuf>,
 }
 
 impl Observer {
@@ -73,6 +75,7 @@ impl Observer {
             dependency_every: 1,
             polls: 0,
             last_readiness: BTreeMap::new(),
+            kill_switch: None,
             baseline_metadata_sha256: None,
         })
     }
@@ -106,6 +109,26 @@ impl Observer {
     /// The components this observer watches: the changed ones in a rollout.
     pub fn components(&self) -> &[Component] {
         &self.components
+    }
+
+    /// Honour the node's kill switch: [`Observer::frozen`] reports it.
+    pub fn with_kill_switch(mut self) -> Observer {
+        self.kill_switch = Some(self.config.node.state_dir.clone());
+        self
+    }
+
+    /// The kill switch, when this observer honours it and the node is frozen.
+    pub fn frozen(&self) -> Option<crate::killswitch::FreezeInfo> {
+        self.kill_switch
+            .as_deref()
+            .and_then(crate::killswitch::is_frozen)
+    }
+
+    /// Read the changed components' logs from `t` on instead of from the change. A rollback calls
+    /// this once its restart returned: the lines before are the rolled-back version's, and its
+    /// faults must not fail the restored baseline's verification.
+    pub fn logs_from(&mut self, t: SystemTime) {
+        self.since = t;
     }
 
     pub fn elapsed(&self) -> Duration {

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use rollgate_core::baseline::{Baseline, LayerValue, ProgressionRate};
 use rollgate_core::config::{Component, Config, Layer};
@@ -31,6 +31,8 @@ pub struct Runner {
     pub driver: Arc<dyn RuntimeDriver>,
     pub journal: JournalHandle,
     pub progress: Arc<dyn Progress>,
+    /// The webhook: told when a rollout starts and how it ended; never blocks the rollout.
+    pub notifier: crate::notify::Notifier,
 }
 
 /// Options of one rollout.
@@ -65,6 +67,46 @@ pub mod step {
         ROLLBACK_RESTART,
         ROLLBACK_VERIFY,
     ];
+}
+
+/// The node lock while a rollout, rollback or resume runs, with its heartbeat refreshed every
+/// [`HEARTBEAT`] (so `status` shows a holder that is alive and working). Dropping it releases
+/// the lock at once: the heartbeat task only holds a weak reference.
+struct HeldLock {
+    _guard: Arc<std::sync::Mutex<rollgate_journal::LockGuard>>,
+    beat: tokio::task::JoinHandle<()>,
+}
+
+/// How often a holder refreshes the lock's heartbeat.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+impl HeldLock {
+    fn new(guard: rollgate_journal::LockGuard) -> HeldLock {
+        let guard = Arc::new(std::sync::Mutex::new(guard));
+        let weak = Arc::downgrade(&guard);
+        let beat = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(HEARTBEAT);
+            ticks.tick().await;
+            loop {
+                ticks.tick().await;
+                let Some(guard) = weak.upgrade() else { return };
+                if let Ok(mut g) = guard.lock() {
+                    // A failed heartbeat write is cosmetic: the lock itself is the flock.
+                    let _ = g.heartbeat();
+                }
+            }
+        });
+        HeldLock {
+            _guard: guard,
+            beat,
+        }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        self.beat.abort();
+    }
 }
 
 /// One rollout in progress: its id, its journal steps and timings.
@@ -184,10 +226,10 @@ impl Runner {
         })
     }
 
-    async fn lock(&self) -> Result<rollgate_journal::LockGuard, RunnerError> {
+    async fn lock(&self) -> Result<HeldLock, RunnerError> {
         let dir = self.config.node.state_dir.clone();
         match tokio::task::spawn_blocking(move || Lock::acquire(&dir)).await {
-            Ok(Ok(guard)) => Ok(guard),
+            Ok(Ok(guard)) => Ok(HeldLock::new(guard)),
             Ok(Err(e)) => Err(RunnerError::Busy(rollgate_probe::errors::chain(&e))),
             Err(e) => Err(RunnerError::Internal(format!("lock task failed: {e}"))),
         }
@@ -208,8 +250,40 @@ impl Runner {
         Ok(())
     }
 
+    /// Hand a finished rollout's decision record to the webhook.
+    fn notify_finished(&self, result: &Result<RolloutReport, RunnerError>) {
+        if let Ok(report) = result {
+            self.notifier.notify(crate::notify::Event::finished(
+                &self.config.node.name,
+                report,
+            ));
+        }
+    }
+
+    /// Refuse (exit 6) while the kill switch is set.
+    fn refuse_if_frozen(&self) -> Result<(), RunnerError> {
+        match crate::killswitch::is_frozen(&self.config.node.state_dir) {
+            Some(f) => Err(RunnerError::Busy(format!(
+                "{}; `rollgate unfreeze` allows rollouts again",
+                f.summary()
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// `rollgate rollout LAYER=VALUE`: the full procedure.
     pub async fn rollout(
+        &self,
+        layer_name: &str,
+        value: &str,
+        opts: &RolloutOptions,
+    ) -> Result<RolloutReport, RunnerError> {
+        let result = self.rollout_steps(layer_name, value, opts).await;
+        self.notify_finished(&result);
+        result
+    }
+
+    async fn rollout_steps(
         &self,
         layer_name: &str,
         value: &str,
@@ -226,6 +300,7 @@ impl Runner {
         // interrupted and must be resumed. Both exit 6.
         let lock = self.lock().await?;
         self.refuse_if_interrupted().await?;
+        self.refuse_if_frozen()?;
         let current = self
             .driver
             .current(&layer)
@@ -254,6 +329,13 @@ impl Runner {
             plan: opts.plan.clone(),
         };
         self.journal.call(move |j| j.begin_rollout(&new)).await?;
+        self.notifier.notify(crate::notify::Event::started(
+            &self.config.node.name,
+            &rec.rollout_id,
+            &layer.name,
+            Some(&current.value),
+            value,
+        ));
 
         // Steps 1 and 2: every check, then the frozen baseline. Nothing has changed yet.
         let s = rec
@@ -327,10 +409,30 @@ impl Runner {
         let mut observer =
             Observer::new(self.config.clone(), self.driver.clone(), components.clone())
                 .map_err(RunnerError::Internal)?
-                .against(baseline);
+                .against(baseline)
+                .with_kill_switch();
         let mut timings = Timings::default();
 
         if !applied {
+            // Nothing has changed yet: a freeze now refuses the rollout.
+            if let Some(f) = observer.frozen() {
+                let reason = format!("kill switch: {}; nothing was changed", f.summary());
+                rec.gates(&[f.as_gate()]).await?;
+                rec.finish(Outcome::Refused, &reason).await?;
+                return Ok(self.report(
+                    rec,
+                    Outcome::Refused,
+                    layer,
+                    from.as_ref(),
+                    value,
+                    Some(&baseline.id),
+                    vec![f.as_gate()],
+                    reason,
+                    None,
+                    None,
+                    timings,
+                ));
+            }
             let s = rec
                 .intent(
                     step::APPLY,
@@ -347,6 +449,20 @@ impl Runner {
             }
         }
 
+        if let Some(f) = observer.frozen() {
+            return self
+                .roll_back(
+                    rec,
+                    &[layer],
+                    baseline,
+                    value,
+                    format!("kill switch: {}", f.summary()),
+                    vec![f.as_gate()],
+                    timings,
+                    &mut observer,
+                )
+                .await;
+        }
         let s = rec
             .intent(
                 step::RESTART,
@@ -415,6 +531,22 @@ impl Runner {
         // Step 6: the bake period.
         let bake = opts.bake.unwrap_or(self.config.rollout.bake);
         let mut gates = gates;
+        let mut trends = None;
+        if let Some(f) = observer.frozen() {
+            gates.push(f.as_gate());
+            return self
+                .roll_back(
+                    rec,
+                    &[layer],
+                    baseline,
+                    value,
+                    format!("kill switch: {}", f.summary()),
+                    gates,
+                    timings,
+                    &mut observer,
+                )
+                .await;
+        }
         if !bake.is_zero() {
             let s = rec
                 .intent(step::BAKE, json!({"duration_s": bake.as_secs_f64()}))
@@ -428,6 +560,7 @@ impl Runner {
             )
             .await;
             rec.gates(&verdict.gates).await?;
+            trends = verdict.trends.clone();
             let failed = verdict
                 .gates
                 .iter()
@@ -442,7 +575,11 @@ impl Runner {
             )
             .await?;
             if let Some(g) = failed {
-                let reason = format!("bake: {}: {}", g.name, g.detail);
+                let reason = if g.name == crate::killswitch::GATE {
+                    format!("kill switch: {}", g.detail)
+                } else {
+                    format!("bake: {}: {}", g.name, g.detail)
+                };
                 return self
                     .roll_back(
                         rec,
@@ -458,12 +595,28 @@ impl Runner {
             }
         }
 
-        // Promote: the new state becomes the known-good baseline.
+        // Promote: the new state becomes the known-good baseline, unless the node was frozen
+        // in the meantime.
+        if let Some(f) = observer.frozen() {
+            gates.push(f.as_gate());
+            return self
+                .roll_back(
+                    rec,
+                    &[layer],
+                    baseline,
+                    value,
+                    format!("kill switch: {}", f.summary()),
+                    gates,
+                    timings,
+                    &mut observer,
+                )
+                .await;
+        }
         let s = rec
             .intent(step::PROMOTE, json!({"layer": layer.name, "to": value}))
             .await?;
         let promoted = self
-            .promoted_baseline(baseline, layer, &observer, &gates)
+            .promoted_baseline(baseline, layer, &observer, &gates, trends)
             .await?;
         let p = promoted.clone();
         self.journal
@@ -496,6 +649,14 @@ impl Runner {
         let poll = self.config.rollout.poll_interval;
         let mut engine = GateEngine::new(plan);
         loop {
+            if let Some(f) = observer.frozen() {
+                let mut gates = engine.gates();
+                gates.push(f.as_gate());
+                return Decision::RollBack {
+                    gates,
+                    reason: format!("kill switch: {}", f.summary()),
+                };
+            }
             let obs = observer.observe().await;
             let decision = engine.step(&obs);
             let deadline = match &decision {
@@ -618,6 +779,7 @@ impl Runner {
             .await?;
         observer.mark_change().await;
         let restart = self.driver.restart(&components).await;
+        observer.logs_from(SystemTime::now());
         let restart_error = restart
             .as_ref()
             .err()
@@ -710,8 +872,14 @@ impl Runner {
         layer: &Layer,
         observer: &Observer,
         gates: &[GateResult],
+        trends: Option<rollgate_core::baseline::Trends>,
     ) -> Result<Baseline, RunnerError> {
         let mut b = baseline.clone();
+        // What the bake measured on the new value is the new baseline's norm; without a bake
+        // the old trends are the best there is.
+        if trends.is_some() {
+            b.trends = trends;
+        }
         b.id = new_id("b");
         b.created_at = now_rfc3339();
         let value = self
@@ -727,7 +895,7 @@ impl Runner {
             .config
             .progression
             .iter()
-            .filter_map(|p| rate_from_gate(p.name.as_str(), gates))
+            .filter_map(|p| rate_from_gate(p, gates))
             .collect();
         if !rates.is_empty() {
             b.idle = rates.iter().any(|r| r.idle);
@@ -773,6 +941,12 @@ impl Runner {
     /// `rollgate rollback [--to ID]`: restore the baseline the latest rollout started from (or
     /// the one named) for every layer that differs from it, and re-verify it.
     pub async fn rollback(&self, to: Option<&str>) -> Result<RolloutReport, RunnerError> {
+        let result = self.rollback_steps(to).await;
+        self.notify_finished(&result);
+        result
+    }
+
+    async fn rollback_steps(&self, to: Option<&str>) -> Result<RolloutReport, RunnerError> {
         let lock = self.lock().await?;
         self.refuse_if_interrupted().await?;
         let baseline = match to {
@@ -886,6 +1060,12 @@ impl Runner {
     /// (nothing changed); after it, when the new value is in place it is restarted and
     /// re-verified (promote or roll back), otherwise the baseline is restored and re-verified.
     pub async fn resume(&self) -> Result<RolloutReport, RunnerError> {
+        let result = self.resume_steps().await;
+        self.notify_finished(&result);
+        result
+    }
+
+    async fn resume_steps(&self) -> Result<RolloutReport, RunnerError> {
         let state = self.journal.call(|j| j.state()).await?;
         let Some(interrupted) = state.interrupted else {
             return Err(RunnerError::NotFound(
@@ -1086,6 +1266,7 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
         dependencies,
         baseline_faults: baseline.faults.iter().cloned().collect(),
         dependency_failures: 2,
+        min_healthy: config.rollout.min_healthy,
     }
 }
 
@@ -1106,7 +1287,14 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
 }
 
 /// A progression rate from a progression gate's evidence samples.
-fn rate_from_gate(name: &str, gates: &[GateResult]) -> Option<ProgressionRate> {
+/// The rate a passed progression gate measured, from its samples `[[ms, value], …]`: units per
+/// second for a counter (`increases`), changes per second for anything else (`changes`: a
+/// transaction hash is not a number even when it happens to parse as hex).
+fn rate_from_gate(
+    p: &rollgate_core::config::Progression,
+    gates: &[GateResult],
+) -> Option<ProgressionRate> {
+    let name = p.name.as_str();
     let g = gates
         .iter()
         .find(|g| g.name == format!("progression:{name}"))?;
@@ -1116,10 +1304,20 @@ fn rate_from_gate(name: &str, gates: &[GateResult]) -> Option<ProgressionRate> {
     let (t0, v0) = (first.first()?.as_u64()?, first.get(1)?.clone());
     let (t1, v1) = (last.first()?.as_u64()?, last.get(1)?.clone());
     let window_ms = t1.saturating_sub(t0);
-    let rate = match (numeric(&v0), numeric(&v1)) {
-        (Some(a), Some(b)) if window_ms > 0 => (b - a) / (window_ms as f64 / 1000.0),
-        _ if window_ms > 0 && v0 != v1 => 1000.0 / window_ms as f64,
-        _ => 0.0,
+    let window_s = window_ms as f64 / 1000.0;
+    let rate = match p.mode {
+        _ if window_ms == 0 => 0.0,
+        rollgate_core::config::ProgressionMode::Increases => match (numeric(&v0), numeric(&v1)) {
+            (Some(a), Some(b)) => (b - a) / window_s,
+            _ => 0.0,
+        },
+        rollgate_core::config::ProgressionMode::Changes => {
+            let values: Vec<&Value> = samples
+                .iter()
+                .filter_map(|s| s.as_array().and_then(|s| s.get(1)))
+                .collect();
+            values.windows(2).filter(|w| w[0] != w[1]).count() as f64 / window_s
+        }
     };
     Some(ProgressionRate {
         name: name.to_string(),

@@ -25,7 +25,9 @@ pub fn open_runner(ctx: &Ctx) -> Result<Runner, CliError> {
     } else {
         Arc::new(rollgate_runner::Silent)
     };
+    let notifier = rollgate_runner::notify::Notifier::from_config(&config);
     Ok(Runner {
+        notifier,
         config,
         driver,
         journal: JournalHandle::new(journal),

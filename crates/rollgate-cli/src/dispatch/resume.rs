@@ -12,7 +12,12 @@ pub struct ResumeArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &ResumeArgs) -> CmdResult {
     let runner = open_runner(ctx)?;
-    let report = runner.resume().await.map_err(runner_error)?;
+    let result = runner.resume().await;
+    runner
+        .notifier
+        .flush(crate::dispatch::rollout::NOTIFY_FLUSH)
+        .await;
+    let report = result.map_err(runner_error)?;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

@@ -19,10 +19,12 @@ pub struct RollbackArgs {
 
 pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> CmdResult {
     let runner = open_runner(ctx)?;
-    let report = runner
-        .rollback(args.to.as_deref())
-        .await
-        .map_err(runner_error)?;
+    let result = runner.rollback(args.to.as_deref()).await;
+    runner
+        .notifier
+        .flush(crate::dispatch::rollout::NOTIFY_FLUSH)
+        .await;
+    let report = result.map_err(runner_error)?;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

@@ -35,6 +35,10 @@ pub struct RolloutArgs {
     pub yes: bool,
 }
 
+/// How long the CLI waits, after the decision, for the webhook to be told (the rollout itself
+/// never waits for it).
+pub const NOTIFY_FLUSH: Duration = Duration::from_secs(15);
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     rollgate_core::units::parse_duration(s)
 }
@@ -83,10 +87,9 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
                 p
             }),
         };
-        let report = runner
-            .rollout(layer, value, &opts)
-            .await
-            .map_err(runner_error)?;
+        let result = runner.rollout(layer, value, &opts).await;
+        runner.notifier.flush(NOTIFY_FLUSH).await;
+        let report = result.map_err(runner_error)?;
         let stop = report.outcome != Outcome::Promoted;
         if !ctx.out.is_json() {
             if steps.len() > 1 {

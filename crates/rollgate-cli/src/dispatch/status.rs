@@ -61,7 +61,9 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
     .await
     .map_err(|e| CliError::Internal(anyhow::anyhow!("journal task failed: {e}")))??;
 
-    let report = StatusReport::new(&config.node.name, layers, state, lock);
+    let mut report = StatusReport::new(&config.node.name, layers, state, lock);
+    report.frozen = rollgate_runner::killswitch::is_frozen(&config.node.state_dir)
+        .and_then(|f| serde_json::to_value(f).ok());
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

@@ -72,12 +72,24 @@ fn good_version_is_promoted_and_becomes_known_good() {
     assert_eq!(record["layer"], "operator-image");
     assert_eq!(record["from"], "v1.0.0");
     assert_eq!(record["to"], "v1.1.0");
+    // No gate failed. Some bake signals are inconclusive here, which does not block a promotion:
+    // latency comparisons a 2 s bake has too few samples for (the default `no_data` policy), and
+    // restarts and memory, which the command driver cannot observe.
+    let gates = record["gates"].as_array().unwrap();
+    assert!(gates.iter().all(|g| g["verdict"] != "fail"), "{record:#}");
+    assert!(
+        gates
+            .iter()
+            .filter(|g| g["verdict"] == "inconclusive")
+            .all(|g| g["name"].as_str().unwrap().starts_with("bake:")),
+        "{record:#}"
+    );
     assert!(
         record["gates"]
             .as_array()
             .unwrap()
             .iter()
-            .all(|g| g["verdict"] == "pass"),
+            .any(|g| g["name"] == "stable" && g["verdict"] == "pass"),
         "{record:#}"
     );
     assert!(

@@ -391,6 +391,10 @@ pub struct RolloutPolicy {
     /// How long the baseline's progression is sampled (default: the longest progression window).
     pub baseline_window: Duration,
     pub poll_interval: Duration,
+    /// Readiness must hold this long after it turned green before a promotion (default: the
+    /// longest progression window), so a version that crashes or degrades soon after its first
+    /// green answer is not promoted.
+    pub min_healthy: Duration,
 }
 
 #[derive(Debug, Clone)]

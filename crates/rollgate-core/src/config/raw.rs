@@ -342,6 +342,9 @@ pub struct RawRollout {
     /// Extension: how often gates re-probe while waiting.
     #[serde(default)]
     pub poll_interval: Option<Str>,
+    /// Extension: how long every readiness check must stay green before a promotion.
+    #[serde(default)]
+    pub min_healthy: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -276,6 +276,7 @@ pub fn resolve(
             "rollout.poll_interval",
             Duration::from_secs(1),
         )?,
+        min_healthy: cx.opt_duration(&r.min_healthy, "rollout.min_healthy", longest_window)?,
     };
 
     let probe_limits = ProbeLimits {

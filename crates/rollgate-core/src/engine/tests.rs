@@ -25,6 +25,8 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
             .into_iter()
             .collect(),
         dependency_failures: 2,
+        // Most tests are about other gates; `min_healthy_holds_promotion_back` sets it.
+        min_healthy: Duration::ZERO,
     }
 }
 
@@ -126,6 +128,45 @@ fn window_counts_from_readiness_not_from_the_change() {
     let mut seq = seq.to_vec();
     seq.push(obs(13.0, green(), 11));
     assert!(matches!(run(&p, &seq), Decision::Promote { .. }));
+}
+
+#[test]
+fn min_healthy_holds_promotion_back() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    // Green at 1s and progressing at 2s, but readiness has held for 1s only.
+    let d = run(&p, &[obs(1.0, green(), 10), obs(2.0, green(), 14)]);
+    let Decision::Wait { pending, deadline } = d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(pending, vec!["stable"]);
+    assert_eq!(deadline, secs(6.0));
+    // Held for 3s: promoted, and the record says how long it held.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 10),
+            obs(2.0, green(), 14),
+            obs(4.0, green(), 15),
+        ],
+    );
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    let stable = gates.iter().find(|g| g.name == "stable").unwrap();
+    assert_eq!(stable.verdict, Verdict::Pass);
+    assert_eq!(stable.evidence["held_s"], json!(3.0));
+    // A version that answers once and then dies inside the hold is rolled back.
+    let died = Reading::Transient("connection refused".into());
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 10),
+            obs(2.0, green(), 14),
+            obs(2.5, died, 14),
+        ],
+    );
+    assert_eq!(failed_gate(&d).name, "readiness:operator");
 }
 
 #[test]

@@ -456,6 +456,7 @@ timeout = "1s"
         driver: Arc::new(InertDriver),
         journal: JournalHandle::new(journal),
         progress: Arc::new(rollgate_runner::Silent),
+        notifier: rollgate_runner::notify::Notifier::disabled(),
     }
 }
 

@@ -173,14 +173,6 @@ async fn compose_localnet_swaps_the_operator_image() {
     let kyc_port = free_port();
     let env: Vec<(String, String)> = [
         ("SIM_RUN_DIR", run_dir.path().display().to_string()),
-        (
-            "APP_CONFIG_DIR",
-            run_dir.path().join("app_config").display().to_string(),
-        ),
-        (
-            "AESM_DIR",
-            run_dir.path().join("aesmd").display().to_string(),
-        ),
         ("PG_SOCKET_DIR", pg_dir),
         ("PG_PORT", pg_port.to_string()),
         ("REDIS_HOST_ADDR", redis_addr),
