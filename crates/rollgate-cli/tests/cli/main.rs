@@ -6,6 +6,7 @@ mod bake;
 mod compose;
 mod crash;
 mod fixture;
+mod killswitch;
 mod rollout;
 mod usage;
 mod watch;
