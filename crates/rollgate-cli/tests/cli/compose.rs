@@ -146,7 +146,7 @@ fn wait_http(url: &str) {
 }
 
 #[test]
-fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
+fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
     let Some(services) = testenv::require_services() else {
         return;
     };
@@ -304,6 +304,56 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_a_stalled_one() {
         kyc_before,
         "kyc must keep its container and start time"
     );
+
+    // Every other bad version, on real containers: rolled back, the baseline re-verified, and the
+    // layer back on its recorded digest.
+    for (layer, image, gates) in [
+        (
+            "operator-image",
+            "rollgate-sim/operator:v1.1.0-crash-loop",
+            &["readiness:", "component:"][..],
+        ),
+        (
+            "operator-image",
+            "rollgate-sim/operator:v1.1.0-stall-tx",
+            &["progression:lastTx"][..],
+        ),
+        (
+            "operator-image",
+            "rollgate-sim/operator:v1.1.0-attestation-fault",
+            &["faults"][..],
+        ),
+        (
+            "operator-image",
+            "rollgate-sim/operator:v1.1.0-registration-fault",
+            &["faults"][..],
+        ),
+        (
+            "kyc-image",
+            "rollgate-sim/kyc:v1.1.0-unhealthy",
+            &["readiness:kyc"][..],
+        ),
+        (
+            "kyc-image",
+            "rollgate-sim/kyc:v1.1.0-crash-loop",
+            &["readiness:", "component:"][..],
+        ),
+    ] {
+        let (out, record) = stack.rollgate(&["rollout", &format!("{layer}={image}"), "--yes"]);
+        assert_eq!(code(&out), 4, "{image}: {}", explain(&out));
+        let failed = record["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["verdict"] == "fail")
+            .map(|g| g["name"].as_str().unwrap().to_string())
+            .unwrap_or_default();
+        assert!(
+            gates.iter().any(|g| failed.starts_with(g)),
+            "{image}: failing gate {failed:?} not in {gates:?}: {record:#}"
+        );
+        assert_eq!(record["rollback"]["verified"], true, "{image}: {record:#}");
+    }
 
     let (_, status) = stack.rollgate(&["status"]);
     assert!(

@@ -166,6 +166,15 @@ fn crash_loop_rolls_back() {
 }
 
 #[test]
+fn crash_looping_kyc_rolls_back() {
+    expect_rolled_back(
+        "kyc-image",
+        "v1.1.0-crash-loop",
+        &["readiness:kyc", "component:"],
+    );
+}
+
+#[test]
 fn new_attestation_fault_rolls_back() {
     expect_rolled_back("operator-image", "v1.1.0-attestation-fault", &["faults"]);
 }
