@@ -54,7 +54,7 @@ pub struct StepRecord {
     pub detail: String,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct Timings {
     pub total: u64,
     /// From the change (restart) to the gate decision.

@@ -109,6 +109,17 @@ impl Drop for HeldLock {
     }
 }
 
+/// How the forward path of a rollout ended.
+enum Forward {
+    /// Promoted, or refused before anything changed.
+    Done(Box<RolloutReport>),
+    /// Stopped: roll back.
+    Failed {
+        reason: String,
+        gates: Vec<GateResult>,
+    },
+}
+
 /// One rollout in progress: its id, its journal steps and timings.
 struct Recorder {
     journal: JournalHandle,
@@ -394,7 +405,8 @@ impl Runner {
     }
 
     /// Steps 3 to 6 from "apply" on; shared by `rollout` and `resume`. With `applied`, the new
-    /// value is known to be in place and only the restart and the gates are redone.
+    /// value is known to be in place and only the restart and the gates are redone. Every way
+    /// forward can stop with a failure; all of them roll back here, in one place.
     async fn change_and_gate(
         &self,
         rec: &mut Recorder,
@@ -404,7 +416,6 @@ impl Runner {
         applied: bool,
         opts: &RolloutOptions,
     ) -> Result<RolloutReport, RunnerError> {
-        let from = baseline.layers.get(&layer.name).cloned();
         let components = self.components_of(&[layer]);
         let mut observer =
             Observer::new(self.config.clone(), self.driver.clone(), components.clone())
@@ -412,6 +423,61 @@ impl Runner {
                 .against(baseline)
                 .with_kill_switch();
         let mut timings = Timings::default();
+        let forward = self
+            .forward(
+                rec,
+                layer,
+                value,
+                baseline,
+                applied,
+                opts,
+                &mut observer,
+                &mut timings,
+            )
+            .await?;
+        match forward {
+            Forward::Done(report) => Ok(*report),
+            Forward::Failed { reason, gates } => {
+                self.roll_back(
+                    rec,
+                    &[layer],
+                    baseline,
+                    value,
+                    reason,
+                    gates,
+                    timings,
+                    &mut observer,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Apply, restart, verify, bake and promote, stopping at the first failure (a failed step or
+    /// gate, or the kill switch at a step boundary).
+    #[allow(clippy::too_many_arguments)]
+    async fn forward(
+        &self,
+        rec: &mut Recorder,
+        layer: &Layer,
+        value: &str,
+        baseline: &Baseline,
+        applied: bool,
+        opts: &RolloutOptions,
+        observer: &mut Observer,
+        timings: &mut Timings,
+    ) -> Result<Forward, RunnerError> {
+        let from = baseline.layers.get(&layer.name).cloned();
+        let components = observer.components().to_vec();
+        let frozen = |observer: &Observer, mut gates: Vec<GateResult>| {
+            observer.frozen().map(|f| {
+                gates.push(f.as_gate());
+                Forward::Failed {
+                    reason: format!("kill switch: {}", f.summary()),
+                    gates,
+                }
+            })
+        };
 
         if !applied {
             // Nothing has changed yet: a freeze now refuses the rollout.
@@ -419,7 +485,7 @@ impl Runner {
                 let reason = format!("kill switch: {}; nothing was changed", f.summary());
                 rec.gates(&[f.as_gate()]).await?;
                 rec.finish(Outcome::Refused, &reason).await?;
-                return Ok(self.report(
+                return Ok(Forward::Done(Box::new(self.report(
                     rec,
                     Outcome::Refused,
                     layer,
@@ -430,8 +496,8 @@ impl Runner {
                     reason,
                     None,
                     None,
-                    timings,
-                ));
+                    *timings,
+                ))));
             }
             let s = rec
                 .intent(
@@ -444,24 +510,13 @@ impl Runner {
                 Err(e) => {
                     let reason = format!("apply failed: {}", rollgate_probe::errors::chain(&e));
                     rec.outcome(step::APPLY, s, false, json!({"summary": reason})).await?;
-                    return self.roll_back(rec, &[layer], baseline, value, reason, vec![], timings, &mut observer).await;
+                    return Ok(Forward::Failed { reason, gates: vec![] });
                 }
             }
         }
 
-        if let Some(f) = observer.frozen() {
-            return self
-                .roll_back(
-                    rec,
-                    &[layer],
-                    baseline,
-                    value,
-                    format!("kill switch: {}", f.summary()),
-                    vec![f.as_gate()],
-                    timings,
-                    &mut observer,
-                )
-                .await;
+        if let Some(stop) = frozen(observer, vec![]) {
+            return Ok(stop);
         }
         let s = rec
             .intent(
@@ -480,29 +535,21 @@ impl Runner {
                 let reason = format!("restart failed: {}", rollgate_probe::errors::chain(&e));
                 rec.outcome(step::RESTART, s, false, json!({"summary": reason}))
                     .await?;
-                return self
-                    .roll_back(
-                        rec,
-                        &[layer],
-                        baseline,
-                        value,
-                        reason,
-                        vec![],
-                        timings,
-                        &mut observer,
-                    )
-                    .await;
+                return Ok(Forward::Failed {
+                    reason,
+                    gates: vec![],
+                });
             }
         }
 
-        // Steps 4 and 5: the gates.
+        // Steps 4 and 5: the gates (they stop at the kill switch themselves).
         let plan = gate_plan(&self.config, baseline);
         let s = rec.intent(step::VERIFY, json!({"readiness_deadline_s": plan.readiness_deadline.as_secs_f64(), "gates": plan_names(&plan)})).await?;
-        let decision = self.run_gates(&mut observer, plan, "verify").await;
+        let decision = self.run_gates(observer, plan, "verify").await;
         timings.change_to_decision = Some(observer.elapsed().as_millis() as u64);
-        let (gates, failure) = match &decision {
-            Decision::Promote { gates } => (gates.clone(), None),
-            Decision::RollBack { gates, reason } => (gates.clone(), Some(reason.clone())),
+        let (mut gates, failure) = match decision {
+            Decision::Promote { gates } => (gates, None),
+            Decision::RollBack { gates, reason } => (gates, Some(reason)),
             Decision::Wait { .. } => unreachable!("run_gates returns a final decision"),
         };
         rec.gates(&gates).await?;
@@ -514,39 +561,12 @@ impl Runner {
         )
         .await?;
         if let Some(reason) = failure {
-            return self
-                .roll_back(
-                    rec,
-                    &[layer],
-                    baseline,
-                    value,
-                    reason,
-                    gates,
-                    timings,
-                    &mut observer,
-                )
-                .await;
+            return Ok(Forward::Failed { reason, gates });
         }
 
-        // Step 6: the bake period.
+        // Step 6: the bake period (it stops at the kill switch itself).
         let bake = opts.bake.unwrap_or(self.config.rollout.bake);
-        let mut gates = gates;
         let mut trends = None;
-        if let Some(f) = observer.frozen() {
-            gates.push(f.as_gate());
-            return self
-                .roll_back(
-                    rec,
-                    &[layer],
-                    baseline,
-                    value,
-                    format!("kill switch: {}", f.summary()),
-                    gates,
-                    timings,
-                    &mut observer,
-                )
-                .await;
-        }
         if !bake.is_zero() {
             let s = rec
                 .intent(step::BAKE, json!({"duration_s": bake.as_secs_f64()}))
@@ -554,18 +574,14 @@ impl Runner {
             let verdict = crate::bake::bake(
                 &self.config,
                 baseline,
-                &mut observer,
+                observer,
                 bake,
                 self.progress.as_ref(),
             )
             .await;
             rec.gates(&verdict.gates).await?;
             trends = verdict.trends.clone();
-            let failed = verdict
-                .gates
-                .iter()
-                .find(|g| g.verdict == Verdict::Fail)
-                .cloned();
+            let failed = verdict.failed().cloned();
             gates.extend(verdict.gates.clone());
             rec.outcome(
                 step::BAKE,
@@ -580,43 +596,20 @@ impl Runner {
                 } else {
                     format!("bake: {}: {}", g.name, g.detail)
                 };
-                return self
-                    .roll_back(
-                        rec,
-                        &[layer],
-                        baseline,
-                        value,
-                        reason,
-                        gates,
-                        timings,
-                        &mut observer,
-                    )
-                    .await;
+                return Ok(Forward::Failed { reason, gates });
             }
         }
 
         // Promote: the new state becomes the known-good baseline, unless the node was frozen
         // in the meantime.
-        if let Some(f) = observer.frozen() {
-            gates.push(f.as_gate());
-            return self
-                .roll_back(
-                    rec,
-                    &[layer],
-                    baseline,
-                    value,
-                    format!("kill switch: {}", f.summary()),
-                    gates,
-                    timings,
-                    &mut observer,
-                )
-                .await;
+        if let Some(stop) = frozen(observer, gates.clone()) {
+            return Ok(stop);
         }
         let s = rec
             .intent(step::PROMOTE, json!({"layer": layer.name, "to": value}))
             .await?;
         let promoted = self
-            .promoted_baseline(baseline, layer, &observer, &gates, trends)
+            .promoted_baseline(baseline, layer, observer, &gates, trends)
             .await?;
         let p = promoted.clone();
         self.journal
@@ -629,7 +622,7 @@ impl Runner {
         let reason = format!("{} = {value} verified: every gate passed", layer.name);
         rec.finish(Outcome::Promoted, &reason).await?;
         timings.total = rec.started.elapsed().as_millis() as u64;
-        Ok(self.report(
+        Ok(Forward::Done(Box::new(self.report(
             rec,
             Outcome::Promoted,
             layer,
@@ -640,8 +633,8 @@ impl Runner {
             reason,
             None,
             Some(promoted.id),
-            timings,
-        ))
+            *timings,
+        ))))
     }
 
     /// Poll and decide until the engine gives a final decision.
