@@ -1275,11 +1275,11 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
             .map(|p| format!("progression:{}", p.name)),
     );
     v.extend(plan.dependencies.iter().cloned());
+    v.push("stable".into());
     v.push("faults".into());
     v
 }
 
-/// A progression rate from a progression gate's evidence samples.
 /// The rate a passed progression gate measured, from its samples `[[ms, value], …]`: units per
 /// second for a counter (`increases`), changes per second for anything else (`changes`: a
 /// transaction hash is not a number even when it happens to parse as hex).

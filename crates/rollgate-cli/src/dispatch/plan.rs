@@ -70,6 +70,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
         };
         gates.push(json!({"name": format!("progression:{}", p.name), "threshold": format!("{} must {verb} within {} of readiness; idle baseline: {}", p.pointer, format_duration(p.window), r.idle_progression.as_str())}));
     }
+    gates.push(json!({"name": "stable", "threshold": format!("every readiness check stays green for {} before a promotion", format_duration(r.min_healthy))}));
     gates.push(json!({"name": "dependency:*", "threshold": "every prerequisite stays healthy (two failed polls in a row fail)"}));
     gates.push(json!({"name": "faults", "threshold": format!("no fault absent from the baseline at {:?} or in logs matching {:?}", config.faults.pointers, config.faults.log_patterns)}));
     if !r.bake.is_zero() {

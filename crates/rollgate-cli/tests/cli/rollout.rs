@@ -307,3 +307,78 @@ fn refuses_to_start_from_a_node_that_is_not_ready() {
     );
     assert_eq!(node.current("operator-image"), "v1.0.0");
 }
+
+#[test]
+fn plan_shows_restart_set_gates_and_checks_and_changes_nothing() {
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
+    let kyc_pid = std::fs::read_to_string(node.sim_dir.join("pids/kyc.pid")).unwrap();
+    let op_pid = std::fs::read_to_string(node.sim_dir.join("pids/operator.pid")).unwrap();
+    let (out, plan) = node.run(&["plan", "operator-image=v1.1.0"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(plan["ok"], true, "{plan:#}");
+    assert_eq!(plan["from"], "v1.0.0");
+    assert_eq!(plan["to"], "v1.1.0");
+    assert_eq!(
+        plan["restart"],
+        serde_json::json!([{"component": "operator", "service": "operator"}]),
+        "only the layer's component restarts: {plan:#}"
+    );
+    let gates: Vec<&str> = plan["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "readiness:operator",
+        "readiness:kyc",
+        "progression:requestIndex",
+        "progression:lastTx",
+        "stable",
+        "dependency:*",
+        "faults",
+    ] {
+        assert!(gates.contains(&expected), "{expected} missing: {gates:?}");
+    }
+    assert!(
+        plan["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| !g["threshold"].as_str().unwrap().is_empty()),
+        "{plan:#}"
+    );
+    // Every read-only check ran now, each group of them.
+    let checks = plan["checks"].as_array().unwrap();
+    for group in ["prerequisites", "readiness", "baseline"] {
+        assert!(
+            checks.iter().any(|c| c["group"] == group),
+            "no {group} check: {plan:#}"
+        );
+    }
+    assert!(checks.iter().all(|c| c["status"] != "fail"), "{plan:#}");
+    assert!(
+        checks.iter().filter(|c| c["status"] == "pass").count() >= 15,
+        "{plan:#}"
+    );
+    // Nothing changed: same value, same processes, nothing journaled.
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    for (c, pid) in [("kyc", &kyc_pid), ("operator", &op_pid)] {
+        assert_eq!(
+            &std::fs::read_to_string(node.sim_dir.join(format!("pids/{c}.pid"))).unwrap(),
+            pid,
+            "{c} was restarted by a dry run"
+        );
+    }
+    let (_, history) = node.run(&["history"]);
+    assert_eq!(
+        history["rollouts"].as_array().unwrap().len(),
+        0,
+        "{history}"
+    );
+    // Two changes in one plan are refused like in a rollout.
+    let (out, _) = node.run(&["plan", "operator-image=v1.1.0", "kyc-image=v1.1.0"]);
+    assert_eq!(code(&out), 2, "{}", explain(&out));
+}
