@@ -62,6 +62,23 @@ pub fn report(out: &Output, r: &RolloutReport) {
     println!("\n  {} {}", out.paint("reason:", Color::Bold), r.reason);
 }
 
+/// The table of check results `check`, `plan` and `baseline show` print: status, name, latency,
+/// detail.
+pub fn checks_table(out: &Output, checks: &[rollgate_core::vocab::CheckResult]) -> String {
+    let rows = checks
+        .iter()
+        .map(|c| {
+            vec![
+                out.status(c.status.as_str()),
+                c.name.clone(),
+                format!("{}ms", c.latency_ms),
+                c.detail.clone(),
+            ]
+        })
+        .collect();
+    out.table(&["status", "check", "latency", "detail"], rows)
+}
+
 fn print_gates(out: &Output, gates: &[GateResult]) {
     for g in gates {
         println!(

@@ -46,6 +46,17 @@ pub struct RollbackRecord {
     pub reason: String,
 }
 
+impl RollbackRecord {
+    /// `rolled_back` when the baseline re-verified green, else `rollback_failed`.
+    pub fn outcome(&self) -> Outcome {
+        if self.verified {
+            Outcome::RolledBack
+        } else {
+            Outcome::RollbackFailed
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepRecord {
     pub kind: String,

@@ -665,6 +665,22 @@ impl Runner {
         }
     }
 
+    /// A rollback the operator asked for (`rollgate rollback`, or its resumption): restore,
+    /// re-verify, and finish the journal record.
+    async fn requested_rollback(
+        &self,
+        rec: &mut Recorder,
+        layers: &[&Layer],
+        baseline: &Baseline,
+        what: &str,
+    ) -> Result<(Outcome, String, RollbackRecord), RunnerError> {
+        let record = self.restore_and_verify(rec, layers, baseline).await?;
+        let outcome = record.outcome();
+        let reason = format!("{what} to baseline {}: {}", baseline.id, record.reason);
+        rec.finish(outcome, &reason).await?;
+        Ok((outcome, reason, record))
+    }
+
     /// Restore every given layer to the baseline, restart their components, and re-verify the
     /// baseline with the same gates.
     #[allow(clippy::too_many_arguments)]
@@ -685,11 +701,7 @@ impl Runner {
         timings.decision_to_verified = Some(decided_at.elapsed().as_millis() as u64);
         timings.change_to_verified =
             Some((change_elapsed + decided_at.elapsed()).as_millis() as u64);
-        let outcome = if record.verified {
-            Outcome::RolledBack
-        } else {
-            Outcome::RollbackFailed
-        };
+        let outcome = record.outcome();
         let full_reason = if record.verified {
             format!(
                 "{reason}; rolled back to baseline {} and re-verified it",
@@ -1015,17 +1027,9 @@ impl Runner {
         self.journal.call(move |j| j.begin_rollout(&new)).await?;
         let refs: Vec<&Layer> = changed.iter().collect();
         // With nothing changed this still restarts nothing and re-verifies the baseline.
-        let record = self.restore_and_verify(&mut rec, &refs, &baseline).await?;
-        let outcome = if record.verified {
-            Outcome::RolledBack
-        } else {
-            Outcome::RollbackFailed
-        };
-        let reason = format!(
-            "requested rollback to baseline {}: {}",
-            baseline.id, record.reason
-        );
-        rec.finish(outcome, &reason).await?;
+        let (outcome, reason, record) = self
+            .requested_rollback(&mut rec, &refs, &baseline, "requested rollback")
+            .await?;
         drop(lock);
         let pseudo = Layer {
             name: label,
@@ -1110,17 +1114,9 @@ impl Runner {
                 .filter_map(|n| self.config.layer(n).cloned())
                 .collect();
             let refs: Vec<&Layer> = layers.iter().collect();
-            let record = self.restore_and_verify(&mut rec, &refs, &baseline).await?;
-            let outcome = if record.verified {
-                Outcome::RolledBack
-            } else {
-                Outcome::RollbackFailed
-            };
-            let reason = format!(
-                "resumed requested rollback to baseline {}: {}",
-                baseline.id, record.reason
-            );
-            rec.finish(outcome, &reason).await?;
+            let (outcome, reason, record) = self
+                .requested_rollback(&mut rec, &refs, &baseline, "resumed requested rollback")
+                .await?;
             drop(lock);
             return Ok(self.resume_report(&rec, &detail, outcome, reason, Some(record)));
         }

@@ -200,23 +200,7 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
             println!("  {k:<32} {}", rollgate_core::units::format_size(*v));
         }
         println!("\nchecks:");
-        let rows = b
-            .checks
-            .iter()
-            .map(|c| {
-                vec![
-                    ctx.out.status(c.status.as_str()),
-                    c.name.clone(),
-                    format!("{}ms", c.latency_ms),
-                    c.detail.clone(),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            ctx.out
-                .table(&["status", "check", "latency", "detail"], rows)
-        );
+        println!("{}", crate::render::checks_table(&ctx.out, &b.checks));
     }
     Ok(ExitCode::Success)
 }

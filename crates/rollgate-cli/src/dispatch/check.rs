@@ -46,22 +46,7 @@ pub async fn run(ctx: &Ctx, args: &CheckArgs) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&json!({"ok": ok, "checks": checks}))?;
     } else {
-        let rows = checks
-            .iter()
-            .map(|c| {
-                vec![
-                    ctx.out.status(c.status.as_str()),
-                    c.name.clone(),
-                    format!("{}ms", c.latency_ms),
-                    c.detail.clone(),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            ctx.out
-                .table(&["status", "check", "latency", "detail"], rows)
-        );
+        println!("{}", crate::render::checks_table(&ctx.out, &checks));
         let failed: Vec<&str> = checks
             .iter()
             .filter(|c| c.status.as_str() == "fail")

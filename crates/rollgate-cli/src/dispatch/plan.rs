@@ -107,22 +107,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
             );
         }
         println!("\nchecks now:");
-        let rows = checks
-            .iter()
-            .map(|c| {
-                vec![
-                    ctx.out.status(c.status.as_str()),
-                    c.name.clone(),
-                    format!("{}ms", c.latency_ms),
-                    c.detail.clone(),
-                ]
-            })
-            .collect();
-        println!(
-            "{}",
-            ctx.out
-                .table(&["status", "check", "latency", "detail"], rows)
-        );
+        println!("{}", crate::render::checks_table(&ctx.out, &checks));
         println!(
             "\n{}",
             if ok {
