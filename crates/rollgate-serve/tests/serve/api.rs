@@ -465,36 +465,10 @@ async fn the_token_never_appears_in_logs_or_answers() {
         answers.push_str(&format!("{:?}", resp.headers()));
         answers.push_str(&resp.text().await.unwrap());
     }
-    answers.push_str(
-        &http
-            .get(server.at("/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
-    answers.push_str(
-        &http
-            .get(server.at("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
-    answers.push_str(
-        &http
-            .get(server.at("/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    for path in ["/api/v1/status", "/", "/metrics"] {
+        let body = http.get(server.at(path)).send().await.unwrap();
+        answers.push_str(&body.text().await.unwrap());
+    }
     server.stop().await;
 
     let logs = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
