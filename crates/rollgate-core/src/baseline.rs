@@ -114,7 +114,8 @@ pub struct Baseline {
 ///              "growth_bytes_per_s": 5300.0}},
 ///  "progression": {"requestIndex": {"samples": 20, "changes": 19, "first": 10, "last": 48,
 ///                  "rate_per_s": 3.9}},
-///  "alert_document": null, "metric_names": ["operator_up", …]}
+///  "alert_document": null, "metric_names": ["operator_up", …],
+///  "metric_labels": {"operator_dependency_up": ["dependency"]}}
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Trends {
@@ -138,6 +139,9 @@ pub struct Trends {
     /// Every metric name `[alerts].metrics_urls` exported.
     #[serde(default)]
     pub metric_names: Vec<String>,
+    /// The label keys seen on each exported metric's series (the alert contract's labels).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub metric_labels: BTreeMap<String, Vec<String>>,
 }
 
 /// Requests to one endpoint and how many failed.

@@ -15,6 +15,13 @@
 //!
 //! Exported names are read from the Prometheus text exposition (and OpenMetrics): the sample
 //! names of every non-comment line, plus the names declared by `# TYPE`.
+//!
+//! **Labels.** A selector such as `operator_dependency_up{dependency="postgres"}` also needs the
+//! label key `dependency` on that metric: a release that renames the label keeps the metric
+//! exported while the alert can never fire again. The label keys a named selector requires
+//! (matched with `="non-empty"`, or with a regex that does not match the empty string) are
+//! collected per metric ([`RuleMetrics::labels`]) and compared with the label keys of the
+//! exported series ([`missing_labels`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -154,6 +161,8 @@ pub struct RuleMetrics {
     pub recorded: BTreeSet<String>,
     /// How many rules were read.
     pub rules: usize,
+    /// Metric name → label key a selector requires on it → the rules that require it.
+    pub labels: BTreeMap<String, BTreeMap<String, BTreeSet<String>>>,
 }
 
 impl RuleMetrics {
@@ -177,19 +186,62 @@ impl RuleMetrics {
         }
         self.recorded.extend(other.recorded);
         self.rules += other.rules;
+        for (metric, labels) in other.labels {
+            let into = self.labels.entry(metric).or_default();
+            for (l, r) in labels {
+                into.entry(l).or_default().extend(r);
+            }
+        }
     }
 }
 
-/// Collects selector names of one expression.
-struct Selectors {
-    names: BTreeSet<String>,
-    patterns: BTreeSet<String>,
+/// The metrics one PromQL expression selects.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExprMetrics {
+    pub names: BTreeSet<String>,
+    /// `__name__` regexes.
+    pub patterns: BTreeSet<String>,
+    /// Metric name → the label keys its selectors require.
+    pub labels: BTreeMap<String, BTreeSet<String>>,
 }
+
+/// Collects the selectors of one expression.
+struct Selectors(ExprMetrics);
 
 impl Selectors {
     fn add(&mut self, vs: &VectorSelector) {
+        let named = vs.name.clone().or_else(|| {
+            vs.matchers
+                .matchers
+                .iter()
+                .find(|m| m.name == METRIC_NAME && m.op == MatchOp::Equal)
+                .map(|m| m.value.clone())
+        });
+        if let Some(metric) = named {
+            // Only the plain matchers: `or` alternatives require nothing on their own.
+            for m in vs
+                .matchers
+                .matchers
+                .iter()
+                .filter(|m| m.name != METRIC_NAME)
+            {
+                let required = match &m.op {
+                    MatchOp::Equal => !m.value.is_empty(),
+                    MatchOp::Re(re) => !re.is_match(""),
+                    MatchOp::NotEqual | MatchOp::NotRe(_) => false,
+                };
+                if required {
+                    self.0
+                        .labels
+                        .entry(metric.clone())
+                        .or_default()
+                        .insert(m.name.clone());
+                }
+            }
+        }
+        let s = &mut self.0;
         if let Some(n) = &vs.name {
-            self.names.insert(n.clone());
+            s.names.insert(n.clone());
         }
         let all = vs
             .matchers
@@ -199,10 +251,10 @@ impl Selectors {
         for m in all.filter(|m| m.name == METRIC_NAME) {
             match &m.op {
                 MatchOp::Equal => {
-                    self.names.insert(m.value.clone());
+                    s.names.insert(m.value.clone());
                 }
                 MatchOp::Re(re) => {
-                    self.patterns.insert(re.as_str().to_string());
+                    s.patterns.insert(re.as_str().to_string());
                 }
                 // `!=` and `!~` name what must *not* be selected: nothing is required.
                 MatchOp::NotEqual | MatchOp::NotRe(_) => {}
@@ -224,15 +276,12 @@ impl ExprVisitor for Selectors {
     }
 }
 
-/// The metric names one PromQL expression selects.
-pub fn expr_metrics(expr: &str) -> Result<(BTreeSet<String>, BTreeSet<String>), String> {
+/// The metric names (and the label keys) one PromQL expression selects.
+pub fn expr_metrics(expr: &str) -> Result<ExprMetrics, String> {
     let ast = promql_parser::parser::parse(expr)?;
-    let mut s = Selectors {
-        names: BTreeSet::new(),
-        patterns: BTreeSet::new(),
-    };
+    let mut s = Selectors(ExprMetrics::default());
     let _ = walk_expr(&mut s, &ast);
-    Ok((s.names, s.patterns))
+    Ok(s.0)
 }
 
 /// Parse one rule file's text. `source` names it in errors and in the rule labels.
@@ -265,13 +314,19 @@ pub fn parse_rules(text: &str, source: &str) -> Result<RuleMetrics, ProbeError> 
                 }
                 None => return Err(invalid(format!("{label}: no expr"))),
             };
-            let (names, patterns) = expr_metrics(&expr)
+            let found = expr_metrics(&expr)
                 .map_err(|e| invalid(format!("{label}: invalid PromQL: {e}")))?;
-            for n in names {
+            for n in found.names {
                 out.names.entry(n).or_default().insert(label.clone());
             }
-            for p in patterns {
+            for p in found.patterns {
                 out.patterns.entry(p).or_default().insert(label.clone());
+            }
+            for (metric, keys) in found.labels {
+                let into = out.labels.entry(metric).or_default();
+                for k in keys {
+                    into.entry(k).or_default().insert(label.clone());
+                }
             }
             if let Some(r) = rule.record {
                 out.recorded.insert(r);
@@ -304,9 +359,26 @@ fn load_rule_file(path: &Path) -> Result<RuleMetrics, ProbeError> {
 // ---------------------------------------------------------------------------------------------
 // Exported metrics.
 
-/// Metric names in a Prometheus text exposition (or OpenMetrics) document.
-pub fn exposition_names(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
+/// What a metrics endpoint exports: names, and the label keys seen on each name's series.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exposition {
+    pub names: BTreeSet<String>,
+    pub labels: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Exposition {
+    /// Add another scrape (of the same or another endpoint).
+    pub fn extend(&mut self, other: Exposition) {
+        self.names.extend(other.names);
+        for (n, l) in other.labels {
+            self.labels.entry(n).or_default().extend(l);
+        }
+    }
+}
+
+/// Parse a Prometheus text exposition (or OpenMetrics) document.
+pub fn parse_exposition(text: &str) -> Exposition {
+    let mut out = Exposition::default();
     for line in text.lines() {
         let line = line.trim_start();
         if line.is_empty() {
@@ -317,39 +389,134 @@ pub fn exposition_names(text: &str) -> BTreeSet<String> {
             if words.next() == Some("TYPE")
                 && let Some(name) = words.next()
             {
-                out.insert(name.to_string());
+                out.names.insert(name.to_string());
             }
             continue;
         }
-        let name: String = match line.strip_prefix('{') {
+        let (name, labels) = match line.strip_prefix('{') {
             // OpenMetrics 2 allows `{"name", labels}`; take the quoted name.
-            Some(rest) => rest
-                .trim_start()
-                .strip_prefix('"')
-                .and_then(|r| r.split('"').next())
-                .unwrap_or("")
-                .to_string(),
-            None => line
-                .chars()
-                .take_while(|c| !c.is_whitespace() && *c != '{')
-                .collect(),
+            Some(rest) => {
+                let rest = rest.trim_start();
+                let name = rest
+                    .strip_prefix('"')
+                    .and_then(|r| r.split('"').next())
+                    .unwrap_or("")
+                    .to_string();
+                let after = rest
+                    .strip_prefix('"')
+                    .map(|r| &r[r.find('"').map_or(r.len(), |i| i + 1)..])
+                    .unwrap_or("");
+                (name, label_keys(after))
+            }
+            None => {
+                let name: String = line
+                    .chars()
+                    .take_while(|c| !c.is_whitespace() && *c != '{')
+                    .collect();
+                let keys = line[name.len()..]
+                    .strip_prefix('{')
+                    .map(label_keys)
+                    .unwrap_or_default();
+                (name, keys)
+            }
         };
         if !name.is_empty() {
-            out.insert(name);
+            out.labels.entry(name.clone()).or_default().extend(labels);
+            out.names.insert(name);
         }
     }
     out
 }
 
-/// Scrape one metrics endpoint and return the names it exports.
-pub async fn scrape_names(http: &HttpClient, url: &str) -> Result<BTreeSet<String>, ProbeError> {
+/// The label keys of one sample's label set: `text` is what follows its `{`. Quoted values may
+/// hold commas, braces and escaped quotes.
+fn label_keys(text: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches(|c: char| c == ',' || c.is_whitespace());
+        if rest.is_empty() || rest.starts_with('}') {
+            return keys;
+        }
+        let Some(eq) = rest.find('=') else {
+            return keys;
+        };
+        let key = rest[..eq].trim();
+        rest = rest[eq + 1..].trim_start();
+        let Some(value) = rest.strip_prefix('"') else {
+            return keys;
+        };
+        let mut escaped = false;
+        let mut end = None;
+        for (i, c) in value.char_indices() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => {
+                    end = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        let Some(end) = end else {
+            return keys;
+        };
+        if !key.is_empty() {
+            keys.push(key.trim_matches('"').to_string());
+        }
+        rest = &value[end + 1..];
+    }
+}
+
+/// Metric names in a Prometheus text exposition (or OpenMetrics) document.
+pub fn exposition_names(text: &str) -> BTreeSet<String> {
+    parse_exposition(text).names
+}
+
+/// Scrape one metrics endpoint: the names it exports and their label keys.
+pub async fn scrape_exposition(http: &HttpClient, url: &str) -> Result<Exposition, ProbeError> {
     let fetched = http.get(url).await?;
     require_success(url, &fetched)?;
     let text = std::str::from_utf8(&fetched.body).map_err(|_| ProbeError::Invalid {
         endpoint: redact_url(url),
         message: "metrics are not UTF-8 text".into(),
     })?;
-    Ok(exposition_names(text))
+    Ok(parse_exposition(text))
+}
+
+/// A label key an alert rule's selector requires on an exported metric that no series of it has.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MissingLabel {
+    pub metric: String,
+    pub label: String,
+    pub rules: Vec<String>,
+}
+
+/// The required label keys missing from metrics that are exported (a metric not exported at all
+/// is [`missing_metrics`]' finding, not this one's).
+pub fn missing_labels(
+    rules: &RuleMetrics,
+    exported: &BTreeMap<String, BTreeSet<String>>,
+) -> Vec<MissingLabel> {
+    let required = rules.required();
+    let mut out = Vec::new();
+    for (metric, labels) in &rules.labels {
+        let (Some(have), true) = (exported.get(metric), required.contains_key(metric.as_str()))
+        else {
+            continue;
+        };
+        for (label, r) in labels {
+            if !have.contains(label) {
+                out.push(MissingLabel {
+                    metric: metric.clone(),
+                    label: label.clone(),
+                    rules: r.iter().cloned().collect(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// A referenced metric nobody exports.
@@ -507,6 +674,46 @@ groups:
         assert_eq!(parse_rules("", "r.yml").unwrap().rules, 0);
         let e = load_rules(&[PathBuf::from("/nonexistent/rules.yml")]).unwrap_err();
         assert!(e.to_string().contains("cannot read the rule file"), "{e}");
+    }
+
+    #[test]
+    fn label_keys_of_selectors_and_expositions() {
+        let m = parse_rules(
+            "groups:\n  - name: g\n    rules:\n      - alert: PgDown\n        expr: operator_dependency_up{dependency=\"postgres\", job!=\"x\", env=~\".*\"} == 0\n      - alert: Errors\n        expr: rate(operator_requests_total{outcome=~\"err.+\"}[5m]) > 1\n",
+            "r.yml",
+        )
+        .unwrap();
+        // `!=` and a regex that matches "" require nothing.
+        let keys: Vec<&str> = m.labels["operator_dependency_up"]
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["dependency"]);
+        assert!(m.labels["operator_requests_total"].contains_key("outcome"));
+
+        let e = parse_exposition(
+            "operator_dependency_up{dependency=\"postgres\",note=\"a,b}\\\"c\"} 1\noperator_requests_total{outcome=\"ok\"} 5\n{\"x.y\", k=\"v\"} 1\nplain 1\n",
+        );
+        let keys = |n: &str| -> Vec<&str> { e.labels[n].iter().map(String::as_str).collect() };
+        assert_eq!(keys("operator_dependency_up"), ["dependency", "note"]);
+        assert_eq!(keys("x.y"), ["k"]);
+        assert!(keys("plain").is_empty());
+        assert!(missing_labels(&m, &e.labels).is_empty());
+
+        // The label was renamed: the metric is still exported, the alert can never fire.
+        let e = parse_exposition(
+            "operator_dependency_up{service=\"postgres\"} 1\noperator_requests_total{outcome=\"ok\"} 5\n",
+        );
+        let missing = missing_labels(&m, &e.labels);
+        assert_eq!(missing.len(), 1, "{missing:?}");
+        assert_eq!(missing[0].metric, "operator_dependency_up");
+        assert_eq!(missing[0].label, "dependency");
+        assert_eq!(missing[0].rules, ["r.yml: g/PgDown"]);
+
+        // A metric not exported at all is missing_metrics' finding, not this one's.
+        let e = parse_exposition("operator_requests_total{outcome=\"ok\"} 5\n");
+        assert!(missing_labels(&m, &e.labels).is_empty());
+        assert_eq!(missing_metrics(&m, &e.names).len(), 1);
     }
 
     #[test]

@@ -733,37 +733,63 @@ fn judge_metrics(
             .as_ref()
             .is_some_and(|b| !m.name.starts_with('~') && !b.contains(m.name.as_str()))
     });
+    // A label key a selector needs that the metric's series no longer carry: the change's fault
+    // only when the baseline's series carried it (a baseline without label records cannot say).
+    let missing_labels = rollgate_probe::alerts::missing_labels(&rules, sampler.metric_labels());
+    let (labels_new, labels_already): (Vec<_>, Vec<_>) =
+        missing_labels.into_iter().partition(|m| {
+            base.and_then(|t| t.metric_labels.get(&m.metric))
+                .is_some_and(|had| had.contains(&m.label))
+        });
+    let required_labels: usize = rules.labels.values().map(|l| l.len()).sum();
     let evidence = json!({
         "rules_files": files,
         "rules": rules.rules,
         "required": required,
+        "required_labels": required_labels,
         "missing": new,
         "missing_in_baseline_too": already,
+        "missing_labels": labels_new,
+        "missing_labels_unknown_in_baseline": labels_already,
         "scrapes": sampler.metric_scrapes,
         "errors": sampler.metric_errors,
     });
-    Some(if !new.is_empty() {
-        let list: Vec<String> = new
+    let label_text = |ls: &[rollgate_probe::alerts::MissingLabel]| -> Vec<String> {
+        ls.iter()
+            .map(|m| {
+                format!(
+                    "{} has no label `{}` (used by {})",
+                    m.metric,
+                    m.label,
+                    m.rules.join(", ")
+                )
+            })
+            .collect()
+    };
+    Some(if !new.is_empty() || !labels_new.is_empty() {
+        let mut list: Vec<String> = new
             .iter()
             .map(|m| format!("{} (used by {})", m.name, m.rules.join(", ")))
             .collect();
+        list.extend(label_text(&labels_new));
         gate(
             name,
             Verdict::Fail,
             format!(
-                "metrics the alert rules use are no longer exported: {}",
+                "the alert rules select what is no longer exported, so they can no longer fire: {}",
                 list.join("; ")
             ),
             evidence,
         )
-    } else if !already.is_empty() {
-        let list: Vec<&str> = already.iter().map(|m| m.name.as_str()).collect();
+    } else if !already.is_empty() || !labels_already.is_empty() {
+        let mut list: Vec<String> = already.iter().map(|m| m.name.clone()).collect();
+        list.extend(label_text(&labels_already));
         gate(
             name,
             Verdict::Inconclusive,
             format!(
-                "not exported, and not in the baseline either: {}",
-                list.join(", ")
+                "not exported now, and not known from the baseline either: {}",
+                list.join("; ")
             ),
             evidence,
         )
@@ -772,7 +798,7 @@ fn judge_metrics(
             name,
             Verdict::Pass,
             format!(
-                "all {required} metric(s) referenced by {} alert rule(s) are exported",
+                "all {required} metric(s) and {required_labels} label(s) referenced by {} alert rule(s) are exported",
                 rules.rules
             ),
             evidence,

@@ -107,7 +107,8 @@ pub struct TrendSampler {
     /// Why a storage key could not be read (its last error).
     pub storage_errors: BTreeMap<String, String>,
     alert_document: Option<Value>,
-    metric_names: BTreeSet<String>,
+    /// The union of every scrape of `[alerts].metrics_urls`: names and their label keys.
+    metrics: rollgate_probe::alerts::Exposition,
     /// Scrapes that worked and the last scrape error per metrics URL.
     pub metric_scrapes: u32,
     pub metric_errors: BTreeMap<String, String>,
@@ -132,7 +133,7 @@ impl TrendSampler {
             progression: BTreeMap::new(),
             storage_errors: BTreeMap::new(),
             alert_document: None,
-            metric_names: BTreeSet::new(),
+            metrics: Default::default(),
             metric_scrapes: 0,
             metric_errors: BTreeMap::new(),
             samples: 0,
@@ -149,7 +150,12 @@ impl TrendSampler {
 
     /// The metric names every scrape so far exported (their union).
     pub fn metric_names(&self) -> &BTreeSet<String> {
-        &self.metric_names
+        &self.metrics.names
+    }
+
+    /// The label keys seen on each exported metric's series, over every scrape so far.
+    pub fn metric_labels(&self) -> &BTreeMap<String, BTreeSet<String>> {
+        &self.metrics.labels
     }
 
     /// Total bytes of a `disk:PATH` filesystem, as last read.
@@ -292,10 +298,10 @@ impl TrendSampler {
     async fn sample_metrics(&mut self) {
         let urls = self.config.alerts.metrics_urls.clone();
         for url in urls {
-            match rollgate_probe::alerts::scrape_names(&self.http, &url).await {
-                Ok(names) => {
+            match rollgate_probe::alerts::scrape_exposition(&self.http, &url).await {
+                Ok(exposition) => {
                     self.metric_scrapes += 1;
-                    self.metric_names.extend(names);
+                    self.metrics.extend(exposition);
                 }
                 Err(e) => {
                     self.metric_errors
@@ -369,7 +375,13 @@ impl TrendSampler {
             storage,
             progression,
             alert_document: self.alert_document.clone(),
-            metric_names: self.metric_names.iter().cloned().collect(),
+            metric_names: self.metrics.names.iter().cloned().collect(),
+            metric_labels: self
+                .metrics
+                .labels
+                .iter()
+                .map(|(n, l)| (n.clone(), l.iter().cloned().collect()))
+                .collect(),
         }
     }
 }

@@ -99,6 +99,71 @@ async fn healthy_version_passes_its_bake() {
             .any(|g| g.name == "bake:progression:requestIndex" && g.verdict == Verdict::Pass)
     );
     assert!(v.trends.is_some());
+    let metrics = v
+        .gates
+        .iter()
+        .find(|g| g.name == "bake:alerts:metrics")
+        .unwrap();
+    assert_eq!(
+        metrics.evidence["required_labels"], 1,
+        "PostgresDown's label was checked: {}",
+        metrics.evidence
+    );
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_label_breaks_the_alert_contract() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    // The baseline release labelled its dependency gauge `component`, and the alert selects on
+    // that label; the release under test calls it `dependency`. The metric is still exported, so
+    // only the label check can see that the alert will never fire again.
+    let rules = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        rules.path(),
+        "groups:\n  - name: node\n    rules:\n      - alert: PostgresDown\n        expr: operator_dependency_up{component=\"postgres\"} == 0\n",
+    )
+    .unwrap();
+    node.config.alerts.rules_files = vec![rules.path().to_path_buf()];
+    let mut baseline = node.freeze().await;
+    let trends = baseline
+        .trends
+        .as_mut()
+        .expect("the baseline records trends");
+    assert_eq!(
+        trends.metric_labels["operator_dependency_up"],
+        ["dependency"],
+        "the baseline records the label keys it saw"
+    );
+    trends
+        .metric_labels
+        .insert("operator_dependency_up".into(), vec!["component".into()]);
+    node.stack
+        .restart_operator(OperatorVersion::V1_1_0)
+        .await
+        .unwrap();
+    node.wait_until_ready().await;
+    let mut observer = node.observer(&baseline);
+    observer.mark_change().await;
+    let v = bake(
+        &node.config,
+        &baseline,
+        &mut observer,
+        BAKE,
+        &rollgate_runner::Silent,
+    )
+    .await;
+    let g = failed(&v, "bake:alerts:metrics");
+    assert!(
+        g.detail
+            .contains("operator_dependency_up has no label `component`")
+            && g.detail.contains("PostgresDown"),
+        "{}",
+        g.detail
+    );
+    assert_eq!(g.evidence["missing_labels"][0]["label"], "component");
     node.shutdown().await;
 }
 

@@ -76,6 +76,8 @@ const RULES: &str = r#"groups:
         expr: operator:rejected:rate5m > 1
       - alert: DependencyDown
         expr: min by (dependency) (operator_dependency_up) == 0
+      - alert: PostgresDown
+        expr: operator_dependency_up{dependency="postgres"} == 0
 "#;
 
 impl Node {
