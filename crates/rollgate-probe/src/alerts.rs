@@ -396,17 +396,9 @@ pub fn parse_exposition(text: &str) -> Exposition {
         let (name, labels) = match line.strip_prefix('{') {
             // OpenMetrics 2 allows `{"name", labels}`; take the quoted name.
             Some(rest) => {
-                let rest = rest.trim_start();
-                let name = rest
-                    .strip_prefix('"')
-                    .and_then(|r| r.split('"').next())
-                    .unwrap_or("")
-                    .to_string();
-                let after = rest
-                    .strip_prefix('"')
-                    .map(|r| &r[r.find('"').map_or(r.len(), |i| i + 1)..])
-                    .unwrap_or("");
-                (name, label_keys(after))
+                let quoted = rest.trim_start().strip_prefix('"').unwrap_or("");
+                let (name, after) = quoted.split_once('"').unwrap_or((quoted, ""));
+                (name.to_string(), label_keys(after))
             }
             None => {
                 let name: String = line
@@ -467,11 +459,6 @@ fn label_keys(text: &str) -> Vec<String> {
         }
         rest = &value[end + 1..];
     }
-}
-
-/// Metric names in a Prometheus text exposition (or OpenMetrics) document.
-pub fn exposition_names(text: &str) -> BTreeSet<String> {
-    parse_exposition(text).names
 }
 
 /// Scrape one metrics endpoint: the names it exports and their label keys.
@@ -629,14 +616,14 @@ groups:
                           operator_requests_total 5\noperator_requests_rejected_total{reason=\"421\"} 0\n\
                           operator_db_bytes_written_total 1024\noperator_dependency_up{dependency=\"postgres\"} 1\n\
                           # TYPE operator_latency_seconds histogram\noperator_latency_seconds_bucket{le=\"0.1\"} 3\n";
-        let exported = exposition_names(exposition);
+        let exported = parse_exposition(exposition).names;
         assert!(
             missing_metrics(&m, &exported).is_empty(),
             "{:?}",
             missing_metrics(&m, &exported)
         );
 
-        let exported = exposition_names("operator_up 1\noperator_requests_total 5\n");
+        let exported = parse_exposition("operator_up 1\noperator_requests_total 5\n").names;
         let missing: Vec<String> = missing_metrics(&m, &exported)
             .into_iter()
             .map(|x| x.name)
@@ -718,12 +705,13 @@ groups:
 
     #[test]
     fn exposition_names_cover_comments_labels_and_openmetrics() {
-        let names = exposition_names(
+        let names = parse_exposition(
             "# HELP a_total A.\n# TYPE a counter\na_total{x=\"1 2\"} 3 1700000000\n\nb 1\n  c{} 2\n{\"d.e\", x=\"1\"} 1\n# EOF\n",
-        );
+        )
+        .names;
         let v: Vec<&str> = names.iter().map(String::as_str).collect();
         assert_eq!(v, ["a", "a_total", "b", "c", "d.e"]);
-        assert!(exposition_names("").is_empty());
+        assert_eq!(parse_exposition(""), Exposition::default());
     }
 
     #[test]

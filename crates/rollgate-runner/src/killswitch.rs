@@ -43,6 +43,11 @@ impl FreezeInfo {
         )
     }
 
+    /// Why a rollout stopped for the switch: `kill switch: node frozen by …`.
+    pub fn stop_reason(&self) -> String {
+        format!("kill switch: {}", self.summary())
+    }
+
     /// The failed gate a running rollout records when the switch stops it (its reason then
     /// starts with `kill switch:`, and `serve` counts it under `cause="kill_switch"`).
     pub fn as_gate(&self) -> rollgate_core::vocab::GateResult {

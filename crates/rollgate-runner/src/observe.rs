@@ -46,8 +46,8 @@ pub struct Observer {
     pub last_readiness: BTreeMap<String, Value>,
     /// The deployment metadata's hash in the baseline: a different hash now is baseline drift.
     baseline_metadata_sha256: Option<String>,
-    /// A rollout's observer stops at the kill switch of this state directory; `watch`'s has none.
-    kill_switch: Option<std::path::PathBuf>,
+    /// A rollout's observer stops at the node's kill switch; `watch`'s does not.
+    kill_switch: bool,
 }
 
 impl Observer {
@@ -75,7 +75,7 @@ impl Observer {
             dependency_every: 1,
             polls: 0,
             last_readiness: BTreeMap::new(),
-            kill_switch: None,
+            kill_switch: false,
             baseline_metadata_sha256: None,
         })
     }
@@ -113,15 +113,15 @@ impl Observer {
 
     /// Honour the node's kill switch: [`Observer::frozen`] reports it.
     pub fn with_kill_switch(mut self) -> Observer {
-        self.kill_switch = Some(self.config.node.state_dir.clone());
+        self.kill_switch = true;
         self
     }
 
     /// The kill switch, when this observer honours it and the node is frozen.
     pub fn frozen(&self) -> Option<crate::killswitch::FreezeInfo> {
         self.kill_switch
-            .as_deref()
-            .and_then(crate::killswitch::is_frozen)
+            .then(|| crate::killswitch::is_frozen(&self.config.node.state_dir))
+            .flatten()
     }
 
     /// Read the changed components' logs from `t` on instead of from the change. A rollback calls

@@ -473,7 +473,7 @@ impl Runner {
             observer.frozen().map(|f| {
                 gates.push(f.as_gate());
                 Forward::Failed {
-                    reason: format!("kill switch: {}", f.summary()),
+                    reason: f.stop_reason(),
                     gates,
                 }
             })
@@ -482,7 +482,7 @@ impl Runner {
         if !applied {
             // Nothing has changed yet: a freeze now refuses the rollout.
             if let Some(f) = observer.frozen() {
-                let reason = format!("kill switch: {}; nothing was changed", f.summary());
+                let reason = format!("{}; nothing was changed", f.stop_reason());
                 rec.gates(&[f.as_gate()]).await?;
                 rec.finish(Outcome::Refused, &reason).await?;
                 return Ok(Forward::Done(Box::new(self.report(
@@ -647,7 +647,7 @@ impl Runner {
                 gates.push(f.as_gate());
                 return Decision::RollBack {
                     gates,
-                    reason: format!("kill switch: {}", f.summary()),
+                    reason: f.stop_reason(),
                 };
             }
             let obs = observer.observe().await;

@@ -136,7 +136,9 @@ impl<'a> Analysis<'a> {
     /// promotion, `unfinished`.
     pub fn cause(&self) -> String {
         let d = self.detail;
-        let kill_switch = self.failing.is_some_and(|g| g.gate.name == "kill_switch")
+        let kill_switch = self
+            .failing
+            .is_some_and(|g| g.gate.name == rollgate_runner::killswitch::GATE)
             || d.reason
                 .as_deref()
                 .is_some_and(|r| r.starts_with("kill switch"));

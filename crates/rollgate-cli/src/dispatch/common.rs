@@ -58,6 +58,16 @@ pub fn parse_change(args: &[String]) -> Result<(String, String), CliError> {
     }
 }
 
+/// How long the CLI waits, after a decision, for the webhook to be told (the rollout itself
+/// never waits for it).
+const NOTIFY_FLUSH: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A rollout's, rollback's or resume's result, once its webhook notifications went out.
+pub async fn notified<T>(runner: &Runner, result: Result<T, RunnerError>) -> Result<T, CliError> {
+    runner.notifier.flush(NOTIFY_FLUSH).await;
+    result.map_err(runner_error)
+}
+
 pub fn runner_error(e: RunnerError) -> CliError {
     match e {
         RunnerError::Usage(m) | RunnerError::NotFound(m) => CliError::Usage(m),

@@ -3,7 +3,7 @@
 use clap::Args;
 
 use crate::app::Ctx;
-use crate::dispatch::common::{open_runner, runner_error};
+use crate::dispatch::common::{notified, open_runner};
 use crate::errors::CmdResult;
 use crate::render;
 
@@ -12,12 +12,7 @@ pub struct ResumeArgs {}
 
 pub async fn run(ctx: &Ctx, _args: &ResumeArgs) -> CmdResult {
     let runner = open_runner(ctx)?;
-    let result = runner.resume().await;
-    runner
-        .notifier
-        .flush(crate::dispatch::rollout::NOTIFY_FLUSH)
-        .await;
-    let report = result.map_err(runner_error)?;
+    let report = notified(&runner, runner.resume().await).await?;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

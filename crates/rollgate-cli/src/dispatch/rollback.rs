@@ -6,7 +6,7 @@ use rollgate_core::ExitCode;
 use rollgate_core::vocab::Outcome;
 
 use crate::app::Ctx;
-use crate::dispatch::common::{open_runner, runner_error};
+use crate::dispatch::common::{notified, open_runner};
 use crate::errors::CmdResult;
 use crate::render;
 
@@ -19,12 +19,7 @@ pub struct RollbackArgs {
 
 pub async fn run(ctx: &Ctx, args: &RollbackArgs) -> CmdResult {
     let runner = open_runner(ctx)?;
-    let result = runner.rollback(args.to.as_deref()).await;
-    runner
-        .notifier
-        .flush(crate::dispatch::rollout::NOTIFY_FLUSH)
-        .await;
-    let report = result.map_err(runner_error)?;
+    let report = notified(&runner, runner.rollback(args.to.as_deref()).await).await?;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

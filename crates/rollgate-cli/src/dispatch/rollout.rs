@@ -15,7 +15,7 @@ use rollgate_runner::RolloutOptions;
 use serde_json::json;
 
 use crate::app::Ctx;
-use crate::dispatch::common::{open_runner, parse_change, runner_error};
+use crate::dispatch::common::{notified, open_runner, parse_change};
 use crate::errors::{CliError, CmdResult};
 use crate::render;
 
@@ -34,10 +34,6 @@ pub struct RolloutArgs {
     #[arg(long, short = 'y')]
     pub yes: bool,
 }
-
-/// How long the CLI waits, after the decision, for the webhook to be told (the rollout itself
-/// never waits for it).
-pub const NOTIFY_FLUSH: Duration = Duration::from_secs(15);
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     rollgate_core::units::parse_duration(s)
@@ -87,9 +83,7 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
                 p
             }),
         };
-        let result = runner.rollout(layer, value, &opts).await;
-        runner.notifier.flush(NOTIFY_FLUSH).await;
-        let report = result.map_err(runner_error)?;
+        let report = notified(&runner, runner.rollout(layer, value, &opts).await).await?;
         let stop = report.outcome != Outcome::Promoted;
         if !ctx.out.is_json() {
             if steps.len() > 1 {
