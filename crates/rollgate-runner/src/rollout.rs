@@ -1317,3 +1317,52 @@ fn rate_from_gate(
         idle: v0 == v1,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rollgate_core::config::{Progression, ProgressionMode};
+    use std::time::Duration;
+
+    fn signal(mode: ProgressionMode) -> Progression {
+        Progression {
+            name: "sig".into(),
+            url: "http://127.0.0.1:1/".into(),
+            pointer: "/x".into(),
+            mode,
+            window: Duration::from_secs(3),
+        }
+    }
+
+    fn gate(samples: Value) -> GateResult {
+        GateResult {
+            name: "progression:sig".into(),
+            verdict: Verdict::Pass,
+            detail: String::new(),
+            evidence: json!({ "samples": samples }),
+        }
+    }
+
+    #[test]
+    fn counter_rate_is_units_per_second() {
+        let g = gate(json!([[0, 10], [1000, 11], [2000, 14]]));
+        let r = rate_from_gate(&signal(ProgressionMode::Increases), &[g]).unwrap();
+        assert_eq!((r.window_ms, r.rate_per_s, r.idle), (2000, 2.0, false));
+    }
+
+    #[test]
+    fn changing_value_rate_is_changes_per_second_even_when_it_parses_as_hex() {
+        // As numbers these go down (0xff → 0x01); as a transaction hash they changed twice.
+        let g = gate(json!([
+            [0, "0xff"],
+            [1000, "0xff"],
+            [2000, "0xab"],
+            [4000, "0x01"]
+        ]));
+        let r = rate_from_gate(&signal(ProgressionMode::Changes), &[g]).unwrap();
+        assert_eq!((r.window_ms, r.rate_per_s, r.idle), (4000, 0.5, false));
+        let still = gate(json!([[0, "0xff"], [1000, "0xff"]]));
+        let r = rate_from_gate(&signal(ProgressionMode::Changes), &[still]).unwrap();
+        assert_eq!((r.rate_per_s, r.idle), (0.0, true));
+    }
+}

@@ -71,6 +71,21 @@ fn a_frozen_node_refuses_rollouts_and_a_freeze_mid_rollout_rolls_back() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The holder refreshes the lock's heartbeat while it works (every 5 s).
+    let started = Instant::now();
+    loop {
+        let (_, status) = node.run(&["status"]);
+        let holder = &status["lock"]["holder"];
+        assert_eq!(status["lock"]["state"], "held", "{status:#}");
+        if holder["heartbeat"] != holder["since"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "the heartbeat never moved: {status:#}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
     let (out, _) = node.run(&["freeze", "--reason", "incident 4711"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let out = child.wait_with_output().unwrap();

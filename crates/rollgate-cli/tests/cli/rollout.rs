@@ -102,6 +102,11 @@ fn good_version_is_promoted_and_becomes_known_good() {
     );
     assert_eq!(node.current("operator-image"), "v1.1.0");
     let promoted = record["promoted_baseline_id"].as_str().unwrap().to_string();
+    // The new known-good baseline carries what its bake measured, not the old baseline's trends.
+    let (_, old) = node.run(&["baseline", "show", record["baseline_id"].as_str().unwrap()]);
+    let (_, new) = node.run(&["baseline", "show", &promoted]);
+    assert!(new["trends"]["latency_ms"].is_object(), "{new:#}");
+    assert_ne!(new["trends"], old["trends"], "{new:#}");
     let (_, status) = node.run(&["status"]);
     assert_eq!(
         status["last_known_good"]["id"],
