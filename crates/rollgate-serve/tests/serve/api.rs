@@ -22,16 +22,8 @@ const CHANGING: [&str; 5] = [
 async fn status_history_and_one_rollout() {
     let f = Fixture::new();
     let server = TestServer::start(f.options()).await;
-    let http = client();
 
-    let status: Value = http
-        .get(server.at("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = server.json("/api/v1/status").await;
     assert_eq!(status["node"], "node0");
     assert_eq!(status["last_rollout"]["rollout_id"], f.rolled_back);
     assert_eq!(status["last_rollout"]["outcome"], "rolled_back");
@@ -40,14 +32,7 @@ async fn status_history_and_one_rollout() {
     assert_eq!(status["frozen"], Value::Null);
     assert_eq!(status["lock"]["state"], "free");
 
-    let history: Value = http
-        .get(server.at("/api/v1/history"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history: Value = server.json("/api/v1/history").await;
     let ids: Vec<&str> = history["rollouts"]
         .as_array()
         .unwrap()
@@ -59,24 +44,12 @@ async fn status_history_and_one_rollout() {
         [f.rolled_back.as_str(), f.promoted.as_str()],
         "newest first"
     );
-    let one: Value = http
-        .get(server.at("/api/v1/history?limit=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = server.json("/api/v1/history?limit=1").await;
     assert_eq!(one["rollouts"].as_array().unwrap().len(), 1);
 
-    let detail: Value = http
-        .get(server.at(&format!("/api/v1/rollouts/{}", f.rolled_back)))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server
+        .json(&format!("/api/v1/rollouts/{}", f.rolled_back))
+        .await;
     assert_eq!(detail["outcome"], "rolled_back");
     let failing: Vec<&Value> = detail["gates"]
         .as_array()
@@ -88,11 +61,7 @@ async fn status_history_and_one_rollout() {
     assert_eq!(failing[0]["name"], FAILING_GATE);
     assert!(failing[0]["evidence"]["samples"].is_array());
 
-    let missing = http
-        .get(server.at("/api/v1/rollouts/r-nope"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get("/api/v1/rollouts/r-nope").await;
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     let body: Value = missing.json().await.unwrap();
     assert!(
@@ -102,20 +71,10 @@ async fn status_history_and_one_rollout() {
             .contains("r-nope")
     );
 
+    assert_eq!(server.get("/live").await.status(), StatusCode::OK);
+    assert_eq!(server.get("/ready").await.status(), StatusCode::OK);
     assert_eq!(
-        http.get(server.at("/live")).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        http.get(server.at("/ready")).send().await.unwrap().status(),
-        StatusCode::OK
-    );
-    assert_eq!(
-        http.get(server.at("/no/such/thing"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
+        server.get("/no/such/thing").await.status(),
         StatusCode::NOT_FOUND
     );
     server.stop().await;
@@ -172,14 +131,7 @@ async fn changing_endpoints_refuse_a_missing_or_wrong_token() {
     assert!(rollgate_runner::killswitch::is_frozen(&f.state_dir()).is_none());
 
     // Reading needs no token.
-    assert_eq!(
-        http.get(server.at("/api/v1/status"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(server.get("/api/v1/status").await.status(), StatusCode::OK);
     server.stop().await;
 }
 
@@ -247,23 +199,9 @@ async fn freeze_and_unfreeze_through_the_api() {
         "the same switch the CLI and the runner read"
     );
 
-    let status: Value = http
-        .get(server.at("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = server.json("/api/v1/status").await;
     assert_eq!(status["frozen"]["reason"], "exchange maintenance");
-    let page = http
-        .get(server.at("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.text("/").await;
     assert!(page.contains("exchange maintenance") && page.contains(r#"id="frozen""#));
 
     let lifted: Value = http
@@ -365,14 +303,7 @@ async fn a_rollout_through_the_api_runs_the_runner() {
     // Wait for the end through the action endpoint.
     let mut action = Value::Null;
     for _ in 0..200 {
-        action = http
-            .get(server.at("/api/v1/action"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        action = server.json("/api/v1/action").await;
         if action["state"] != "running" {
             break;
         }
@@ -382,14 +313,7 @@ async fn a_rollout_through_the_api_runs_the_runner() {
     assert_eq!(action["outcome"], "refused");
     assert_eq!(action["rollout_id"], rollout_id);
     assert_eq!(action["report"]["outcome"], "refused");
-    let detail: Value = http
-        .get(server.at(&format!("/api/v1/rollouts/{rollout_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let detail: Value = server.json(&format!("/api/v1/rollouts/{rollout_id}")).await;
     assert_eq!(detail["outcome"], "refused");
     assert_eq!(detail["steps"][0]["kind"], "freeze_baseline");
     assert_eq!(detail["steps"][0]["ok"], false);
@@ -466,7 +390,7 @@ async fn the_token_never_appears_in_logs_or_answers() {
         answers.push_str(&resp.text().await.unwrap());
     }
     for path in ["/api/v1/status", "/", "/metrics"] {
-        let body = http.get(server.at(path)).send().await.unwrap();
+        let body = server.get(path).await;
         answers.push_str(&body.text().await.unwrap());
     }
     server.stop().await;

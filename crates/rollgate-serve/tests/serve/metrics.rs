@@ -9,10 +9,10 @@ use prometheus_parse::{Scrape, Value as PValue};
 use rollgate_journal::NewRollout;
 use serde_json::json;
 
-use crate::support::{FAILING_GATE, Fixture, TestServer, client, require_tool};
+use crate::support::{FAILING_GATE, Fixture, TestServer, require_tool};
 
 async fn scrape(server: &TestServer) -> (String, Scrape) {
-    let resp = client().get(server.at("/metrics")).send().await.unwrap();
+    let resp = server.get("/metrics").await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -276,25 +276,11 @@ async fn an_interrupted_rollout_shows_its_step() {
         2.0
     );
 
-    let status: serde_json::Value = client()
-        .get(server.at("/api/v1/status"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: serde_json::Value = server.json("/api/v1/status").await;
     assert_eq!(status["active_rollout"]["rollout_id"], "r-3");
     assert_eq!(status["active_rollout"]["interrupted"], true);
     assert_eq!(status["active_rollout"]["stopped_at_intent"], true);
-    let page = client()
-        .get(server.at("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.text("/").await;
     assert!(page.contains("was interrupted") && page.contains("rollgate resume"));
     server.stop().await;
 }

@@ -4,7 +4,7 @@ use rollgate_journal::NewRollout;
 use rollgate_serve::render_report_html;
 use serde_json::json;
 
-use crate::support::{FAILING_GATE, Fixture, TestServer, client};
+use crate::support::{FAILING_GATE, Fixture, TestServer};
 
 /// No script, nothing fetched from elsewhere.
 fn assert_self_contained(html: &str) {
@@ -102,9 +102,8 @@ fn an_unfinished_rollout_renders() {
 async fn the_status_page_and_the_report_are_served() {
     let f = Fixture::new();
     let server = TestServer::start(f.options()).await;
-    let http = client();
 
-    let resp = http.get(server.at("/")).send().await.unwrap();
+    let resp = server.get("/").await;
     assert_eq!(resp.status(), 200);
     assert!(
         resp.headers()["content-type"]
@@ -135,20 +134,12 @@ async fn the_status_page_and_the_report_are_served() {
         "the latest rollout with its timeline"
     );
 
-    let report = http
-        .get(server.at(&format!("/rollouts/{}", f.rolled_back)))
-        .send()
-        .await
-        .unwrap();
+    let report = server.get(&format!("/rollouts/{}", f.rolled_back)).await;
     assert_eq!(report.status(), 200);
     let report = report.text().await.unwrap();
     assert!(report.contains(FAILING_GATE) && report.contains("<svg"));
 
-    let missing = http
-        .get(server.at("/rollouts/r-nope"))
-        .send()
-        .await
-        .unwrap();
+    let missing = server.get("/rollouts/r-nope").await;
     assert_eq!(missing.status(), 404);
     assert!(
         missing
@@ -168,26 +159,12 @@ async fn an_empty_journal() {
         dir.path().join("state"),
     ))
     .await;
-    let page = client()
-        .get(server.at("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = server.text("/").await;
     assert!(
         page.contains("No rollout recorded yet.")
             && page.contains("No baseline has been marked known-good yet")
     );
-    let metrics = client()
-        .get(server.at("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(metrics.contains("rollgate_journal_up 1"));
     server.stop().await;
 }

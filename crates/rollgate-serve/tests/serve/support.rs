@@ -338,6 +338,21 @@ impl TestServer {
         format!("{}{path}", self.url)
     }
 
+    /// `GET path` without a token.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        client().get(self.at(path)).send().await.unwrap()
+    }
+
+    /// `GET path`, its body as JSON.
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.get(path).await.json().await.unwrap()
+    }
+
+    /// `GET path`, its body as text.
+    pub async fn text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
