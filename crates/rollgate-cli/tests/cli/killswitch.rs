@@ -177,3 +177,64 @@ fn the_webhook_hears_the_start_and_the_decision() {
     );
     assert_eq!(second["rollback_verified"], true, "{second:#}");
 }
+
+#[test]
+fn a_freeze_while_the_gates_wait_rolls_back_at_the_next_poll() {
+    let Some(node) = Node::start(NodeOptions::default()) else {
+        return;
+    };
+    // The slow-start version answers 421 for about 5 s: the gates are still waiting on it.
+    let mut child = node
+        .rollgate()
+        .args(["rollout", "operator-image=v1.1.0-slow-start", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    loop {
+        let (_, status) = node.run(&["status"]);
+        if status["active_rollout"]["last_step"]["kind"] == "verify" {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(30) {
+            let _ = child.kill();
+            panic!("the rollout never reached verify: {status:#}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (out, _) = node.run(&["freeze", "--reason", "incident 4712"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    let record: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("kill switch: node frozen"),
+        "{record:#}"
+    );
+    // Stopped at the next poll, while the operator was still starting (not at a later step
+    // boundary, when it would have been green).
+    let operator = record["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "readiness:operator")
+        .unwrap();
+    assert_eq!(operator["verdict"], "inconclusive", "{record:#}");
+    // Stopped while verifying: no bake ran, and the baseline was re-verified.
+    let kinds: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"verify") && !kinds.contains(&"bake"),
+        "{kinds:?}"
+    );
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+}
