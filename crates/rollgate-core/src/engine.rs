@@ -7,16 +7,32 @@
 //!
 //! Rules (product.md, steps 4 and 5):
 //! - readiness (every readiness entry, and the encryption-key and mark-price probes) must turn
-//!   green before `readiness_deadline`; 421/503 and refused connections are tolerated as
-//!   start-up until then, a plain failure after readiness was once green is not;
-//! - each progression signal must move within its window, counted from the first sample taken
-//!   once readiness is green; when the baseline itself was idle, the idle policy decides and the
-//!   verdict says so;
-//! - dependencies must stay healthy (one failed poll is tolerated as noise, two in a row fail);
+//!   green by `readiness_deadline`; 421/503 and refused connections are tolerated as start-up
+//!   until then, a plain failure only before the check was first green, and a check never
+//!   observed fails at the deadline. Once green, a check fails after `dependency_failures`
+//!   consecutive non-passing polls (default 2: one blip, e.g. a timeout, is tolerated; the gate
+//!   is pending while it lasts, so the engine never promotes during one);
+//! - `stable`: readiness must hold for `min_healthy` from the poll on which every check was
+//!   green; a tolerated blip does not restart the hold;
+//! - each progression signal must move within its window, counted from the poll on which
+//!   readiness was all green and compared with the first value read after it; when the baseline
+//!   itself was idle, the idle policy decides and the verdict says so. A signal that could not be
+//!   read when its window closes (never since readiness, or not since its last value) fails
+//!   *unreadable after readiness*, whatever the idle policy. `increases` compares counters
+//!   exactly, whatever their size ([`crate::facts::increased`]);
+//! - dependencies must stay healthy (`dependency_failures` failed polls in a row fail, fewer are
+//!   tolerated as noise); a dependency not observed once by `readiness_deadline` fails then;
 //! - a fault absent from the baseline (status pointer or log line) fails at once.
 //!
+//! Liveness: the engine decides by [`GateEngine::hard_deadline`] (`readiness_deadline` + the
+//! longest progression window + `min_healthy`). Every pending gate has its own deadline below
+//! that bound; a gate still pending on an observation at or after it (a blip that has not
+//! resolved) fails as *not decided by its deadline*. [`GateEngine::next_deadline`] never exceeds
+//! the bound, and a runner whose observations stop arriving calls [`GateEngine::expire`].
+//!
 //! A failed gate is final: once the engine has said roll back it never says anything else, so
-//! no sequence of observations promotes past a failed gate (property-tested below).
+//! no sequence of observations promotes past a failed gate, and every sequence polled at least
+//! every second is decided by the bound (both property-tested below).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -39,7 +55,8 @@ pub struct GatePlan {
     pub dependencies: Vec<String>,
     /// Faults present in the baseline (`pointer=value`): not new, so not failures.
     pub baseline_faults: BTreeSet<String>,
-    /// Consecutive failed polls of one dependency that fail its gate.
+    /// Consecutive failed polls of one dependency, or of a readiness check once it was green,
+    /// that fail its gate (fewer are tolerated as noise; 0 is read as 1).
     pub dependency_failures: u32,
     /// Every readiness check must stay green this long after all turned green before the
     /// engine promotes (the `stable` gate).
@@ -117,6 +134,8 @@ impl Decision {
 struct ReadinessTrack {
     green_at: Option<Duration>,
     last: Option<Reading>,
+    /// Non-passing polls in a row since the check was last green.
+    consecutive_failures: u32,
     failed: Option<String>,
 }
 
@@ -127,12 +146,15 @@ struct ProgressionTrack {
     moved_at: Option<Duration>,
     samples: Vec<(u64, Value)>,
     unreadable: u32,
+    /// Polls since the last value was read on which the signal could not be read.
+    unreadable_run: u32,
 }
 
 #[derive(Debug, Clone, Default)]
 struct DependencyTrack {
     consecutive_failures: u32,
     last: Option<Reading>,
+    /// The gate's detail once it failed.
     failed: Option<String>,
 }
 
@@ -149,6 +171,9 @@ pub struct GateEngine {
     crashed: BTreeMap<String, String>,
     now: Duration,
     polls: u32,
+    /// Set by [`GateEngine::expire`] (or an observation past the hard deadline): every gate
+    /// still pending has failed, not decided by its deadline.
+    expired_at: Option<Duration>,
     final_decision: Option<Decision>,
 }
 
@@ -177,6 +202,7 @@ impl GateEngine {
             crashed: BTreeMap::new(),
             now: Duration::ZERO,
             polls: 0,
+            expired_at: None,
             final_decision: None,
         }
     }
@@ -191,8 +217,10 @@ impl GateEngine {
             return done.clone();
         }
         self.now = self.now.max(obs.at);
-        self.polls += 1;
+        self.polls = self.polls.saturating_add(1);
         let now = self.now;
+        let deadline = self.plan.readiness_deadline;
+        let tolerance = self.plan.dependency_failures.max(1);
 
         // Readiness.
         for (name, track) in self.readiness.iter_mut() {
@@ -203,14 +231,37 @@ impl GateEngine {
                 .unwrap_or(Reading::Transient("not observed".into()));
             match &reading {
                 Reading::Pass(_) => {
-                    track.green_at.get_or_insert(now);
+                    track.consecutive_failures = 0;
+                    if track.green_at.is_none() {
+                        if now <= deadline {
+                            track.green_at = Some(now);
+                        } else {
+                            // Green only after the deadline: too late (and it keeps every
+                            // later window inside the engine's bound).
+                            track.failed.get_or_insert_with(|| {
+                                format!(
+                                    "not green within {}: green only at {}",
+                                    format_duration(deadline),
+                                    fmt_secs(now)
+                                )
+                            });
+                        }
+                    }
                 }
                 Reading::Transient(d) | Reading::Fail(d) if track.green_at.is_some() => {
-                    track
-                        .failed
-                        .get_or_insert_with(|| format!("was green, then: {d}"));
+                    track.consecutive_failures = track.consecutive_failures.saturating_add(1);
+                    if track.consecutive_failures >= tolerance {
+                        let n = track.consecutive_failures;
+                        track.failed.get_or_insert_with(|| {
+                            if n == 1 {
+                                format!("was green, then: {d}")
+                            } else {
+                                format!("was green, then failed {n} polls in a row: {d}")
+                            }
+                        });
+                    }
                 }
-                Reading::Fail(d) if now >= self.plan.readiness_deadline => {
+                Reading::Fail(d) if now >= deadline => {
                     track.failed.get_or_insert_with(|| d.clone());
                 }
                 _ => {}
@@ -246,9 +297,12 @@ impl GateEngine {
         // Progression: sampled only once the node is ready, so start-up time does not count.
         if self.all_green_at.is_some() {
             for gate in &self.plan.progression {
-                let track = self.progression.get_mut(&gate.name).expect("tracked");
+                let Some(track) = self.progression.get_mut(&gate.name) else {
+                    continue;
+                };
                 match obs.progression.get(&gate.name).cloned().flatten() {
                     Some(v) => {
+                        track.unreadable_run = 0;
                         if track.samples.len() < 256 {
                             track.samples.push((now.as_millis() as u64, v.clone()));
                         }
@@ -263,26 +317,39 @@ impl GateEngine {
                         }
                         track.last = Some((now, v));
                     }
-                    None => track.unreadable += 1,
+                    None => {
+                        track.unreadable = track.unreadable.saturating_add(1);
+                        track.unreadable_run = track.unreadable_run.saturating_add(1);
+                    }
                 }
             }
         }
 
         // Dependencies.
         for (name, track) in self.dependencies.iter_mut() {
-            let Some(reading) = obs.dependencies.get(name) else {
-                continue;
-            };
-            match reading {
-                Reading::Pass(_) => track.consecutive_failures = 0,
-                Reading::Transient(d) | Reading::Fail(d) => {
-                    track.consecutive_failures += 1;
-                    if track.consecutive_failures >= self.plan.dependency_failures.max(1) {
-                        track.failed.get_or_insert_with(|| d.clone());
+            if let Some(reading) = obs.dependencies.get(name) {
+                match reading {
+                    Reading::Pass(_) => track.consecutive_failures = 0,
+                    Reading::Transient(d) | Reading::Fail(d) => {
+                        track.consecutive_failures = track.consecutive_failures.saturating_add(1);
+                        if track.consecutive_failures >= tolerance {
+                            let n = track.consecutive_failures;
+                            track
+                                .failed
+                                .get_or_insert_with(|| format!("failed {n} polls in a row: {d}"));
+                        }
                     }
                 }
+                track.last = Some(reading.clone());
+            } else if track.last.is_none() && now >= deadline {
+                // Observed every n-th poll is fine; never observed at all is not.
+                track.failed.get_or_insert_with(|| {
+                    format!(
+                        "not observed within the {} readiness deadline",
+                        format_duration(deadline)
+                    )
+                });
             }
-            track.last = Some(reading.clone());
         }
 
         // Faults.
@@ -303,10 +370,65 @@ impl GateEngine {
                 .or_insert_with(|| detail.clone());
         }
 
-        let decision = self.decide();
+        let mut decision = self.decide();
+        if !decision.is_final() && now >= self.hard_deadline() {
+            // Only a blip that has not resolved can still be pending here: not decided in time.
+            self.expired_at = Some(now);
+            decision = self.decide();
+        }
         if decision.is_final() {
             self.final_decision = Some(decision.clone());
         }
+        decision
+    }
+
+    /// The time since the change by which the engine always decides, given observations at
+    /// least every poll interval: `readiness_deadline` + the longest progression window +
+    /// `min_healthy`. An observation at or after it gets a final decision.
+    pub fn hard_deadline(&self) -> Duration {
+        self.plan
+            .readiness_deadline
+            .saturating_add(self.longest_window())
+            .saturating_add(self.plan.min_healthy)
+    }
+
+    fn longest_window(&self) -> Duration {
+        self.plan
+            .progression
+            .iter()
+            .map(|p| p.window)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Give up waiting: for a runner whose observations stopped arriving (a poll that hangs).
+    /// Call it once the time since the change has passed the latest [`Decision::Wait`]'s
+    /// deadline (at most [`GateEngine::hard_deadline`]) plus a grace of a poll interval and an
+    /// observation's own timeout. Every gate still pending fails as *not decided by its
+    /// deadline* and the engine rolls back; `now` is only recorded (it does not let `stable`
+    /// or a window pass unobserved). After a final decision, returns that decision unchanged.
+    pub fn expire(&mut self, now: Duration) -> Decision {
+        if let Some(done) = &self.final_decision {
+            return done.clone();
+        }
+        self.expired_at = Some(now.max(self.now));
+        let decision = match self.decide() {
+            // Unreachable (a pending gate always remains after a Wait), but never promote here.
+            Decision::Promote { gates } | Decision::RollBack { gates, .. }
+                if !gates.iter().any(|g| g.verdict == Verdict::Fail) =>
+            {
+                Decision::RollBack {
+                    reason: "gates not decided by their deadline".into(),
+                    gates,
+                }
+            }
+            Decision::Wait { .. } => Decision::RollBack {
+                reason: "gates not decided by their deadline".into(),
+                gates: self.gates(),
+            },
+            d => d,
+        };
+        self.final_decision = Some(decision.clone());
         decision
     }
 
@@ -332,30 +454,48 @@ impl GateEngine {
         }
     }
 
-    /// The latest time by which the pending gates must be decided.
-    fn next_deadline(&self) -> Duration {
-        match self.all_green_at {
-            None => self.plan.readiness_deadline,
+    /// The time by which the gates pending now will have been decided, given observations:
+    /// the readiness deadline until readiness is green, then the end of the longest window and
+    /// of the `stable` hold (or the readiness deadline, for a dependency not observed yet).
+    /// Past that, only a blip can keep a gate pending, and the bound applies. Never later than
+    /// [`GateEngine::hard_deadline`].
+    pub fn next_deadline(&self) -> Duration {
+        let hard = self.hard_deadline();
+        let deadline = self.plan.readiness_deadline;
+        let due = match self.all_green_at {
+            None => deadline,
             Some(g) => {
-                g + self
-                    .plan
-                    .progression
-                    .iter()
-                    .map(|p| p.window)
-                    .max()
-                    .unwrap_or_default()
-                    .max(self.plan.min_healthy)
+                let mut due = g.saturating_add(self.longest_window().max(self.plan.min_healthy));
+                if self
+                    .dependencies
+                    .values()
+                    .any(|t| t.last.is_none() && t.failed.is_none())
+                {
+                    due = due.max(deadline);
+                }
+                due
             }
-        }
+        };
+        if self.now >= due { hard } else { due.min(hard) }
     }
 
     /// The verdict of every gate now; pending gates are `inconclusive` with `"pending": true` in
     /// their evidence.
     pub fn gates(&self) -> Vec<GateResult> {
         let mut out = Vec::new();
+        let tolerance = self.plan.dependency_failures.max(1);
         for (name, t) in &self.readiness {
             let (verdict, detail) = match (&t.failed, t.green_at) {
                 (Some(f), _) => (Verdict::Fail, f.clone()),
+                (None, Some(at)) if t.consecutive_failures > 0 => (
+                    Verdict::Inconclusive,
+                    format!(
+                        "green after {}, then {} failed poll(s) in a row (fails at {tolerance}): {}",
+                        fmt_secs(at),
+                        t.consecutive_failures,
+                        t.last.as_ref().map(|r| r.detail()).unwrap_or_default()
+                    ),
+                ),
                 (None, Some(at)) => (Verdict::Pass, format!("green after {}", fmt_secs(at))),
                 (None, None) => (
                     Verdict::Inconclusive,
@@ -378,6 +518,7 @@ impl GateEngine {
                     "deadline_s": self.plan.readiness_deadline.as_secs_f64(),
                     "green_at_s": t.green_at.map(|d| d.as_secs_f64()),
                     "last": t.last.as_ref().map(|r| r.detail()),
+                    "consecutive_failures": t.consecutive_failures,
                     "pending": verdict == Verdict::Inconclusive,
                 }),
             });
@@ -387,19 +528,23 @@ impl GateEngine {
         }
         for (name, t) in &self.dependencies {
             let (verdict, detail) = match (&t.failed, &t.last) {
-                (Some(f), _) => (
-                    Verdict::Fail,
-                    format!(
-                        "failed {} polls in a row: {f}",
-                        t.consecutive_failures.max(1)
-                    ),
-                ),
+                (Some(f), _) => (Verdict::Fail, f.clone()),
                 (None, Some(Reading::Pass(d))) => (Verdict::Pass, d.clone()),
                 (None, Some(r)) => (
                     Verdict::Inconclusive,
-                    format!("one failed poll (tolerated once): {}", r.detail()),
+                    format!(
+                        "{} failed poll(s) in a row (fails at {tolerance}): {}",
+                        t.consecutive_failures,
+                        r.detail()
+                    ),
                 ),
-                (None, None) => (Verdict::Inconclusive, "not observed yet".into()),
+                (None, None) => (
+                    Verdict::Inconclusive,
+                    format!(
+                        "not observed yet (fails if not observed within {})",
+                        format_duration(self.plan.readiness_deadline)
+                    ),
+                ),
             };
             let pending = verdict == Verdict::Inconclusive;
             out.push(GateResult {
@@ -447,6 +592,21 @@ impl GateEngine {
                 "baseline_faults": self.plan.baseline_faults,
             }),
         });
+        if let Some(at) = self.expired_at {
+            for g in out.iter_mut().filter(|g| is_pending(g)) {
+                g.verdict = Verdict::Fail;
+                g.detail = format!(
+                    "not decided by its deadline (given up at {}, bound {}): {}",
+                    fmt_secs(at),
+                    fmt_secs(self.hard_deadline()),
+                    g.detail
+                );
+                if let Some(e) = g.evidence.as_object_mut() {
+                    e.insert("pending".into(), json!(false));
+                    e.insert("expired_at_s".into(), json!(at.as_secs_f64()));
+                }
+            }
+        }
         out
     }
 
@@ -488,16 +648,19 @@ impl GateEngine {
     }
 
     fn progression_gate(&self, gate: &ProgressionGate) -> GateResult {
-        let t = &self.progression[&gate.name];
+        let untracked = ProgressionTrack::default();
+        let t = self.progression.get(&gate.name).unwrap_or(&untracked);
         let name = format!("progression:{}", gate.name);
         let verb = match gate.mode {
             ProgressionMode::Increases => "increase",
             ProgressionMode::Changes => "change",
         };
-        let elapsed = match (&t.first, self.all_green_at) {
-            (Some((t0, _)), _) => self.now.saturating_sub(*t0),
-            _ => Duration::ZERO,
-        };
+        // The window runs from readiness, read or not: a signal that cannot be read does not
+        // hold the decision back.
+        let elapsed = self
+            .all_green_at
+            .map(|g| self.now.saturating_sub(g))
+            .unwrap_or_default();
         let evidence = |pending: bool, policy: Option<&str>| {
             json!({
                 "window_s": gate.window.as_secs_f64(),
@@ -506,6 +669,7 @@ impl GateEngine {
                 "moved_after_s": t.moved_at.zip(t.first.as_ref()).map(|(m, (t0, _))| m.saturating_sub(*t0).as_secs_f64()),
                 "samples": t.samples,
                 "unreadable_polls": t.unreadable,
+                "unreadable_now": t.unreadable_run,
                 "baseline_idle": gate.baseline_idle,
                 "baseline_rate_per_s": gate.baseline_rate_per_s,
                 "idle_policy": policy,
@@ -526,9 +690,18 @@ impl GateEngine {
                 evidence: evidence(false, None),
             };
         }
-        if t.first.is_none() || elapsed < gate.window {
+        if self.all_green_at.is_none() || elapsed < gate.window {
             let detail = match &t.first {
-                None => "waiting for readiness before sampling".to_string(),
+                None if self.all_green_at.is_none() => {
+                    "waiting for readiness before sampling".to_string()
+                }
+                None => format!(
+                    "waiting for a first reading of {} ({} unreadable poll(s), {} of {} window)",
+                    gate.name,
+                    t.unreadable,
+                    fmt_secs(elapsed),
+                    format_duration(gate.window)
+                ),
                 Some((_, v)) => format!(
                     "waiting for {} to {verb} from {v} ({} of {} window)",
                     gate.name,
@@ -542,6 +715,42 @@ impl GateEngine {
                 detail,
                 evidence: evidence(true, None),
             };
+        }
+        // The window closed without movement. A signal that cannot be read is not idle: no
+        // policy passes it.
+        match &t.first {
+            None => {
+                return GateResult {
+                    name,
+                    verdict: Verdict::Fail,
+                    detail: format!(
+                        "unreadable after readiness: {} could not be read in its {} window ({} polls)",
+                        gate.name,
+                        format_duration(gate.window),
+                        t.unreadable
+                    ),
+                    evidence: evidence(false, None),
+                };
+            }
+            Some(_) if t.unreadable_run > 0 => {
+                let last = t
+                    .last
+                    .as_ref()
+                    .map(|(at, v)| format!("{v} at {}", fmt_secs(*at)))
+                    .unwrap_or_default();
+                return GateResult {
+                    name,
+                    verdict: Verdict::Fail,
+                    detail: format!(
+                        "unreadable after readiness: {} last read {last}, then unreadable for {} poll(s) to the end of its {} window",
+                        gate.name,
+                        t.unreadable_run,
+                        format_duration(gate.window)
+                    ),
+                    evidence: evidence(false, None),
+                };
+            }
+            Some(_) => {}
         }
         let stayed = t
             .first
@@ -596,32 +805,16 @@ fn fmt_secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-/// A numeric reading of a progression value: numbers, decimal strings and `0x` hex strings.
-pub fn numeric(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let s = s.trim();
-            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                Some(hex) if !hex.is_empty() && hex.len() <= 16 => {
-                    u64::from_str_radix(hex, 16).ok().map(|n| n as f64)
-                }
-                Some(_) => None,
-                None => s.parse().ok(),
-            }
-        }
-        _ => None,
-    }
-}
+/// An `f64` reading of a progression value (numbers, decimal and `0x` hex strings), for rates
+/// and plots; comparisons use [`moved`], which is exact.
+pub use crate::facts::numeric;
 
-/// Whether a signal moved from `first` to `now` under `mode`.
+/// Whether a signal moved from `first` to `now` under `mode`: `changes` by any difference,
+/// `increases` by an exact comparison of counters of any size ([`crate::facts::increased`]).
 pub fn moved(mode: ProgressionMode, first: &Value, now: &Value) -> bool {
     match mode {
         ProgressionMode::Changes => first != now,
-        ProgressionMode::Increases => match (numeric(first), numeric(now)) {
-            (Some(a), Some(b)) => b > a,
-            _ => false,
-        },
+        ProgressionMode::Increases => crate::facts::increased(first, now),
     }
 }
 

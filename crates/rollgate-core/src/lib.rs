@@ -11,6 +11,7 @@ pub mod config;
 pub mod engine;
 pub mod errors;
 pub mod exit;
+pub mod facts;
 pub mod redact;
 pub mod stats;
 pub mod units;

@@ -156,14 +156,16 @@ fn min_healthy_holds_promotion_back() {
     let stable = gates.iter().find(|g| g.name == "stable").unwrap();
     assert_eq!(stable.verdict, Verdict::Pass);
     assert_eq!(stable.evidence["held_s"], json!(3.0));
-    // A version that answers once and then dies inside the hold is rolled back.
+    // A version that answers once and then dies inside the hold is rolled back (two failed
+    // polls: one is tolerated as a blip).
     let died = Reading::Transient("connection refused".into());
     let d = run(
         &p,
         &[
             obs(1.0, green(), 10),
             obs(2.0, green(), 14),
-            obs(2.5, died, 14),
+            obs(2.5, died.clone(), 14),
+            obs(3.0, died, 14),
         ],
     );
     assert_eq!(failed_gate(&d).name, "readiness:operator");
@@ -195,7 +197,14 @@ fn a_plain_failure_before_the_deadline_is_start_up_but_after_green_is_final() {
         run(&p, &[obs(1.0, degraded.clone(), 1)]),
         Decision::Wait { .. }
     ));
-    let d = run(&p, &[obs(1.0, green(), 1), obs(2.0, degraded, 2)]);
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            obs(2.0, degraded.clone(), 2),
+            obs(3.0, degraded, 2),
+        ],
+    );
     assert!(
         failed_gate(&d).detail.starts_with("was green, then"),
         "{d:?}"
@@ -304,6 +313,301 @@ fn numeric_readings() {
     assert!(!moved(ProgressionMode::Increases, &json!(5), &json!(4)));
 }
 
+/// An observation like [`obs`] whose progression signal could not be read.
+fn unreadable(at: f64) -> Observation {
+    let mut o = obs(at, green(), 0);
+    o.progression.insert("requestIndex".into(), None);
+    o
+}
+
+#[test]
+fn a_signal_never_readable_after_readiness_fails_when_its_window_closes() {
+    let p = plan(false, IdlePolicy::Fail);
+    let seq: Vec<Observation> = (1..=5).map(|s| unreadable(s as f64)).collect();
+    assert!(matches!(run(&p, &seq), Decision::Wait { .. }));
+    let mut seq = seq;
+    seq.push(unreadable(6.0));
+    let d = run(&p, &seq);
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "progression:requestIndex");
+    assert!(
+        g.detail.contains("unreadable after readiness"),
+        "{}",
+        g.detail
+    );
+    // A missing reading (the key absent) is unreadable too.
+    let mut missing = obs(6.0, green(), 0);
+    missing.progression.clear();
+    let d = run(&p, &[unreadable(1.0), missing]);
+    assert!(
+        failed_gate(&d)
+            .detail
+            .contains("unreadable after readiness"),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn a_signal_that_becomes_unreadable_fails_whatever_the_idle_policy() {
+    // The baseline was idle and the policy would pass a still signal, but a signal that cannot
+    // be read is not still: it is unreadable.
+    for policy in [IdlePolicy::Pass, IdlePolicy::Inconclusive, IdlePolicy::Fail] {
+        let p = plan(true, policy);
+        let d = run(
+            &p,
+            &[obs(1.0, green(), 10), unreadable(3.0), unreadable(6.0)],
+        );
+        let g = failed_gate(&d);
+        assert_eq!(g.name, "progression:requestIndex", "{policy:?}");
+        assert!(
+            g.detail.contains("unreadable after readiness") && g.detail.contains("10"),
+            "{}",
+            g.detail
+        );
+    }
+}
+
+#[test]
+fn a_dependency_never_observed_fails_at_the_readiness_deadline() {
+    let p = plan(false, IdlePolicy::Fail);
+    let blind = |at: f64, idx| {
+        let mut o = obs(at, green(), idx);
+        o.dependencies.clear();
+        o
+    };
+    let d = run(&p, &[blind(1.0, 1), blind(2.0, 2), blind(9.9, 3)]);
+    assert!(matches!(d, Decision::Wait { .. }), "{d:?}");
+    let d = run(&p, &[blind(1.0, 1), blind(2.0, 2), blind(10.0, 3)]);
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "dependency:postgres");
+    assert!(g.detail.contains("not observed"), "{}", g.detail);
+    // Observed once, early: that is enough (dependencies may be polled every n-th poll).
+    let d = run(&p, &[obs(1.0, green(), 1), blind(2.0, 2)]);
+    assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
+}
+
+#[test]
+fn a_readiness_check_never_observed_fails_at_the_deadline() {
+    let p = plan(false, IdlePolicy::Fail);
+    let blind = |at: f64| {
+        let mut o = obs(at, green(), 1);
+        o.readiness.remove("kyc");
+        o
+    };
+    assert!(matches!(run(&p, &[blind(9.0)]), Decision::Wait { .. }));
+    let d = run(&p, &[blind(9.0), blind(10.0)]);
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "readiness:kyc");
+    assert!(g.detail.contains("not observed"), "{}", g.detail);
+}
+
+#[test]
+fn one_readiness_blip_after_green_is_tolerated_two_are_not() {
+    let p = plan(false, IdlePolicy::Fail);
+    let blip = Reading::Transient("timed out after 5s".into());
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            obs(2.0, blip.clone(), 1),
+            obs(3.0, green(), 2),
+        ],
+    );
+    assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
+    // While the latest poll is a tolerated failure, the engine does not promote.
+    let d = run(&p, &[obs(1.0, green(), 1), obs(2.0, blip.clone(), 2)]);
+    let Decision::Wait { pending, .. } = &d else {
+        panic!("{d:?}")
+    };
+    assert_eq!(pending, &vec!["readiness:operator".to_string()]);
+    // Two in a row fail, whatever their kind.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            obs(2.0, blip.clone(), 1),
+            obs(3.0, Reading::Fail("/health is \"Degraded\"".into()), 1),
+        ],
+    );
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "readiness:operator");
+    assert!(
+        g.detail.starts_with("was green, then") && g.detail.contains("Degraded"),
+        "{}",
+        g.detail
+    );
+    // A Pass in between resets the count.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            obs(2.0, blip.clone(), 1),
+            obs(3.0, green(), 1),
+            obs(4.0, blip.clone(), 1),
+            obs(5.0, green(), 2),
+        ],
+    );
+    assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
+    // With dependency_failures = 1 the first failed poll after green fails, as before.
+    let mut strict = p.clone();
+    strict.dependency_failures = 1;
+    let d = run(&strict, &[obs(1.0, green(), 1), obs(2.0, blip, 1)]);
+    assert_eq!(failed_gate(&d).name, "readiness:operator");
+}
+
+#[test]
+fn a_tolerated_readiness_blip_does_not_restart_the_stable_hold() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    let blip = Reading::Transient("timed out".into());
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            obs(2.0, blip, 2),
+            obs(4.0, green(), 3),
+        ],
+    );
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    let stable = gates.iter().find(|g| g.name == "stable").unwrap();
+    assert_eq!(stable.evidence["held_s"], json!(3.0));
+}
+
+#[test]
+fn counters_past_sixteen_hex_digits_still_increase() {
+    let a = json!("0x1234567890abcdef0000");
+    let b = json!("0x1234567890abcdef0001");
+    assert!(moved(ProgressionMode::Increases, &a, &b));
+    assert!(!moved(ProgressionMode::Increases, &b, &a));
+    assert!(moved(
+        ProgressionMode::Increases,
+        &json!("18446744073709551616"),
+        &json!("18446744073709551617")
+    ));
+    // Through the engine: a 20-digit counter moving by one passes its gate.
+    let p = plan(false, IdlePolicy::Fail);
+    let mut o1 = obs(1.0, green(), 0);
+    o1.progression.insert("requestIndex".into(), Some(a));
+    let mut o2 = obs(2.0, green(), 0);
+    o2.progression.insert("requestIndex".into(), Some(b));
+    assert!(matches!(run(&p, &[o1, o2]), Decision::Promote { .. }));
+}
+
+#[test]
+fn green_only_after_the_deadline_is_too_late() {
+    let p = plan(false, IdlePolicy::Fail);
+    let t = Reading::Transient("421 NotAcceptingRequests".into());
+    let d = run(&p, &[obs(9.0, t, 1), obs(10.5, green(), 1)]);
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "readiness:operator");
+    assert!(g.detail.contains("green only at 10.5s"), "{}", g.detail);
+    // Exactly at the deadline is in time.
+    assert!(matches!(
+        run(&p, &[obs(10.0, green(), 1)]),
+        Decision::Wait { .. }
+    ));
+}
+
+#[test]
+fn the_hard_deadline_bounds_every_wait() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(2.0);
+    let engine = GateEngine::new(p.clone());
+    assert_eq!(engine.hard_deadline(), secs(17.0));
+    assert_eq!(engine.next_deadline(), secs(10.0));
+    // Green at 9s: the window and the hold close at 14s.
+    let mut engine = GateEngine::new(p.clone());
+    let d = engine.step(&obs(9.0, green(), 1));
+    assert_eq!(
+        d,
+        Decision::Wait {
+            pending: vec!["progression:requestIndex".into(), "stable".into()],
+            deadline: secs(14.0)
+        }
+    );
+    // A dependency blip keeps the engine waiting past that, up to the bound only.
+    let mut p = p;
+    p.dependency_failures = 3;
+    let mut engine = GateEngine::new(p);
+    let blip = |at: f64, idx| {
+        let mut o = obs(at, green(), idx);
+        o.dependencies
+            .insert("postgres".into(), Reading::Fail("timed out".into()));
+        o
+    };
+    engine.step(&obs(9.0, green(), 1));
+    let d = engine.step(&blip(13.0, 2));
+    let pending = vec!["dependency:postgres".to_string()];
+    assert_eq!(
+        d,
+        Decision::Wait {
+            pending: pending.clone(),
+            deadline: secs(14.0)
+        }
+    );
+    let d = engine.step(&blip(16.0, 3));
+    assert_eq!(
+        d,
+        Decision::Wait {
+            pending,
+            deadline: secs(17.0)
+        }
+    );
+    // Not observed on the poll at the bound (polled every n-th time): still undecided.
+    let mut late = obs(17.0, green(), 4);
+    late.dependencies.clear();
+    let d = engine.step(&late);
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "dependency:postgres");
+    assert!(
+        g.detail.starts_with("not decided by its deadline"),
+        "{}",
+        g.detail
+    );
+    assert!(
+        g.detail.contains("2 failed poll(s) in a row"),
+        "{}",
+        g.detail
+    );
+}
+
+#[test]
+fn expire_fails_every_pending_gate_and_never_promotes() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    // Everything but `stable` has passed; the observations then stop arriving.
+    let mut engine = GateEngine::new(p.clone());
+    assert!(!engine.step(&obs(1.0, green(), 1)).is_final());
+    assert!(!engine.step(&obs(2.0, green(), 2)).is_final());
+    let d = engine.expire(secs(30.0));
+    let Decision::RollBack { gates, reason } = &d else {
+        panic!("{d:?}")
+    };
+    let stable = gates.iter().find(|g| g.name == "stable").unwrap();
+    assert_eq!(stable.verdict, Verdict::Fail);
+    assert!(
+        stable.detail.starts_with("not decided by its deadline"),
+        "{}",
+        stable.detail
+    );
+    assert!(reason.starts_with("stable: not decided"), "{reason}");
+    assert_eq!(stable.evidence["pending"], json!(false));
+    // The decision is final.
+    assert_eq!(engine.step(&obs(31.0, green(), 3)), d);
+    // Before any observation: every readiness check fails.
+    let mut engine = GateEngine::new(p.clone());
+    let d = engine.expire(secs(30.0));
+    assert_eq!(failed_gate(&d).name, "readiness:kyc");
+    // After a promotion, expire changes nothing.
+    let mut engine = GateEngine::new(plan(false, IdlePolicy::Fail));
+    engine.step(&obs(1.0, green(), 1));
+    let promoted = engine.step(&obs(2.0, green(), 2));
+    assert!(matches!(promoted, Decision::Promote { .. }));
+    assert_eq!(engine.expire(secs(30.0)), promoted);
+}
+
 fn arb_reading() -> impl Strategy<Value = Reading> {
     prop_oneof![
         3 => Just(Reading::Pass("ok".into())),
@@ -312,37 +616,206 @@ fn arb_reading() -> impl Strategy<Value = Reading> {
     ]
 }
 
-fn arb_obs() -> impl Strategy<Value = (u64, Reading, Reading, i64, bool, bool)> {
+/// A reading, or none at all (the check was not observed on this poll).
+fn arb_maybe_reading() -> impl Strategy<Value = Option<Reading>> {
+    prop_oneof![
+        8 => arb_reading().prop_map(Some),
+        1 => Just(None),
+    ]
+}
+
+/// How a progression signal reads on one poll.
+#[derive(Debug, Clone)]
+enum Sig {
+    /// Readable; the counter moves by this much.
+    Read(i64),
+    /// Present but unreadable (`None`).
+    Unreadable,
+    /// Absent from the observation.
+    Missing,
+}
+
+fn arb_sig() -> impl Strategy<Value = Sig> {
+    prop_oneof![
+        8 => (0i64..3).prop_map(Sig::Read),
+        1 => Just(Sig::Unreadable),
+        1 => Just(Sig::Missing),
+    ]
+}
+
+/// One poll: the time since the previous one (at most a second), what it saw.
+#[derive(Debug, Clone)]
+struct Poll {
+    dt_ms: u64,
+    operator: Option<Reading>,
+    kyc: Option<Reading>,
+    index: Sig,
+    hash: Sig,
+    dep: Option<Reading>,
+    old_fault: bool,
+    new_fault: bool,
+    log_fault: bool,
+    crash: bool,
+}
+
+fn arb_poll() -> impl Strategy<Value = Poll> {
     (
-        0u64..3000,
-        arb_reading(),
-        arb_reading(),
-        0i64..4,
-        any::<bool>(),
-        prop::bool::weighted(0.05),
+        (0u64..=1000, arb_maybe_reading(), arb_maybe_reading()),
+        (arb_sig(), arb_sig(), arb_maybe_reading()),
+        (
+            any::<bool>(),
+            prop::bool::weighted(0.03),
+            prop::bool::weighted(0.03),
+            prop::bool::weighted(0.02),
+        ),
     )
+        .prop_map(
+            |(
+                (dt_ms, operator, kyc),
+                (index, hash, dep),
+                (old_fault, new_fault, log_fault, crash),
+            )| Poll {
+                dt_ms,
+                operator,
+                kyc,
+                index,
+                hash,
+                dep,
+                old_fault,
+                new_fault,
+                log_fault,
+                crash,
+            },
+        )
+}
+
+fn arb_policy() -> impl Strategy<Value = IdlePolicy> {
+    prop_oneof![
+        Just(IdlePolicy::Fail),
+        Just(IdlePolicy::Inconclusive),
+        Just(IdlePolicy::Pass),
+    ]
+}
+
+/// Any plan of the shape the runner builds: two readiness checks, an `increases` counter and a
+/// `changes` hash with their own windows and idle baselines, one dependency, a known fault.
+fn arb_plan() -> impl Strategy<Value = GatePlan> {
+    (
+        1u64..15,
+        (1u64..10, any::<bool>(), 1u64..10, any::<bool>()),
+        arb_policy(),
+        0u64..8,
+        1u32..=3,
+    )
+        .prop_map(
+            |(deadline, (w1, idle1, w2, idle2), idle_policy, min_healthy, dependency_failures)| {
+                GatePlan {
+                    readiness_deadline: secs(deadline as f64),
+                    readiness: vec!["operator".into(), "kyc".into()],
+                    progression: vec![
+                        ProgressionGate {
+                            name: "requestIndex".into(),
+                            mode: ProgressionMode::Increases,
+                            window: secs(w1 as f64),
+                            baseline_idle: idle1,
+                            baseline_rate_per_s: Some(if idle1 { 0.0 } else { 1.0 }),
+                        },
+                        ProgressionGate {
+                            name: "lastTx".into(),
+                            mode: ProgressionMode::Changes,
+                            window: secs(w2 as f64),
+                            baseline_idle: idle2,
+                            baseline_rate_per_s: None,
+                        },
+                    ],
+                    idle_policy,
+                    dependencies: vec!["postgres".into()],
+                    baseline_faults: ["/attestation/fault=\"old\"".to_string()]
+                        .into_iter()
+                        .collect(),
+                    dependency_failures,
+                    min_healthy: secs(min_healthy as f64),
+                }
+            },
+        )
+}
+
+/// The bound by which the engine must have decided, computed here from the plan alone.
+fn bound(p: &GatePlan) -> Duration {
+    p.readiness_deadline
+        + p.progression
+            .iter()
+            .map(|g| g.window)
+            .max()
+            .unwrap_or_default()
+        + p.min_healthy
+}
+
+/// Turn polls into observations; `idx` and `tx` carry the signals' values across polls.
+fn observation(t_ms: u64, poll: &Poll, idx: &mut i64, tx: &mut i64) -> Observation {
+    let mut o = Observation {
+        at: Duration::from_millis(t_ms),
+        ..Default::default()
+    };
+    for (name, r) in [("operator", &poll.operator), ("kyc", &poll.kyc)] {
+        if let Some(r) = r {
+            o.readiness.insert(name.into(), r.clone());
+        }
+    }
+    for (name, sig, value) in [
+        ("requestIndex", &poll.index, &mut *idx),
+        ("lastTx", &poll.hash, &mut *tx),
+    ] {
+        match sig {
+            Sig::Read(inc) => {
+                *value += inc;
+                let v = if name == "lastTx" {
+                    json!(format!("0x{:x}", *value))
+                } else {
+                    json!(*value)
+                };
+                o.progression.insert(name.into(), Some(v));
+            }
+            Sig::Unreadable => {
+                o.progression.insert(name.into(), None);
+            }
+            Sig::Missing => {}
+        }
+    }
+    if let Some(d) = &poll.dep {
+        o.dependencies.insert("postgres".into(), d.clone());
+    }
+    if poll.old_fault {
+        o.faults.insert("/attestation/fault=\"old\"".into());
+    }
+    if poll.new_fault {
+        o.faults.insert("/registration/fault=\"rejected\"".into());
+    }
+    if poll.log_fault {
+        o.log_faults.push("operator: attestation failed".into());
+    }
+    if poll.crash {
+        o.crashed.insert("operator".into(), "exited".into());
+    }
+    o
 }
 
 proptest! {
-    /// No sequence of observations promotes past a failed gate, a final decision never changes,
-    /// and the fold (`decide`) agrees with stepping.
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Safety: no sequence of observations promotes past a failed gate, a final decision never
+    /// changes, a promotion carries no failed gate, and the fold (`decide`) agrees with stepping.
     #[test]
-    fn never_promotes_past_a_failed_gate(steps in prop::collection::vec(arb_obs(), 1..60), idle in any::<bool>()) {
-        let p = plan(idle, IdlePolicy::Inconclusive);
+    fn never_promotes_past_a_failed_gate(p in arb_plan(), polls in prop::collection::vec(arb_poll(), 1..80)) {
         let mut engine = GateEngine::new(p.clone());
-        let mut t = 0u64;
-        let mut idx = 0i64;
+        let (mut t, mut idx, mut tx) = (0u64, 0i64, 0i64);
         let mut seen_fail = false;
         let mut final_decision: Option<Decision> = None;
         let mut seq = Vec::new();
         let mut last = None;
-        for (dt, op, dep, inc, fault, crash) in steps {
-            t += dt;
-            idx += inc;
-            let mut o = obs(t as f64 / 1000.0, op, idx);
-            o.dependencies.insert("postgres".into(), dep);
-            if fault { o.faults.insert("/attestation/fault=\"old\"".into()); }
-            if crash { o.crashed.insert("operator".into(), "exited".into()); }
+        for poll in &polls {
+            t += poll.dt_ms;
+            let o = observation(t, poll, &mut idx, &mut tx);
             seq.push(o.clone());
             let d = engine.step(&o);
             if let Some(f) = &final_decision {
@@ -353,6 +826,7 @@ proptest! {
             }
             if let Decision::Promote { gates } = &d {
                 prop_assert!(gates.iter().all(|g| g.verdict != Verdict::Fail));
+                prop_assert!(!gates.iter().any(is_pending), "promoted with a pending gate: {:?}", gates);
             }
             if engine.gates().iter().any(|g| g.verdict == Verdict::Fail) {
                 seen_fail = true;
@@ -365,5 +839,28 @@ proptest! {
             last = Some(d);
         }
         prop_assert_eq!(run(&p, &seq), last.unwrap());
+    }
+
+    /// Liveness: whatever the node answers, as long as it is polled at least every second the
+    /// engine's decision is final by `readiness_deadline + longest window + min_healthy`.
+    #[test]
+    fn always_decides_by_the_bound(p in arb_plan(), polls in prop::collection::vec(arb_poll(), 1..40)) {
+        let bound = bound(&p);
+        let mut engine = GateEngine::new(p.clone());
+        let (mut t, mut idx, mut tx) = (0u64, 0i64, 0i64);
+        // Cycle through the generated polls until time runs past the bound.
+        for poll in polls.iter().cycle() {
+            t += poll.dt_ms.max(1);
+            let o = observation(t, poll, &mut idx, &mut tx);
+            let d = engine.step(&o);
+            prop_assert_eq!(engine.hard_deadline(), bound);
+            if let Decision::Wait { deadline, .. } = &d {
+                prop_assert!(*deadline <= bound, "deadline {:?} past the bound {:?}", deadline, bound);
+            }
+            if o.at >= bound {
+                prop_assert!(d.is_final(), "still waiting at {:?} (bound {:?}): {:?}", o.at, bound, d);
+                break;
+            }
+        }
     }
 }
