@@ -1,30 +1,14 @@
-//! Faults the operator reports in its status document: a non-null value at a configured
-//! pointer is a fault, reported as `pointer=value`. The baseline records the faults present
+//! Faults the operator reports in its status document: a value at a configured pointer is a
+//! fault, reported as `pointer=value`, unless it is `null`, `false`, `""`, `[]` or `{}`. The baseline records the faults present
 //! when it was frozen; a later gate fails on any not in that list.
-
-use serde_json::Value;
 
 use crate::errors::ProbeError;
 use crate::http::HttpClient;
 
-/// `pointer=value` for every configured pointer whose value is present and not null (nor
-/// `false` or an empty string/array/object, which status documents use for "no fault").
-pub fn faults_in(doc: &Value, pointers: &[String]) -> Vec<String> {
-    pointers
-        .iter()
-        .filter_map(|p| {
-            let v = doc.pointer(p)?;
-            let empty = match v {
-                Value::Null | Value::Bool(false) => true,
-                Value::String(s) => s.is_empty(),
-                Value::Array(a) => a.is_empty(),
-                Value::Object(o) => o.is_empty(),
-                Value::Number(_) | Value::Bool(true) => false,
-            };
-            (!empty).then(|| format!("{p}={v}"))
-        })
-        .collect()
-}
+/// `pointer=value` for every configured pointer whose value is a fault: present and not null,
+/// `false`, `""`, `[]` or `{}`. One function for the baseline and the gates
+/// ([`rollgate_core::facts::faults_in`]), so both read the same document the same way.
+pub use rollgate_core::facts::faults_in;
 
 /// Read the status document at `url` and list its faults.
 pub async fn read_faults(

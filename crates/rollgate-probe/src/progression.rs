@@ -1,7 +1,8 @@
 //! Progression sampling: read one JSON pointer of a status document repeatedly over a window
 //! and say whether, and how fast, it moved.
 //!
-//! `increases` signals are numbers, numeric strings or hex strings (`"0x1f"`) that must grow;
+//! `increases` signals are numbers, numeric strings or hex strings (`"0x1f"`) that must grow
+//! (compared exactly, whatever their size: [`rollgate_core::facts`]);
 //! `changes` signals are any value that must differ. The sampler runs on tokio time, so windows
 //! are tested with paused time, and takes the fetch as a closure so tests need no server.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use rollgate_core::baseline::ProgressionRate;
 use rollgate_core::config::{Progression, ProgressionMode};
+use rollgate_core::facts::{counter, increased};
 use rollgate_core::redact::redact_url;
 use serde_json::{Value, json};
 
@@ -17,27 +19,10 @@ use crate::errors::{ProbeError, humanize};
 use crate::http::HttpClient;
 use crate::outcome::{Outcome, show_value};
 
-/// A numeric reading of a signal: numbers, decimal strings and `0x` hex strings.
-pub fn numeric(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => {
-            let s = s.trim();
-            if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-                if hex.is_empty() || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return None;
-                }
-                // Accumulate in f64: a 256-bit counter still orders and rates correctly.
-                Some(hex.bytes().fold(0.0, |acc, b| {
-                    acc * 16.0 + (b as char).to_digit(16).unwrap_or(0) as f64
-                }))
-            } else {
-                s.parse::<f64>().ok().filter(|f| f.is_finite())
-            }
-        }
-        _ => None,
-    }
-}
+/// An `f64` reading of a signal (numbers, decimal strings and `0x` hex strings), for rates
+/// only: whether a counter moved is decided exactly by [`rollgate_core::facts::increased`], the
+/// same comparison as the gate engine's.
+pub use rollgate_core::facts::numeric;
 
 /// How to sample.
 #[derive(Debug, Clone, Copy)]
@@ -69,7 +54,7 @@ where
                 endpoint: endpoint.clone(),
                 message: format!("{pointer} is missing"),
             })?;
-        if progression.mode == ProgressionMode::Increases && numeric(&v).is_none() {
+        if progression.mode == ProgressionMode::Increases && counter(&v).is_none() {
             return Err(ProbeError::Invalid {
                 endpoint: endpoint.clone(),
                 message: format!(
@@ -143,9 +128,7 @@ fn progression_interval(s: Sampling) -> Duration {
 
 fn moved(mode: ProgressionMode, first: &Value, last: &Value, changes: u64) -> bool {
     match mode {
-        ProgressionMode::Increases => numeric(last)
-            .zip(numeric(first))
-            .is_some_and(|(l, f)| l > f),
+        ProgressionMode::Increases => increased(first, last),
         ProgressionMode::Changes => changes > 0,
     }
 }
@@ -274,6 +257,29 @@ mod tests {
         .unwrap();
         assert!(!rate.idle);
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn counters_past_u64_increase_exactly() {
+        // f64 cannot tell 2^64 from 2^64 + 1; the comparison is exact, as in the gate engine.
+        for (a, b) in [
+            ("18446744073709551616", "18446744073709551617"),
+            ("0x1234567890abcdef0000", "0x1234567890abcdef0001"),
+        ] {
+            let n = Arc::new(AtomicU64::new(0));
+            let rate = sample_with(&prog(ProgressionMode::Increases), sampling(false), || {
+                let v = if n.fetch_add(1, Ordering::SeqCst) < 3 {
+                    a
+                } else {
+                    b
+                };
+                async move { Ok(json!({"lastRequest": {"requestIndex": v}})) }
+            })
+            .await
+            .unwrap();
+            assert!(!rate.idle, "{a} → {b} judged idle");
+            assert_eq!(rate.last, json!(b));
+        }
     }
 
     #[tokio::test(start_paused = true)]

@@ -309,16 +309,10 @@ pub fn fault_url(config: &Config) -> Option<&str> {
     crate::checks::fault_url(config)
 }
 
-/// Non-null values at the fault pointers, as `pointer=value`.
+/// The faults at the fault pointers, as `pointer=value`: the same reading as the baseline's
+/// ([`rollgate_core::facts::faults_in`]: `null`, `false`, `""`, `[]` and `{}` are no fault).
 pub fn faults_in(config: &Config, doc: &Value) -> BTreeSet<String> {
-    config
-        .faults
-        .pointers
-        .iter()
-        .filter_map(|p| {
-            doc.pointer(p)
-                .filter(|v| !v.is_null())
-                .map(|v| format!("{p}={v}"))
-        })
+    rollgate_core::facts::faults_in(doc, &config.faults.pointers)
+        .into_iter()
         .collect()
 }

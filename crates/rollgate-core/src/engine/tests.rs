@@ -528,7 +528,6 @@ fn the_hard_deadline_bounds_every_wait() {
         }
     );
     // A dependency blip keeps the engine waiting past that, up to the bound only.
-    let mut p = p;
     p.dependency_failures = 3;
     let mut engine = GateEngine::new(p);
     let blip = |at: f64, idx| {
