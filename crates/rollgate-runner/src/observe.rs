@@ -311,6 +311,19 @@ pub fn fault_url(config: &Config) -> Option<&str> {
 
 /// The faults at the fault pointers, as `pointer=value`: the same reading as the baseline's
 /// ([`rollgate_core::facts::faults_in`]: `null`, `false`, `""`, `[]` and `{}` are no fault).
+///
+/// ```
+/// # use std::path::Path;
+/// # use rollgate_core::config::{MapEnv, default_profile, load_str};
+/// # use rollgate_core::vocab::Mode;
+/// let text = default_profile("operator-localnet", Mode::LocalnetLoopback).unwrap();
+/// let config = load_str(Path::new("rollgate.toml"), &text, &MapEnv::default()).unwrap();
+/// let quiet = serde_json::json!({"attestation": {"fault": false}, "registration": {"fault": ""}});
+/// assert!(rollgate_runner::observe::faults_in(&config, &quiet).is_empty());
+/// let failing = serde_json::json!({"attestation": {"fault": {}}, "registration": {"fault": "rejected"}});
+/// let faults = rollgate_runner::observe::faults_in(&config, &failing);
+/// assert_eq!(faults.into_iter().collect::<Vec<_>>(), ["/registration/fault=\"rejected\""]);
+/// ```
 pub fn faults_in(config: &Config, doc: &Value) -> BTreeSet<String> {
     rollgate_core::facts::faults_in(doc, &config.faults.pointers)
         .into_iter()
