@@ -607,19 +607,30 @@ fn expire_fails_every_pending_gate_and_never_promotes() {
     assert_eq!(engine.expire(secs(30.0)), promoted);
 }
 
-fn arb_reading() -> impl Strategy<Value = Reading> {
-    prop_oneof![
-        3 => Just(Reading::Pass("ok".into())),
-        1 => Just(Reading::Transient("421".into())),
-        1 => Just(Reading::Fail("bad".into())),
-    ]
+/// How a generated node behaves.
+#[derive(Debug, Clone, Copy)]
+enum Noise {
+    /// Rarely fails: often promotes.
+    Calm,
+    /// Blips (timeouts, polls without a reading) but no faults: tolerated failures pending at
+    /// the bound.
+    Flaky,
+    /// Anything, often.
+    Noisy,
 }
 
 /// A reading, or none at all (the check was not observed on this poll).
-fn arb_maybe_reading() -> impl Strategy<Value = Option<Reading>> {
+fn arb_maybe_reading(noise: Noise) -> impl Strategy<Value = Option<Reading>> {
+    let (pass, transient, fail, none) = match noise {
+        Noise::Calm => (40, 1, 1, 1),
+        Noise::Flaky => (12, 1, 0, 1),
+        Noise::Noisy => (3, 1, 1, 1),
+    };
     prop_oneof![
-        8 => arb_reading().prop_map(Some),
-        1 => Just(None),
+        pass => Just(Some(Reading::Pass("ok".into()))),
+        transient => Just(Some(Reading::Transient("421".into()))),
+        fail => Just(Some(Reading::Fail("bad".into()))),
+        none => Just(None),
     ]
 }
 
@@ -634,11 +645,16 @@ enum Sig {
     Missing,
 }
 
-fn arb_sig() -> impl Strategy<Value = Sig> {
+fn arb_sig(noise: Noise) -> impl Strategy<Value = Sig> {
+    let (read, unreadable) = match noise {
+        Noise::Calm => (40, 1),
+        Noise::Flaky => (1, 0),
+        Noise::Noisy => (8, 1),
+    };
     prop_oneof![
-        8 => (0i64..3).prop_map(Sig::Read),
-        1 => Just(Sig::Unreadable),
-        1 => Just(Sig::Missing),
+        read => (0i64..3).prop_map(Sig::Read),
+        unreadable => Just(Sig::Unreadable),
+        unreadable => Just(Sig::Missing),
     ]
 }
 
@@ -657,15 +673,24 @@ struct Poll {
     crash: bool,
 }
 
-fn arb_poll() -> impl Strategy<Value = Poll> {
+fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
+    let rare = match noise {
+        Noise::Calm => 0.002,
+        Noise::Flaky => 0.0,
+        Noise::Noisy => 0.03,
+    };
     (
-        (0u64..=1000, arb_maybe_reading(), arb_maybe_reading()),
-        (arb_sig(), arb_sig(), arb_maybe_reading()),
+        (
+            0u64..=1000,
+            arb_maybe_reading(noise),
+            arb_maybe_reading(noise),
+        ),
+        (arb_sig(noise), arb_sig(noise), arb_maybe_reading(noise)),
         (
             any::<bool>(),
-            prop::bool::weighted(0.03),
-            prop::bool::weighted(0.03),
-            prop::bool::weighted(0.02),
+            prop::bool::weighted(rare),
+            prop::bool::weighted(rare),
+            prop::bool::weighted(rare),
         ),
     )
         .prop_map(
@@ -686,6 +711,12 @@ fn arb_poll() -> impl Strategy<Value = Poll> {
                 crash,
             },
         )
+}
+
+/// Polls of a calm, flaky or noisy node.
+fn arb_polls(max: usize) -> impl Strategy<Value = Vec<Poll>> {
+    prop_oneof![Just(Noise::Calm), Just(Noise::Flaky), Just(Noise::Noisy)]
+        .prop_flat_map(move |noise| prop::collection::vec(arb_poll(noise), 1..max))
 }
 
 fn arb_policy() -> impl Strategy<Value = IdlePolicy> {
@@ -805,7 +836,7 @@ proptest! {
     /// Safety: no sequence of observations promotes past a failed gate, a final decision never
     /// changes, a promotion carries no failed gate, and the fold (`decide`) agrees with stepping.
     #[test]
-    fn never_promotes_past_a_failed_gate(p in arb_plan(), polls in prop::collection::vec(arb_poll(), 1..80)) {
+    fn never_promotes_past_a_failed_gate(p in arb_plan(), polls in arb_polls(80)) {
         let mut engine = GateEngine::new(p.clone());
         let (mut t, mut idx, mut tx) = (0u64, 0i64, 0i64);
         let mut seen_fail = false;
@@ -842,15 +873,21 @@ proptest! {
 
     /// Liveness: whatever the node answers, as long as it is polled at least every second the
     /// engine's decision is final by `readiness_deadline + longest window + min_healthy`.
+    /// With `silent`, the dependency blips once after the generated polls and is then never
+    /// observed again (polled every n-th time, or gone from the configuration).
     #[test]
-    fn always_decides_by_the_bound(p in arb_plan(), polls in prop::collection::vec(arb_poll(), 1..40)) {
+    fn always_decides_by_the_bound(p in arb_plan(), polls in arb_polls(40), silent in any::<bool>()) {
         let bound = bound(&p);
         let mut engine = GateEngine::new(p.clone());
         let (mut t, mut idx, mut tx) = (0u64, 0i64, 0i64);
         // Cycle through the generated polls until time runs past the bound.
-        for poll in polls.iter().cycle() {
+        for (i, poll) in polls.iter().cycle().enumerate() {
+            let mut poll = poll.clone();
+            if silent && i >= polls.len() {
+                poll.dep = (i == polls.len()).then(|| Reading::Fail("timed out".into()));
+            }
             t += poll.dt_ms.max(1);
-            let o = observation(t, poll, &mut idx, &mut tx);
+            let o = observation(t, &poll, &mut idx, &mut tx);
             let d = engine.step(&o);
             prop_assert_eq!(engine.hard_deadline(), bound);
             if let Decision::Wait { deadline, .. } = &d {
