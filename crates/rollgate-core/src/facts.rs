@@ -141,9 +141,9 @@ pub fn increased(first: &Value, now: &Value) -> bool {
 }
 
 /// An `f64` reading of a counter, for rates and plots: numbers, decimal strings and `0x` hex
-/// strings (approximate above 2^53; use [`increased`] to compare).
+/// strings (approximate above 2^53, `None` beyond `f64`'s range; use [`increased`] to compare).
 pub fn numeric(v: &Value) -> Option<f64> {
-    counter(v).map(|c| c.to_f64())
+    counter(v).map(|c| c.to_f64()).filter(|f| f.is_finite())
 }
 
 #[cfg(test)]
@@ -239,6 +239,10 @@ mod tests {
             assert!(!increased(&json!(1), &v));
         }
         assert_eq!(counter(&json!(format!("0x{}", "1".repeat(600)))), None);
+        // Exact, but too large for a rate.
+        let huge = json!(format!("0x{}", "f".repeat(300)));
+        assert_eq!(numeric(&huge), None);
+        assert!(increased(&json!(1.5), &huge));
         assert_eq!(numeric(&json!("0x1f")), Some(31.0));
         assert_eq!(numeric(&json!(" 12 ")), Some(12.0));
         assert_eq!(numeric(&json!("1.5")), Some(1.5));
