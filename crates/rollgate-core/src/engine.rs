@@ -332,6 +332,33 @@ impl GateEngine {
         }
     }
 
+    /// The bound by which the engine always decides (TEMPORARY, replaced by the engine work).
+    pub fn hard_deadline(&self) -> Duration {
+        self.plan.readiness_deadline
+            + self
+                .plan
+                .progression
+                .iter()
+                .map(|p| p.window)
+                .max()
+                .unwrap_or_default()
+            + self.plan.min_healthy
+    }
+
+    /// Fail every gate still undecided at `now` (TEMPORARY, replaced by the engine work).
+    pub fn expire(&mut self, now: Duration) -> Decision {
+        if let Some(done) = &self.final_decision {
+            return done.clone();
+        }
+        let gates = self.gates();
+        let d = Decision::RollBack {
+            reason: format!("gates undecided at {}", fmt_secs(now)),
+            gates,
+        };
+        self.final_decision = Some(d.clone());
+        d
+    }
+
     /// The latest time by which the pending gates must be decided.
     fn next_deadline(&self) -> Duration {
         match self.all_green_at {
