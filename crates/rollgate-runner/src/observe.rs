@@ -37,6 +37,9 @@ pub struct Observer {
     /// The changed components' logs are read from this time on.
     since: SystemTime,
     started: Instant,
+    /// The gates' clock: from the change, reset when the driver's restart returned (so the
+    /// readiness deadline does not include an image pull or a slow stop).
+    gates_from: Instant,
     restarts_at_start: BTreeMap<String, u32>,
     /// Poll dependencies every n-th observation: they are slower than status reads and change
     /// more slowly.
@@ -71,6 +74,7 @@ impl Observer {
             patterns,
             since: SystemTime::now(),
             started: Instant::now(),
+            gates_from: Instant::now(),
             restarts_at_start: BTreeMap::new(),
             dependency_every: 1,
             polls: 0,
@@ -90,6 +94,7 @@ impl Observer {
     pub async fn mark_change(&mut self) {
         self.since = SystemTime::now() - Duration::from_secs(1);
         self.started = Instant::now();
+        self.gates_from = self.started;
         self.polls = 0;
         self.restarts_at_start.clear();
         for c in &self.components {
@@ -129,6 +134,17 @@ impl Observer {
     /// faults must not fail the restored baseline's verification.
     pub fn logs_from(&mut self, t: SystemTime) {
         self.since = t;
+    }
+
+    /// The driver's restart returned: the gates' clock (and so the readiness deadline) starts
+    /// now. Logs are still read from the change.
+    pub fn restart_returned(&mut self) {
+        self.gates_from = Instant::now();
+    }
+
+    /// Time on the gates' clock: since the restart returned (or the change, before that).
+    pub fn gate_clock(&self) -> Duration {
+        self.gates_from.elapsed()
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -178,7 +194,7 @@ impl Observer {
         let docs: BTreeMap<String, Fetch> = urls.into_iter().zip(fetches).collect();
 
         let mut obs = Observation {
-            at: self.elapsed(),
+            at: self.gate_clock(),
             ..Default::default()
         };
         for r in &config.readiness {

@@ -48,6 +48,7 @@ pub async fn run(ctx: &Ctx, args: &BaselineArgs) -> CmdResult {
 
 async fn freeze(ctx: &Ctx) -> CmdResult {
     let runner = open_runner(ctx)?;
+    let _lock = runner.exclusive().await.map_err(runner_error)?;
     match freeze_and_store(&runner.config, &runner.journal, runner.driver.as_ref()).await {
         Ok(b) => {
             if ctx.out.is_json() {

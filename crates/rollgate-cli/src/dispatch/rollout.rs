@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::Args;
 use rollgate_core::ExitCode;
 use rollgate_core::vocab::Outcome;
-use rollgate_runner::RolloutOptions;
+use rollgate_runner::{RolloutOptions, RolloutReport, Runner};
 use serde_json::json;
 
 use crate::app::Ctx;
@@ -74,16 +74,37 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
         }
     }
     let plan_json = args.plan.as_ref().map(|p| json!({"file": p, "steps": steps.iter().map(|(l, v)| json!({"layer": l, "value": v})).collect::<Vec<_>>()}));
-    let mut reports = Vec::new();
-    for (i, (layer, value)) in steps.iter().enumerate() {
+    run_steps(ctx, &runner, &steps, 0, args.bake, plan_json, Vec::new()).await
+}
+
+/// Run `steps[first..]` one rollout each, stopping at the first that is not promoted, and
+/// print the result: one record, or with a plan `{"plan", "outcome", "rollouts"}`. `resume`
+/// continues an interrupted plan through here with the rollouts it already has.
+pub async fn run_steps(
+    ctx: &Ctx,
+    runner: &Runner,
+    steps: &[(String, String)],
+    first: usize,
+    bake: Option<Duration>,
+    plan_json: Option<serde_json::Value>,
+    mut reports: Vec<RolloutReport>,
+) -> CmdResult {
+    let plan_file = plan_json.as_ref().and_then(|p| p.get("file").cloned());
+    let stopped = reports
+        .last()
+        .is_some_and(|r| r.outcome != Outcome::Promoted);
+    for (i, (layer, value)) in steps.iter().enumerate().skip(first) {
+        if stopped {
+            break;
+        }
         let opts = RolloutOptions {
-            bake: args.bake,
+            bake,
             plan: plan_json.clone().map(|mut p| {
                 p["index"] = json!(i);
                 p
             }),
         };
-        let report = notified(&runner, runner.rollout(layer, value, &opts).await).await?;
+        let report = notified(runner, runner.rollout(layer, value, &opts).await).await?;
         let stop = report.outcome != Outcome::Promoted;
         if !ctx.out.is_json() {
             if steps.len() > 1 {
@@ -100,13 +121,13 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
     let last = reports.last().expect("at least one step ran");
     let code = last.exit_code();
     if ctx.out.is_json() {
-        if args.plan.is_some() {
+        if plan_file.is_some() {
             ctx.out
-                .json(&json!({"plan": args.plan, "outcome": last.outcome, "rollouts": reports}))?;
+                .json(&json!({"plan": plan_file, "outcome": last.outcome, "rollouts": reports}))?;
         } else {
             ctx.out.json(last)?;
         }
-    } else if args.plan.is_some() && reports.len() < steps.len() {
+    } else if plan_file.is_some() && reports.len() < steps.len() {
         println!(
             "plan stopped at step {} of {}; earlier steps are kept and known-good",
             reports.len(),

@@ -122,3 +122,156 @@ crash_tests! {
     rollback_path_verify_rollback_outcome: "v1.1.0-stall-request", "rollback_verify:outcome";
     rollback_path_finish: "v1.1.0-stall-request", "finish:outcome";
 }
+
+/// Killed once in the forward path and once more while `resume` rolls back: a second `resume`
+/// still ends on the verified baseline.
+#[test]
+fn crash_during_resume_is_resumed_again() {
+    let Some(node) = Node::start(NodeOptions {
+        window: "1500ms",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let killed = |args: &[&str], at: &str| {
+        let out = node
+            .rollgate()
+            .args(args)
+            .env("ROLLGATE_CRASH_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), Some(9), "{at}: {}", explain(&out));
+    };
+    killed(
+        &["rollout", "operator-image=v1.1.0-stall-request", "--yes"],
+        "verify:outcome",
+    );
+    killed(&["resume"], "rollback_restart:intent");
+    let (out, record) = node.run(&["resume"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+}
+
+/// Killed inside a requested rollback: resume finishes it on the verified baseline.
+#[test]
+fn crash_during_a_requested_rollback() {
+    let Some(node) = Node::start(NodeOptions {
+        window: "1500ms",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let (out, _) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let out = node
+        .rollgate()
+        .args(["rollback"])
+        .env("ROLLGATE_CRASH_AT", "rollback_verify:intent")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "{}", explain(&out));
+    let (out, record) = node.run(&["resume"]);
+    assert!(matches!(code(&out), 0 | 4), "{}", explain(&out));
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+}
+
+/// Killed inside the rollback a failed bake started (the alert contract broke).
+#[test]
+fn crash_during_a_rollback_triggered_by_the_bake() {
+    let Some(node) = Node::start(NodeOptions {
+        window: "1500ms",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let out = node
+        .rollgate()
+        .args([
+            "rollout",
+            "operator-image=v1.1.0-renamed-field",
+            "--bake",
+            "3s",
+            "--yes",
+        ])
+        .env("ROLLGATE_CRASH_AT", "rollback_restore:outcome")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.signal(), Some(9), "{}", explain(&out));
+    let (out, record) = node.run(&["resume"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    let (_, history) = node.run(&["show", record["rollout_id"].as_str().unwrap()]);
+    let kinds: Vec<&str> = history["steps"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s["kind"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(kinds.contains(&"bake"), "the bake ran first: {history:#}");
+}
+
+/// `serve` started the rollout and was killed with it: `rollgate resume` finishes it.
+#[test]
+fn crash_during_a_serve_started_rollout() {
+    use std::io::{Read, Write};
+    let Some(node) = Node::start(NodeOptions {
+        window: "1500ms",
+        extra: "\n[serve]\ntoken = \"crash-test-token\"\n",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut serve = node
+        .rollgate()
+        .args(["serve", "--listen", &listen])
+        .env("ROLLGATE_CRASH_AT", "verify:intent")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = loop {
+        match std::net::TcpStream::connect(&listen) {
+            Ok(s) => break s,
+            Err(_) if started.elapsed() < std::time::Duration::from_secs(20) => {
+                std::thread::sleep(std::time::Duration::from_millis(100))
+            }
+            Err(e) => {
+                let _ = serve.kill();
+                panic!("serve never listened: {e}");
+            }
+        }
+    };
+    let body = r#"{"layer":"operator-image","value":"v1.1.0"}"#;
+    write!(
+        stream,
+        "POST /api/v1/rollouts HTTP/1.1\r\nHost: {listen}\r\nAuthorization: Bearer crash-test-token\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 2"), "{answer}");
+    let status = loop {
+        if let Some(s) = serve.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(60) {
+            let _ = serve.kill();
+            panic!("serve was not killed at verify:intent");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(status.signal(), Some(9));
+    let (out, record) = node.run(&["resume"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(record["outcome"], "promoted", "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.1.0");
+}

@@ -220,6 +220,29 @@ timeout = "60s""#;
         (out, json)
     }
 
+    /// Replace `from` (which must occur) with `to` in this node's rollgate configuration.
+    pub fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).unwrap();
+        assert!(text.contains(from), "`{from}` is not in the configuration");
+        std::fs::write(&self.config, text.replace(from, to)).unwrap();
+    }
+
+    /// Wait until the journal's active rollout has written an intent for `step`.
+    pub fn wait_for_step(&self, step: &str, child: &mut std::process::Child) {
+        let started = std::time::Instant::now();
+        loop {
+            let (_, status) = self.run(&["status"]);
+            if status["active_rollout"]["last_step"]["kind"] == step {
+                return;
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = child.kill();
+                panic!("the rollout never reached {step}: {status:#}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// The version the localnet records for a layer.
     pub fn current(&self, layer: &str) -> String {
         let out = Command::new(sim_bin())

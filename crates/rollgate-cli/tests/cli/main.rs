@@ -8,5 +8,6 @@ mod crash;
 mod fixture;
 mod killswitch;
 mod rollout;
+mod safety;
 mod usage;
 mod watch;
