@@ -110,7 +110,8 @@ pub struct Observation {
 /// The engine's answer after an observation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
-    /// Keep polling; the gates still pending and the earliest deadline.
+    /// Keep polling; the gates still pending and when they will have been decided
+    /// ([`GateEngine::next_deadline`], never later than [`GateEngine::hard_deadline`]).
     Wait {
         pending: Vec<String>,
         deadline: Duration,
