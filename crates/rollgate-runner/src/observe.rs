@@ -522,3 +522,69 @@ pub fn faults_in(config: &Config, doc: &Value) -> BTreeSet<String> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_line_normalises_alike() {
+        let a = normalize_log_line(
+            "2026-12-01T10:00:00.123Z WARN slow block 0x1f2e took 734ms (id 3f2a9c1e-77b0)",
+        );
+        let b = normalize_log_line(
+            "2026-12-02 11:30:59,9 WARN  slow block 0xa0 took 5ms (id deadbeef-0042)",
+        );
+        assert_eq!(a, "WARN slow block # took #ms (id #)");
+        assert_eq!(a, b);
+        // Words made of hex letters only are words, not ids.
+        assert_eq!(
+            normalize_log_line("ERROR facade decade"),
+            "ERROR facade decade"
+        );
+        assert_ne!(
+            normalize_log_line("ERROR attestation failed"),
+            normalize_log_line("ERROR registration rejected")
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_whole_characters() {
+        let s = format!("{}é", "a".repeat(299));
+        assert_eq!(truncate_chars(&s, 300), "a".repeat(299));
+        assert_eq!(truncate_chars("ééé", 1), "");
+        assert_eq!(truncate_chars("abc", 300), "abc");
+        assert!(normalize_log_line(&"日本".repeat(200)).len() <= 300);
+    }
+
+    #[test]
+    fn restarts_count_on_the_container_that_runs() {
+        let state = |id: &str, n: u32| ComponentState {
+            container_id: Some(id.into()),
+            restart_count: Some(n),
+            ..ComponentState::unknown("app")
+        };
+        let mark = RestartMark::of(&state("old", 4)).unwrap();
+        // The same container: the increase.
+        assert_eq!(mark.restarts_since(&state("old", 4)), Some(0));
+        assert_eq!(mark.restarts_since(&state("old", 6)), Some(2));
+        // A container created after the mark: every restart it had.
+        assert_eq!(mark.restarts_since(&state("new", 0)), Some(0));
+        assert_eq!(mark.restarts_since(&state("new", 1)), Some(1));
+        // A runtime without ids or counts.
+        let no_id = RestartMark::of(&ComponentState {
+            restart_count: Some(2),
+            ..ComponentState::unknown("app")
+        })
+        .unwrap();
+        assert_eq!(
+            no_id.restarts_since(&ComponentState {
+                restart_count: Some(3),
+                ..ComponentState::unknown("app")
+            }),
+            Some(1)
+        );
+        assert_eq!(mark.restarts_since(&ComponentState::unknown("app")), None);
+        assert_eq!(RestartMark::of(&ComponentState::unknown("app")), None);
+    }
+}

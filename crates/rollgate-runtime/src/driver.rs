@@ -301,3 +301,59 @@ impl ComponentState {
         self.status == RunStatus::Running
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_000 + ms)
+    }
+
+    #[test]
+    fn timed_reads_return_each_line_once() {
+        let start = LogCursor::at(at(0));
+        let first = LogRead::timed(
+            vec![
+                (Some(at(10)), "b".into()),
+                (Some(at(5)), "a".into()),
+                (None, "no time".into()),
+            ],
+            &start,
+            0,
+        );
+        assert_eq!(first.lines, ["no time", "a", "b"]);
+        // The next read starts the overlap before the newest line (not before the cursor).
+        assert_eq!(first.next.since, at(0));
+        // Reading the same lines again returns none of the timed ones.
+        let again = LogRead::timed(
+            vec![
+                (Some(at(5)), "a".into()),
+                (Some(at(10)), "b".into()),
+                (Some(at(10)), "c".into()),
+                (Some(at(5000)), "d".into()),
+            ],
+            &first.next,
+            0,
+        );
+        assert_eq!(again.lines, ["c", "d"]);
+        assert_eq!(again.next.since, at(5000) - LOG_OVERLAP);
+        // Lines before the new `since` are forgotten; those after are still skipped.
+        assert!(again.next.seen.iter().all(|(t, _)| *t >= again.next.since));
+        let third = LogRead::timed(vec![(Some(at(5000)), "d".into())], &again.next, 0);
+        assert!(third.lines.is_empty());
+        assert_eq!(third.next, again.next);
+    }
+
+    #[test]
+    fn untimed_reads_move_on_from_when_they_started() {
+        let start = LogCursor::at(at(0));
+        let r = LogRead::untimed("x\ny\n", &start, at(10_000), 7);
+        assert_eq!(r.lines, ["x", "y"]);
+        assert_eq!(r.next.since, at(10_000) - LOG_OVERLAP);
+        assert_eq!(r.dropped_bytes, 7);
+        // Never backwards.
+        let r = LogRead::untimed("", &LogCursor::at(at(9_000)), at(10_000), 0);
+        assert_eq!(r.next.since, at(9_000));
+    }
+}

@@ -353,6 +353,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn past_the_cap_the_head_or_the_tail_is_kept() {
+        // 12 000 numbered lines of 100 bytes: 1.2 MB, past MAX_CAPTURE.
+        let script = "i=0; while [ $i -lt 12000 ]; do printf '%099d\\n' $i; i=$((i+1)); done";
+        let head = run(&Invocation::new("sh", ["-c", script])).await.unwrap();
+        assert_eq!(head.stdout.len(), MAX_CAPTURE);
+        assert!(head.stdout.starts_with(&format!("{:099}\n", 0)));
+        assert_eq!(head.dropped_bytes, 1_200_000 - MAX_CAPTURE as u64);
+
+        let tail = run(&Invocation::new("sh", ["-c", script]).keep_tail())
+            .await
+            .unwrap();
+        assert!(tail.stdout.len() <= MAX_CAPTURE);
+        assert!(tail.stdout.ends_with(&format!("{:099}\n", 11_999)));
+        // Whole lines only.
+        assert_eq!(tail.stdout.len() % 100, 0);
+        assert_eq!(tail.dropped_bytes + tail.stdout.len() as u64, 1_200_000);
+    }
+
+    #[tokio::test]
     async fn a_daemon_left_running_does_not_hold_the_call() {
         let started = Instant::now();
         let out = run(&Invocation::new("sh", ["-c", "sleep 20 & echo started"])

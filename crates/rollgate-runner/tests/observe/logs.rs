@@ -145,3 +145,43 @@ async fn a_long_non_ascii_fault_line_is_cut_on_a_character() {
     assert!(got.starts_with("app: ERROR aaa"), "{got}");
     assert!(got.len() <= "app: ".len() + 300, "{}", got.len());
 }
+
+#[tokio::test]
+async fn a_freeze_records_the_fault_lines_the_baseline_logs() {
+    let (dir, cfg) = node();
+    log(
+        dir.path(),
+        &[
+            "WARN cache refresh took 734ms (request 0x1f2e, trace 3f2a9c1e-77b0)",
+            "INFO all good",
+            "WARN cache refresh took 12ms (request 0xa0, trace 00ffee11-0042)",
+        ],
+    );
+    let driver = rollgate_runtime::driver_for(&cfg).unwrap();
+    // The minimal node is not green (no deployment metadata): the refusal carries what was
+    // observed anyway, which is what a green freeze stores.
+    let baseline = match rollgate_runner::baseline::freeze(&cfg, driver.as_ref()).await {
+        Ok(b) => b,
+        Err(refused) => *refused.observed,
+    };
+    assert_eq!(
+        baseline.log_faults,
+        vec!["app: WARN cache refresh took #ms (request #, trace #)".to_string()]
+    );
+
+    // Against it, the same warning with other numbers is not a fault; a new line is.
+    let mut o = observer(&cfg, Some(&baseline));
+    o.mark_change().await;
+    log(
+        dir.path(),
+        &[
+            "WARN cache refresh took 90ms (request 0xbeef1, trace 12345678-aaaa)",
+            "WARN cache is corrupt",
+        ],
+    );
+    let obs = o.observe().await;
+    assert_eq!(
+        obs.log_faults,
+        vec!["app: WARN cache is corrupt".to_string()]
+    );
+}

@@ -31,6 +31,10 @@ components = ["app"]
 
 [faults]
 log_patterns = ["ERROR", "WARN"]
+
+[rollout]
+baseline_window = "1s"
+poll_interval = "250ms"
 "#,
         dir = dir.display()
     );
