@@ -87,6 +87,8 @@ async fn each_poll_reads_only_what_is_new() {
 async fn unreadable_logs_are_an_inconclusive_reading_with_the_reason_and_nothing_is_skipped() {
     let (dir, cfg) = node();
     let mut o = observer(&cfg, None);
+    // The keys a gate plan lists to gate on these readings.
+    assert_eq!(o.log_gate_keys(), vec!["logs:app".to_string()]);
     o.mark_change().await;
     std::fs::write(dir.path().join("broken"), "").unwrap();
     log(dir.path(), &["ERROR during the outage"]);
