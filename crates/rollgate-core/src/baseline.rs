@@ -13,7 +13,8 @@
 //!               "uid": 998, "sha256": "…"},
 //!  "sgx": {"build": {"SGX_DEBUG": "0", "SGX_PRERELEASE": "1"}, "runtime": {…}, "report_type": "SELF"},
 //!  "readiness": {"operator": {…raw /v2/status…}, "kyc": {…}},
-//!  "faults": [], "progression": [{"name": "requestIndex", "first": 10, "last": 52,
+//!  "faults": [], "log_faults": ["operator: WARN cache refresh took #ms"],
+//!  "progression": [{"name": "requestIndex", "first": 10, "last": 52,
 //!  "window_ms": 10000, "rate_per_s": 4.2, "idle": false}], "idle": false,
 //!  "checks": [ …CheckResult… ], "storage": {"postgres:node0": 8192000}}
 //! ```
@@ -89,6 +90,11 @@ pub struct Baseline {
     pub readiness: BTreeMap<String, serde_json::Value>,
     /// Faults present when frozen, as `pointer=value`.
     pub faults: Vec<String>,
+    /// The fault-matching lines (`[faults].log_patterns`) the components logged shortly before
+    /// the freeze, normalised (timestamps, numbers and ids replaced by `#`): the gates fail only
+    /// on lines not in this set. Empty in baselines recorded before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_faults: Vec<String>,
     pub progression: Vec<ProgressionRate>,
     /// True when any progression signal was idle (recorded, and judged by the idle policy).
     pub idle: bool,

@@ -8,14 +8,21 @@
 //! `inconclusive` and `pass` an idle node is frozen with `idle: true` and its rates, and the
 //! gates judge it later. Nothing is stored by [`freeze`]; [`freeze_and_store`] stores the
 //! baseline in the journal and marks it known-good (`rollgate baseline freeze`).
+//!
+//! With `[faults].log_patterns`, the fault lines every component logged from [`LOG_LOOKBACK`]
+//! before the freeze to its end are recorded, normalised, in [`Baseline::log_faults`]: the
+//! gates then fail only on lines the baseline does not log itself (a recurring warning is not a
+//! new fault). Logs that cannot be read here are left out (with a warning): the gates are then
+//! stricter, never blind.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use rollgate_core::baseline::{Baseline, LayerValue, ProgressionRate};
 use rollgate_core::config::{Config, IdlePolicy};
 use rollgate_core::vocab::{CheckResult, CheckStatus};
-use rollgate_runtime::RuntimeDriver;
+use rollgate_runtime::{LogCursor, RuntimeDriver};
 use serde_json::Value;
 
 use crate::checks::{CheckKind, CheckOptions, Checker, plan};
@@ -53,11 +60,18 @@ pub enum FreezeError {
     Journal(#[source] RunnerError),
 }
 
+/// How long before a freeze the components' logs are read for the fault lines the baseline
+/// logs itself (plus the freeze's own `baseline_window`).
+pub const LOG_LOOKBACK: Duration = Duration::from_secs(600);
+
 /// Freeze the current state into a baseline, or refuse.
 pub async fn freeze(
     config: &Config,
     driver: &dyn RuntimeDriver,
 ) -> Result<Baseline, FreezeRefused> {
+    let logs_since = SystemTime::now()
+        .checked_sub(LOG_LOOKBACK)
+        .unwrap_or(SystemTime::UNIX_EPOCH);
     let checks = plan(config, &[]);
     let options = CheckOptions::for_baseline(config);
     let results = async {
@@ -97,6 +111,7 @@ pub async fn freeze(
     }
     let mut baseline = assemble(config, &checks, results, values);
     baseline.trends = trends;
+    baseline.log_faults = baseline_log_faults(config, driver, logs_since).await;
     judge(config, &baseline, &mut reasons);
     if reasons.is_empty() {
         Ok(baseline)
@@ -107,6 +122,43 @@ pub async fn freeze(
             observed: Box::new(baseline),
         })
     }
+}
+
+/// The normalised fault lines (`COMPONENT: line`, see [`crate::observe::baseline_key`]) every
+/// configured component logged since `since`. Components whose logs cannot be read are left
+/// out: their lines then count as new in the gates.
+pub async fn baseline_log_faults(
+    config: &Config,
+    driver: &dyn RuntimeDriver,
+    since: SystemTime,
+) -> Vec<String> {
+    let patterns = crate::observe::log_patterns(config);
+    if patterns.is_empty() {
+        return Vec::new();
+    }
+    let reads = futures_util::future::join_all(
+        config
+            .components
+            .values()
+            .map(|c| async move { (c, driver.logs_after(c, &LogCursor::at(since)).await) }),
+    )
+    .await;
+    let mut lines = BTreeSet::new();
+    for (c, read) in reads {
+        match read {
+            Ok(read) => lines.extend(crate::observe::fault_lines(
+                &patterns,
+                &c.name,
+                read.lines.iter().map(String::as_str),
+            )),
+            Err(e) => tracing::warn!(
+                component = %c.name,
+                error = %rollgate_probe::errors::chain(&e),
+                "cannot read the logs for the baseline's fault lines; the gates will count all of them as new"
+            ),
+        }
+    }
+    lines.into_iter().collect()
 }
 
 /// Freeze, store in the journal, and mark known-good.
@@ -215,6 +267,7 @@ fn assemble(
         sgx,
         readiness,
         faults,
+        log_faults: Vec::new(),
         progression,
         idle,
         checks: results,

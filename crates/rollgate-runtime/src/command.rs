@@ -27,7 +27,7 @@ use rollgate_core::config::{CommandRuntime, Component, Config, Layer};
 use rollgate_core::vocab::LayerKind;
 use sha2::{Digest, Sha256};
 
-use crate::driver::{ComponentState, DriverOutput, RuntimeDriver};
+use crate::driver::{ComponentState, DriverOutput, LogCursor, LogRead, RuntimeDriver};
 use crate::errors::DriverError;
 use crate::process::{Invocation, run};
 
@@ -189,8 +189,33 @@ impl RuntimeDriver for CommandDriver {
         component: &Component,
         since: SystemTime,
     ) -> Result<String, DriverError> {
+        let out = self.logs(component, since).await?;
+        Ok(out.stdout + &out.stderr)
+    }
+
+    /// The `logs` command from the cursor on; it prints no timestamps rollgate could trust, so
+    /// the next read starts [`crate::driver::LOG_OVERLAP`] before this one started.
+    async fn logs_after(
+        &self,
+        component: &Component,
+        cursor: &LogCursor,
+    ) -> Result<LogRead, DriverError> {
+        let started = SystemTime::now();
+        let out = self.logs(component, cursor.since).await?;
+        let text = out.stdout + &out.stderr;
+        Ok(LogRead::untimed(&text, cursor, started, out.dropped_bytes))
+    }
+}
+
+impl CommandDriver {
+    /// Run the `logs` command (nothing when none is configured), keeping the newest lines.
+    async fn logs(
+        &self,
+        component: &Component,
+        since: SystemTime,
+    ) -> Result<DriverOutput, DriverError> {
         let Some(logs) = &self.commands.logs else {
-            return Ok(String::new());
+            return Ok(DriverOutput::default());
         };
         let inv = self
             .invocation("logs", logs, format!("component {}", component.name))
@@ -199,9 +224,9 @@ impl RuntimeDriver for CommandDriver {
             .env(
                 "ROLLGATE_SINCE",
                 humantime::format_rfc3339_millis(since).to_string(),
-            );
-        let out = run(&inv).await?;
-        Ok(out.stdout + &out.stderr)
+            )
+            .keep_tail();
+        run(&inv).await
     }
 }
 

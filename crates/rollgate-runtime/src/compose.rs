@@ -32,7 +32,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
-use crate::driver::{ComponentState, DriverOutput, RunStatus, RuntimeDriver};
+use crate::driver::{ComponentState, DriverOutput, LogCursor, LogRead, RunStatus, RuntimeDriver};
 use crate::errors::DriverError;
 use crate::process::{Invocation, run};
 
@@ -551,6 +551,36 @@ impl RuntimeDriver for ComposeDriver {
         component: &Component,
         since: SystemTime,
     ) -> Result<String, DriverError> {
+        let out = self.docker_logs(component, since, false).await?;
+        Ok(out.stdout + &out.stderr)
+    }
+
+    /// `docker logs --timestamps`: the daemon's timestamp of every line, so each poll reads
+    /// from shortly before the newest line it saw and skips the lines it already returned.
+    async fn logs_after(
+        &self,
+        component: &Component,
+        cursor: &LogCursor,
+    ) -> Result<LogRead, DriverError> {
+        let out = self.docker_logs(component, cursor.since, true).await?;
+        let entries = out
+            .stdout
+            .lines()
+            .chain(out.stderr.lines())
+            .map(split_timestamp)
+            .collect();
+        Ok(LogRead::timed(entries, cursor, out.dropped_bytes))
+    }
+}
+
+impl ComposeDriver {
+    /// `docker logs --since` of the service's newest container, keeping the newest lines.
+    async fn docker_logs(
+        &self,
+        component: &Component,
+        since: SystemTime,
+        timestamps: bool,
+    ) -> Result<DriverOutput, DriverError> {
         let ids = self.containers(&component.service).await?;
         let Some(id) = ids.first() else {
             return Err(DriverError::NoContainer {
@@ -560,13 +590,26 @@ impl RuntimeDriver for ComposeDriver {
         };
         let since = since.duration_since(UNIX_EPOCH).unwrap_or_default();
         let since = format!("{}.{:09}", since.as_secs(), since.subsec_nanos());
-        let inv = self.docker(
-            &["logs", "--since", &since, id],
-            format!("component {}", component.name),
-        );
-        let out = run(&inv).await?;
-        Ok(out.stdout + &out.stderr)
+        let mut args = vec!["logs", "--since", &since];
+        if timestamps {
+            args.push("--timestamps");
+        }
+        args.push(id);
+        let inv = self
+            .docker(&args, format!("component {}", component.name))
+            .keep_tail();
+        run(&inv).await
     }
+}
+
+/// A `docker logs --timestamps` line: the daemon's RFC 3339 time, a space, the line.
+fn split_timestamp(line: &str) -> (Option<SystemTime>, String) {
+    if let Some((ts, rest)) = line.split_once(' ')
+        && let Ok(t) = humantime::parse_rfc3339(ts)
+    {
+        return (Some(t), rest.to_string());
+    }
+    (None, line.to_string())
 }
 
 /// The `image:` of one service in the normalized YAML that `docker-compose config` (v1) prints.

@@ -19,7 +19,9 @@ use rollgate_core::config::{Config, Runtime};
 
 pub use command::CommandDriver;
 pub use compose::ComposeDriver;
-pub use driver::{ComponentState, DriverOutput, RunStatus, RuntimeDriver};
+pub use driver::{
+    ComponentState, DriverOutput, LOG_OVERLAP, LogCursor, LogRead, RunStatus, RuntimeDriver,
+};
 pub use errors::DriverError;
 
 /// The driver the configuration selects (`[runtime] driver`).

@@ -17,7 +17,9 @@ use tokio::process::Command;
 use crate::driver::DriverOutput;
 use crate::errors::DriverError;
 
-/// How much of each stream is kept. The rest is drained and dropped.
+/// How much of each stream is kept. The rest is drained and dropped: the end of the stream for
+/// commands (their first lines say what went wrong), its start for log reads
+/// ([`Invocation::keep_tail`]: the newest lines are the ones that matter).
 pub const MAX_CAPTURE: usize = 1024 * 1024;
 
 /// After the child exited or was killed, how long to wait for its pipes to close before giving
@@ -37,6 +39,8 @@ pub struct Invocation {
     pub timeout: Duration,
     /// What to show as the command; defaults to the program and its arguments.
     pub display: Option<String>,
+    /// Past [`MAX_CAPTURE`], keep the end of each stream (whole lines) instead of its start.
+    pub keep_tail: bool,
 }
 
 impl Invocation {
@@ -52,7 +56,14 @@ impl Invocation {
             unit: String::new(),
             timeout: Duration::from_secs(60),
             display: None,
+            keep_tail: false,
         }
+    }
+
+    /// Keep the end of each stream, not its start, when it exceeds [`MAX_CAPTURE`] (log reads).
+    pub fn keep_tail(mut self) -> Invocation {
+        self.keep_tail = true;
+        self
     }
 
     pub fn unit(mut self, unit: impl Into<String>) -> Invocation {
@@ -154,8 +165,8 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
         source,
     })?;
     let pid = child.id();
-    let stdout = capture(child.stdout.take());
-    let stderr = capture(child.stderr.take());
+    let stdout = capture(child.stdout.take(), inv.keep_tail);
+    let stderr = capture(child.stderr.take(), inv.keep_tail);
 
     let (exit_code, timed_out) = match tokio::time::timeout(inv.timeout, child.wait()).await {
         Ok(Ok(status)) => (status.code(), false),
@@ -176,12 +187,13 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
     // Once the child is gone, a process it left running (a daemon started by a restart script,
     // or a grandchild that escaped the group) may hold the pipes open: take what is there after
     // a short grace instead of waiting for it to exit.
-    let stdout = join_capture(stdout, DRAIN_AFTER_EXIT).await;
-    let stderr = join_capture(stderr, DRAIN_AFTER_EXIT).await;
+    let (stdout, dropped_out) = join_capture(stdout, DRAIN_AFTER_EXIT).await;
+    let (stderr, dropped_err) = join_capture(stderr, DRAIN_AFTER_EXIT).await;
     let out = DriverOutput {
         command: command_line,
         stdout: redact_lines(&stdout),
         stderr: redact_lines(&stderr),
+        dropped_bytes: dropped_out + dropped_err,
         exit_code,
         duration_ms: started.elapsed().as_millis().try_into().unwrap_or(u64::MAX),
     };
@@ -207,11 +219,19 @@ fn kill_group(pid: Option<u32>) {
 
 /// Output read so far, shared with the reading task so a stream that never closes still yields
 /// what was written before the deadline.
-type Captured = Arc<Mutex<Vec<u8>>>;
+#[derive(Debug, Default)]
+struct Kept {
+    bytes: Vec<u8>,
+    /// Bytes read and not kept.
+    dropped: u64,
+}
+
+type Captured = Arc<Mutex<Kept>>;
 
 fn capture<R: AsyncRead + Unpin + Send + 'static>(
     reader: Option<R>,
-) -> (Captured, tokio::task::JoinHandle<()>) {
+    keep_tail: bool,
+) -> (Captured, bool, tokio::task::JoinHandle<()>) {
     let kept: Captured = Arc::default();
     let sink = kept.clone();
     let task = tokio::spawn(async move {
@@ -222,26 +242,66 @@ fn capture<R: AsyncRead + Unpin + Send + 'static>(
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     let mut kept = sink.lock().unwrap_or_else(|p| p.into_inner());
-                    let room = MAX_CAPTURE.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
+                    kept.push(&buf[..n], keep_tail);
                 }
             }
         }
     });
-    (kept, task)
+    (kept, keep_tail, task)
+}
+
+impl Kept {
+    fn push(&mut self, chunk: &[u8], keep_tail: bool) {
+        if !keep_tail {
+            let room = MAX_CAPTURE.saturating_sub(self.bytes.len());
+            let take = chunk.len().min(room);
+            self.bytes.extend_from_slice(&chunk[..take]);
+            self.dropped += (chunk.len() - take) as u64;
+            return;
+        }
+        self.bytes.extend_from_slice(chunk);
+        // Trim in large steps so the cost stays linear in what was read.
+        if self.bytes.len() >= 2 * MAX_CAPTURE {
+            let cut = self.bytes.len() - MAX_CAPTURE;
+            self.bytes.drain(..cut);
+            self.dropped += cut as u64;
+        }
+    }
+
+    /// The kept text: with `keep_tail`, at most [`MAX_CAPTURE`] bytes starting on a whole line.
+    fn finish(mut self, keep_tail: bool) -> (Vec<u8>, u64) {
+        if keep_tail && self.bytes.len() > MAX_CAPTURE {
+            let cut = self.bytes.len() - MAX_CAPTURE;
+            self.bytes.drain(..cut);
+            self.dropped += cut as u64;
+        }
+        if keep_tail && self.dropped > 0 {
+            // The first kept line was cut: drop it up to its newline (or all, without one).
+            let cut = self
+                .bytes
+                .iter()
+                .position(|b| *b == b'\n')
+                .map(|i| i + 1)
+                .unwrap_or(self.bytes.len());
+            self.bytes.drain(..cut);
+            self.dropped += cut as u64;
+        }
+        (self.bytes, self.dropped)
+    }
 }
 
 async fn join_capture(
-    (kept, mut task): (Captured, tokio::task::JoinHandle<()>),
+    (kept, keep_tail, mut task): (Captured, bool, tokio::task::JoinHandle<()>),
     wait: Duration,
-) -> String {
+) -> (String, u64) {
     if tokio::time::timeout(wait, &mut task).await.is_err() {
         // A process left running still holds the pipe. Stop reading rather than keep a task
         // per call alive for as long as it runs: a daemon must redirect its own output.
         task.abort();
     }
-    let bytes = kept.lock().unwrap_or_else(|p| p.into_inner());
-    String::from_utf8_lossy(&bytes).into_owned()
+    let taken = std::mem::take(&mut *kept.lock().unwrap_or_else(|p| p.into_inner()));
+    let (bytes, dropped) = taken.finish(keep_tail);
+    (String::from_utf8_lossy(&bytes).into_owned(), dropped)
 }
 
 /// Redact line by line: [`redact_text`] splits on spaces only, and a URL at the start of a
@@ -290,6 +350,25 @@ mod tests {
         assert_eq!(out.stdout, "out\n");
         assert_eq!(out.stderr, "err\n");
         assert_eq!(out.exit_code, Some(0));
+    }
+
+    #[tokio::test]
+    async fn past_the_cap_the_head_or_the_tail_is_kept() {
+        // 12 000 numbered lines of 100 bytes: 1.2 MB, past MAX_CAPTURE.
+        let script = "i=0; while [ $i -lt 12000 ]; do printf '%099d\\n' $i; i=$((i+1)); done";
+        let head = run(&Invocation::new("sh", ["-c", script])).await.unwrap();
+        assert_eq!(head.stdout.len(), MAX_CAPTURE);
+        assert!(head.stdout.starts_with(&format!("{:099}\n", 0)));
+        assert_eq!(head.dropped_bytes, 1_200_000 - MAX_CAPTURE as u64);
+
+        let tail = run(&Invocation::new("sh", ["-c", script]).keep_tail())
+            .await
+            .unwrap();
+        assert!(tail.stdout.len() <= MAX_CAPTURE);
+        assert!(tail.stdout.ends_with(&format!("{:099}\n", 11_999)));
+        // Whole lines only.
+        assert_eq!(tail.stdout.len() % 100, 0);
+        assert_eq!(tail.dropped_bytes + tail.stdout.len() as u64, 1_200_000);
     }
 
     #[tokio::test]

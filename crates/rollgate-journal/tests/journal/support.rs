@@ -25,6 +25,7 @@ pub fn baseline(id: &str) -> Baseline {
             serde_json::json!({"health": "Healthy"}),
         )]),
         faults: vec![],
+        log_faults: vec![],
         progression: vec![],
         idle: false,
         checks: vec![CheckResult {

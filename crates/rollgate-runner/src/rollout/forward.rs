@@ -289,7 +289,9 @@ impl Runner {
         };
 
         // Steps 4 and 5: the gates (they stop at the kill switch themselves).
-        let plan = gate_plan(&self.config, baseline);
+        let mut plan = gate_plan(&self.config, baseline);
+        // Unreadable logs hold the gates like a dependency: never blind.
+        plan.dependencies.extend(observer.log_gate_keys());
         let s = rec.intent(step::VERIFY, json!({"readiness_deadline_s": plan.readiness_deadline.as_secs_f64(), "gates": plan_names(&plan)})).await?;
         let decision = self.run_gates(observer, plan, "verify").await;
         timings.change_to_decision = Some(observer.elapsed().as_millis() as u64);

@@ -211,9 +211,9 @@ impl Runner {
                 },
             });
         }
-        let decision = self
-            .run_gates(&mut observer, gate_plan(&self.config, baseline), "rollback")
-            .await;
+        let mut plan = gate_plan(&self.config, baseline);
+        plan.dependencies.extend(observer.log_gate_keys());
+        let decision = self.run_gates(&mut observer, plan, "rollback").await;
         let (engine_gates, failure) = match decision {
             Decision::Promote { gates } => (gates, None),
             Decision::RollBack { gates, reason } => (gates, Some(reason)),
