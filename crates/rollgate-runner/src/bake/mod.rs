@@ -8,14 +8,16 @@
 //!   logs, dependencies stay healthy;
 //! - **trends** ([`TrendSampler`], every `bake.sample_interval`): probe latencies and errors,
 //!   progression, database sizes and free disk space, the alert-contract document (a broken
-//!   field fails at once) and the exported metric names;
+//!   field fails at once), the exported metric names, and the stall rule (a progression signal
+//!   that has not moved for its window fails at once, [`judge_stall`]);
 //! - **runtime** (the [`rollgate_runtime::RuntimeDriver`]): a component that exits or restarts
 //!   more than `bake.max_restarts` times fails at once; memory is sampled where the runtime
 //!   exposes it.
 //!
 //! When the period ends the trends are judged against the baseline's ([`Baseline::trends`],
 //! sampled the same way while freezing): latency (Mann–Whitney U and an effect size, see
-//! [`rollgate_core::stats`]), error rate, progression rate, storage growth rate and the
+//! [`rollgate_core::stats`]), error rate, progression rate (and movement within the last
+//! window), storage growth rate and the
 //! projected time until the headroom limit, the metric contract, memory growth. A signal with too
 //! few samples is judged by `bake.no_data`.
 
@@ -48,7 +50,9 @@ use crate::watch::TrendSampler;
 pub use alerts::{baseline_alert_document, judge_fields};
 pub use errors::judge_errors;
 pub use latency::{MIN_LATENCY_DELTA_MS, judge_latency};
-pub use progression::judge_progression;
+pub use progression::{
+    LastMove, judge_progression, judge_stall, judge_stalls, last_move, merge_stalls,
+};
 pub use storage::{StorageContext, judge_storage};
 
 use alerts::{fields_failure, judge_metrics};
@@ -147,7 +151,15 @@ pub async fn bake(
     gates.extend(judge_metrics(config, &sampler, base));
     gates.extend(judge_latency(policy, base, &now));
     gates.push(judge_errors(policy, &now));
-    gates.extend(judge_progression(config, baseline, &now));
+    gates.extend(merge_stalls(
+        judge_progression(config, baseline, &now),
+        judge_stalls(
+            config,
+            baseline,
+            sampler.progression_readings(),
+            now.window_ms as f64 / 1000.0,
+        ),
+    ));
     let data_dir_free = data_dir_free(config).await;
     let disks: BTreeMap<String, u64> = config
         .headroom
@@ -227,6 +239,16 @@ async fn trend_loop(
         }
         if tick.alert_document.is_some() {
             last_alert_document = tick.alert_document;
+        }
+        // The stall rule: a signal that stood still for its window stops the bake now.
+        let now_s = sampler.elapsed().as_secs_f64();
+        if let Some(g) = judge_stalls(&config, baseline, sampler.progression_readings(), now_s)
+            .into_iter()
+            .find(|g| g.verdict == Verdict::Fail)
+        {
+            failures.push(g);
+            stop.store(true, Ordering::Relaxed);
+            break;
         }
         if started.elapsed() + sampler.interval() / 2 >= duration {
             break;
