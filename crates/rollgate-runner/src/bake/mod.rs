@@ -22,6 +22,7 @@
 //! few samples is judged by `bake.no_data`.
 
 mod alerts;
+mod decidable;
 mod errors;
 mod latency;
 mod progression;
@@ -48,6 +49,7 @@ use crate::progress::Progress;
 use crate::watch::TrendSampler;
 
 pub use alerts::{baseline_alert_document, judge_fields};
+pub use decidable::{expected_samples, undecidable_warnings};
 pub use errors::judge_errors;
 pub use latency::{MIN_LATENCY_DELTA_MS, judge_latency};
 pub use progression::{

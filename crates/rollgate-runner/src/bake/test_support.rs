@@ -53,6 +53,16 @@ kind = "image"
 components = ["operator"]
 "#;
 
+/// A configuration from `text` (e.g. [`CONFIG`] with edits); panics on an invalid one.
+pub(crate) fn config_from(text: &str) -> Config {
+    load_str(
+        Path::new("/etc/rollgate/rollgate.toml"),
+        text,
+        &MapEnv::default(),
+    )
+    .unwrap()
+}
+
 pub(crate) fn config() -> Config {
     load_str(
         Path::new("/etc/rollgate/rollgate.toml"),

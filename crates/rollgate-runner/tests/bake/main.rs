@@ -358,3 +358,49 @@ async fn progression_that_stops_during_the_bake_fails_it_at_once() {
     );
     node.shutdown().await;
 }
+
+/// issue 11 item 12: with 8 s progression windows, a 12 s bake and the default sampling (every
+/// 2 s), a version whose every answer is ~40x slower is caught. Before, the baseline window
+/// defaulted to the 8 s window (4–5 samples, under the floor of 8): latency was "too few
+/// samples", inconclusive, and the version was promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gross_slowdown_is_decided_with_default_sampling() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    node.reconfigure(|text| {
+        text.replace("window = \"2s\"", "window = \"8s\"")
+            .replace("baseline_window = \"3s\"\n", "")
+            .replace("sample_interval = \"200ms\"\nmin_samples = 8\n", "")
+            .replace("[rollout]\n", "[rollout]\nbake = \"12s\"\n")
+    });
+    assert_eq!(node.config.bake.sample_interval, Duration::from_secs(2));
+    assert!(rollgate_runner::bake::undecidable_warnings(&node.config).is_empty());
+    let baseline = node.freeze().await;
+    node.stack
+        .restart_operator(OperatorVersion::Slow)
+        .await
+        .unwrap();
+    node.wait_until_ready().await;
+    let mut observer = node.observer(&baseline);
+    observer.mark_change().await;
+    let v = bake(
+        &node.config,
+        &baseline,
+        &mut observer,
+        node.config.rollout.bake,
+        &rollgate_runner::Silent,
+    )
+    .await;
+    eprintln!("{}", show(&v.gates));
+    let g = failed(&v, "bake:latency:readiness:operator");
+    let c = &g.evidence["comparison"];
+    assert_eq!(c["exact"], true, "{}", g.evidence);
+    assert!(c["p_value"].as_f64().unwrap() < 0.01, "{}", g.evidence);
+    assert!(
+        g.evidence["baseline_ms"]["n"].as_u64().unwrap() < 8,
+        "few samples on the baseline side: {}",
+        g.evidence
+    );
+    node.shutdown().await;
+}
