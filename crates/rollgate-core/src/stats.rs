@@ -4,8 +4,12 @@
 //! Pure functions of numbers; `docs/bake.md` explains the choices.
 //!
 //! **Latency** is compared with the Mann–Whitney U test, one-sided (H1: latencies during the
-//! bake are stochastically *greater* than the baseline's), with the normal approximation, a
-//! continuity correction of 0.5 and the tie correction of the variance. It makes no assumption
+//! bake are stochastically *greater* than the baseline's). Up to [`EXACT_MAX_N`] pooled samples
+//! the p-value is exact: the permutation distribution of the rank sum, counted by dynamic
+//! programming (mid-ranks for ties, so it is exact conditionally on the ties). Above that, the
+//! normal approximation with a continuity correction of 0.5 and the tie correction of the
+//! variance. Small samples are therefore judged by the test itself: 4 baseline against 6 bake
+//! samples, fully separated, give p = 1/C(10,4) = 1/210. It makes no assumption
 //! about the shape of the distributions (latencies are skewed and heavy-tailed, so a t-test
 //! would be wrong) and is robust to a few outliers. A significant result alone never fails a
 //! gate: the effect must also be large ([`LatencyPolicy::max_ratio`] on the medians, and
@@ -54,6 +58,70 @@ fn erfc(x: f64) -> f64 {
     if x >= 0.0 { r } else { 2.0 - r }
 }
 
+/// Pooled sample sizes up to this get the exact p-value; larger ones the normal approximation.
+/// (Counts stay below 2^53, so the exact sums in `f64` are exact: C(40, 20) ≈ 1.4e11.)
+pub const EXACT_MAX_N: usize = 40;
+
+/// The number of ways to choose `k` of `n`, as a float (exact below 2^53; infinite when huge).
+pub fn binomial(n: usize, k: usize) -> f64 {
+    if k > n {
+        return 0.0;
+    }
+    let k = k.min(n - k);
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
+}
+
+/// The smallest p-value the one-sided rank test can give with these sample sizes (no ties):
+/// `1 / C(n_baseline + n_current, n_current)`, every bake sample above every baseline sample.
+/// When it is not below the significance level, no outcome can be significant: the samples are
+/// too few to decide. 1 when either side is empty.
+pub fn smallest_p_value(n_baseline: usize, n_current: usize) -> f64 {
+    if n_baseline == 0 || n_current == 0 {
+        return 1.0;
+    }
+    (1.0 / binomial(n_baseline + n_current, n_current)).min(1.0)
+}
+
+/// The smallest `n` (at least `min_samples`, at least 1) for which `n` against `n` samples can
+/// reach `significance`: the samples a comparison needs on each side to be decidable.
+/// 5 at the default 0.01 (1/C(10,5) = 1/252), 4 at 0.05; capped at 1000.
+pub fn samples_to_decide(significance: f64, min_samples: usize) -> usize {
+    let mut n = min_samples.max(1);
+    while n < 1000 && smallest_p_value(n, n) >= significance {
+        n += 1;
+    }
+    n
+}
+
+/// `P(S >= observed)` for the sum `S` of `k` scores drawn without replacement from `scores`
+/// (all arrangements equally likely), counted exactly. Scores are small non-negative integers
+/// (doubled mid-ranks).
+fn exact_upper_tail(scores: &[usize], k: usize, observed: usize) -> f64 {
+    let max: usize = {
+        let mut v = scores.to_vec();
+        v.sort_unstable_by(|a, b| b.cmp(a));
+        v.iter().take(k).sum()
+    };
+    // ways[j][s]: subsets of j of the scores seen so far with sum s.
+    let mut ways = vec![vec![0.0f64; max + 1]; k + 1];
+    ways[0][0] = 1.0;
+    for (i, &w) in scores.iter().enumerate() {
+        for j in (1..=k.min(i + 1)).rev() {
+            let (lower, upper) = ways.split_at_mut(j);
+            let (from, to) = (&lower[j - 1], &mut upper[0]);
+            for s in (w..=max).rev() {
+                to[s] += from[s - w];
+            }
+        }
+    }
+    let total: f64 = ways[k].iter().sum();
+    if total <= 0.0 {
+        return 1.0;
+    }
+    let tail: f64 = ways[k].iter().skip(observed).sum();
+    (tail / total).clamp(0.0, 1.0)
+}
+
 /// The result of a one-sided Mann–Whitney U test.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct RankTest {
@@ -66,14 +134,17 @@ pub struct RankTest {
     pub z: f64,
     /// `P(U >= u)` under "no difference": small means the current sample is larger.
     pub p_value: f64,
+    /// Whether `p_value` is exact (at most [`EXACT_MAX_N`] pooled samples) rather than the
+    /// normal approximation.
+    pub exact: bool,
 }
 
 /// One-sided Mann–Whitney U test that `current` is stochastically greater than `baseline`.
 ///
-/// `None` when either sample is empty (nothing to compare). With one sample on a side the
-/// approximation is poor, which is why callers require [`LatencyPolicy::min_samples`]. When
-/// every value is tied the variance is zero and there is no evidence of a difference: the
-/// p-value is 1.
+/// `None` when either sample is empty (nothing to compare). The p-value is exact up to
+/// [`EXACT_MAX_N`] pooled samples (ties by mid-ranks), else the normal approximation; `z` is
+/// always the approximation's statistic, for the record. When every value is tied there is no
+/// evidence of a difference: the p-value is 1.
 pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTest> {
     let baseline: Vec<f64> = baseline.iter().copied().filter(|x| !x.is_nan()).collect();
     let current: Vec<f64> = current.iter().copied().filter(|x| !x.is_nan()).collect();
@@ -91,6 +162,9 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
     let n = pooled.len();
     let mut rank_sum_current = 0.0;
     let mut tie_term = 0.0;
+    // Doubled mid-ranks (integers) of every value, and the current sample's sum of them.
+    let mut scores: Vec<usize> = Vec::with_capacity(n);
+    let mut score_current = 0usize;
     let mut i = 0;
     while i < n {
         let mut j = i;
@@ -101,7 +175,10 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
         let rank = (i + j + 2) as f64 / 2.0;
         let t = (j - i + 1) as f64;
         tie_term += t * t * t - t;
-        rank_sum_current += rank * pooled[i..=j].iter().filter(|p| p.1).count() as f64;
+        let in_current = pooled[i..=j].iter().filter(|p| p.1).count();
+        rank_sum_current += rank * in_current as f64;
+        scores.extend(std::iter::repeat_n(i + j + 2, j - i + 1));
+        score_current += (i + j + 2) * in_current;
         i = j + 1;
     }
     let (f1, f2, nf) = (n1 as f64, n2 as f64, n as f64);
@@ -112,11 +189,17 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
     } else {
         0.0
     };
+    let exact = n <= EXACT_MAX_N;
     let (z, p_value) = if variance <= 0.0 {
         (0.0, 1.0)
     } else {
         let z = (u - mean - 0.5) / variance.sqrt();
-        (z, normal_sf(z).clamp(0.0, 1.0))
+        let p = if exact {
+            exact_upper_tail(&scores, n2, score_current)
+        } else {
+            normal_sf(z).clamp(0.0, 1.0)
+        };
+        (z, p)
     };
     Some(RankTest {
         n_baseline: n1,
@@ -124,13 +207,15 @@ pub fn mann_whitney_greater(baseline: &[f64], current: &[f64]) -> Option<RankTes
         u,
         z,
         p_value,
+        exact,
     })
 }
 
 /// When a latency difference is a degradation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LatencyPolicy {
-    /// Fewer samples than this on either side: no verdict (`bake.no_data` decides).
+    /// Fewer samples than this on either side: no verdict (`bake.no_data` decides). Samples
+    /// that cannot reach `significance` at all ([`smallest_p_value`]) are too few as well.
     pub min_samples: usize,
     /// The test's significance level (`bake.significance`).
     pub significance: f64,
@@ -157,10 +242,13 @@ pub struct LatencyComparison {
 /// A latency judgement.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum LatencyJudgement {
+    /// Fewer than `needed` on a side, or so few that even full separation could not be
+    /// significant (`smallest_p` is not below the significance level).
     TooFewSamples {
         baseline: usize,
         current: usize,
         needed: usize,
+        smallest_p: f64,
     },
     /// Significant and large: degraded.
     Degraded(LatencyComparison),
@@ -175,14 +263,16 @@ pub fn compare_latency(
     policy: &LatencyPolicy,
 ) -> LatencyJudgement {
     let needed = policy.min_samples.max(1);
+    let smallest_p = smallest_p_value(baseline.len(), current.len());
     let (Some(test), true) = (
         mann_whitney_greater(baseline, current),
-        baseline.len() >= needed && current.len() >= needed,
+        baseline.len() >= needed && current.len() >= needed && smallest_p < policy.significance,
     ) else {
         return LatencyJudgement::TooFewSamples {
             baseline: baseline.len(),
             current: current.len(),
             needed,
+            smallest_p,
         };
     };
     let mb = median(baseline).unwrap_or(0.0);
@@ -292,11 +382,13 @@ mod tests {
     #[test]
     fn mann_whitney_separated_samples() {
         // U = 25, mean 12.5, variance 25 * 11 / 12; z = (25 - 12.5 - 0.5) / 4.787 = 2.5067.
+        // Exact: only 1 of the C(10,5) = 252 arrangements is as extreme.
         let t =
             mann_whitney_greater(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]).unwrap();
         assert_eq!(t.u, 25.0);
         assert!(close(t.z, 2.5067, 1e-3), "{t:?}");
-        assert!(close(t.p_value, 0.006_09, 1e-4), "{t:?}");
+        assert!(t.exact);
+        assert!(close(t.p_value, 1.0 / 252.0, 1e-12), "{t:?}");
         // The other direction is not significant at all.
         let t =
             mann_whitney_greater(&[6.0, 7.0, 8.0, 9.0, 10.0], &[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
@@ -311,7 +403,92 @@ mod tests {
         let t = mann_whitney_greater(&[1.0, 1.0, 2.0, 2.0], &[2.0, 3.0, 3.0, 3.0]).unwrap();
         assert_eq!(t.u, 15.0);
         assert!(close(t.z, 1.985_77, 1e-3), "{t:?}");
-        assert!(close(t.p_value, 0.023_53, 1e-3), "{t:?}");
+        // Exact, given the ties: a rank sum of 25 needs all three 3s and one of the three 2s,
+        // 3 of the C(8,4) = 70 arrangements (the normal approximation says 0.0235).
+        assert!(close(t.p_value, 3.0 / 70.0, 1e-12), "{t:?}");
+    }
+
+    /// issue 11 item 12: four baseline answers of ~1 ms against six of ~400 ms. The exact test
+    /// decides (p = 1/C(10,4) = 1/210 < 0.01); a floor of 8 samples called it "no data".
+    #[test]
+    fn four_against_six_separated_samples_are_significant() {
+        let before = [0.9, 1.0, 1.1, 1.2];
+        let after = [398.0, 399.0, 400.0, 401.0, 402.0, 405.0];
+        let t = mann_whitney_greater(&before, &after).unwrap();
+        assert!(t.exact && t.u == 24.0, "{t:?}");
+        assert!(close(t.p_value, 1.0 / 210.0, 1e-12), "{t:?}");
+        let policy = LatencyPolicy {
+            min_samples: 4,
+            ..POLICY
+        };
+        match compare_latency(&before, &after, &policy) {
+            LatencyJudgement::Degraded(c) => assert!(c.ratio > 300.0, "{c:?}"),
+            other => panic!("expected degraded, got {other:?}"),
+        }
+        // One more overlap and it is no longer significant at 0.01 (2/210).
+        let t = mann_whitney_greater(&before, &[1.15, 399.0, 400.0, 401.0, 402.0, 405.0]).unwrap();
+        assert!(close(t.p_value, 2.0 / 210.0, 1e-12), "{t:?}");
+        // 3 against 6 cannot reach 0.01 whatever the values (1/84): too few, not "within".
+        assert!(matches!(
+            compare_latency(&before[..3], &after, &policy),
+            LatencyJudgement::TooFewSamples { smallest_p, .. } if close(smallest_p, 1.0 / 84.0, 1e-12)
+        ));
+    }
+
+    #[test]
+    fn exact_distribution_against_brute_force() {
+        // Every arrangement of a small pooled sample with ties, enumerated.
+        let pooled = [1.0, 2.0, 2.0, 3.0, 4.0, 4.0, 4.0, 5.0];
+        let n2 = 3;
+        let observed: Vec<f64> = vec![4.0, 4.0, 5.0];
+        let rest: Vec<f64> = vec![1.0, 2.0, 2.0, 3.0, 4.0];
+        let t = mann_whitney_greater(&rest, &observed).unwrap();
+        let mut at_least = 0;
+        let mut total = 0;
+        for mask in 0u32..(1 << pooled.len()) {
+            if mask.count_ones() as usize != n2 {
+                continue;
+            }
+            let cur: Vec<f64> = (0..pooled.len())
+                .filter(|i| mask & (1 << i) != 0)
+                .map(|i| pooled[i])
+                .collect();
+            let base: Vec<f64> = (0..pooled.len())
+                .filter(|i| mask & (1 << i) == 0)
+                .map(|i| pooled[i])
+                .collect();
+            total += 1;
+            if mann_whitney_greater(&base, &cur).unwrap().u >= t.u - 1e-9 {
+                at_least += 1;
+            }
+        }
+        assert!(
+            close(t.p_value, at_least as f64 / total as f64, 1e-12),
+            "{t:?} {at_least}/{total}"
+        );
+    }
+
+    #[test]
+    fn large_samples_use_the_normal_approximation() {
+        let before: Vec<f64> = (0..25).map(f64::from).collect();
+        let after: Vec<f64> = (25..50).map(f64::from).collect();
+        let t = mann_whitney_greater(&before, &after).unwrap();
+        assert!(!t.exact);
+        assert_eq!(t.p_value, normal_sf(t.z));
+        assert!(t.p_value < 1e-8, "{t:?}");
+    }
+
+    #[test]
+    fn decidable_sample_sizes() {
+        assert_eq!(binomial(10, 4), 210.0);
+        assert_eq!(binomial(40, 20), 137_846_528_820.0);
+        assert_eq!(binomial(3, 5), 0.0);
+        assert!(close(smallest_p_value(4, 6), 1.0 / 210.0, 1e-15));
+        assert_eq!(smallest_p_value(0, 6), 1.0);
+        assert_eq!(samples_to_decide(0.01, 4), 5);
+        assert_eq!(samples_to_decide(0.05, 1), 4);
+        assert_eq!(samples_to_decide(0.01, 8), 8);
+        assert_eq!(samples_to_decide(0.001, 0), 7);
     }
 
     #[test]
@@ -393,7 +570,8 @@ mod tests {
             LatencyJudgement::TooFewSamples {
                 baseline: 0,
                 current: 10,
-                needed: 8
+                needed: 8,
+                smallest_p: 1.0
             }
         );
         assert_eq!(
@@ -401,7 +579,8 @@ mod tests {
             LatencyJudgement::TooFewSamples {
                 baseline: 1,
                 current: 1,
-                needed: 8
+                needed: 8,
+                smallest_p: 0.5
             }
         );
         assert_eq!(
@@ -409,7 +588,8 @@ mod tests {
             LatencyJudgement::TooFewSamples {
                 baseline: 10,
                 current: 0,
-                needed: 8
+                needed: 8,
+                smallest_p: 1.0
             }
         );
     }

@@ -148,6 +148,17 @@ impl TrendSampler {
         self.samples
     }
 
+    /// Time since the sampler started: the clock of every reading's seconds.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// The `(seconds, value)` readings of each progression signal so far, in order (unreadable
+    /// or null readings are absent).
+    pub fn progression_readings(&self) -> &BTreeMap<String, Vec<(f64, Value)>> {
+        &self.progression
+    }
+
     /// The metric names every scrape so far exported (their union).
     pub fn metric_names(&self) -> &BTreeSet<String> {
         &self.metrics.names

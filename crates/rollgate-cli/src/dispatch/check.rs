@@ -2,8 +2,9 @@
 //! concurrently and print a table, or one JSON document. Changes nothing.
 //!
 //! JSON (product.md): `{"ok": bool, "checks": [{"name", "group", "status", "detail",
-//! "latency_ms", "observed"}]}`. Exit 0 when no check failed (`warn` and `skip` are green), 3
-//! otherwise.
+//! "latency_ms", "observed"}], "warnings": ["…"]}`. Exit 0 when no check failed (`warn` and
+//! `skip` are green), 3 otherwise. `warnings` names the configuration keys that leave a bake
+//! signal undecidable (`rollgate_runner::bake::undecidable_warnings`); they do not change `ok`.
 
 use clap::{Args, ValueEnum};
 use rollgate_core::ExitCode;
@@ -43,10 +44,15 @@ pub async fn run(ctx: &Ctx, args: &CheckArgs) -> CmdResult {
     let config = ctx.config()?;
     let checks = rollgate_runner::checks::run_checks(&config, &args.group.groups()).await;
     let ok = rollgate_runner::checks::all_green(&checks);
+    let warnings = rollgate_runner::bake::undecidable_warnings(&config);
     if ctx.out.is_json() {
-        ctx.out.json(&json!({"ok": ok, "checks": checks}))?;
+        ctx.out
+            .json(&json!({"ok": ok, "checks": checks, "warnings": warnings}))?;
     } else {
         println!("{}", crate::render::checks_table(&ctx.out, &checks));
+        for w in &warnings {
+            println!("{}: {w}", ctx.out.status("warn"));
+        }
         let failed: Vec<&str> = checks
             .iter()
             .filter(|c| c.status.as_str() == "fail")

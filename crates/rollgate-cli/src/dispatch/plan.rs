@@ -4,7 +4,9 @@
 //! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
 //! "restart": [{"component": "operator", "service": "operator"}],
 //! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"}],
-//! "checks": [CheckResult, …]}`. Exit 0 when every check is green, 3 otherwise.
+//! "checks": [CheckResult, …], "warnings": ["…"]}`. Exit 0 when every check is green, 3
+//! otherwise. `warnings` names the configuration keys that leave a bake signal undecidable
+//! (`rollgate_runner::bake::undecidable_warnings`); they do not change `ok`.
 
 use clap::Args;
 use rollgate_core::ExitCode;
@@ -87,8 +89,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     )
     .await;
     let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
+    let warnings = rollgate_runner::bake::undecidable_warnings(&config);
     if ctx.out.is_json() {
-        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks}))?;
+        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks, "warnings": warnings}))?;
     } else {
         println!(
             "plan: {} ({}) {} → {}",
@@ -108,6 +111,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
         }
         println!("\nchecks now:");
         println!("{}", crate::render::checks_table(&ctx.out, &checks));
+        for w in &warnings {
+            println!("{}: {w}", ctx.out.status("warn"));
+        }
         println!(
             "\n{}",
             if ok {

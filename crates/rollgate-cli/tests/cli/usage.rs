@@ -128,3 +128,65 @@ fn usage_errors_exit_2_and_json_errors_are_one_document() {
         0
     );
 }
+
+/// issue 11 item 12 (c): `check` names the keys that leave a bake signal undecidable (8 s
+/// progression windows, a 12 s bake, the old floor of 8 samples), in JSON and in the table
+/// output; the profile's own settings decide every signal. No node is needed: the checks fail
+/// (exit 3), the warnings are there regardless.
+#[test]
+fn check_warns_when_a_bake_signal_is_undecidable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rollgate(dir.path())
+        .args(["init", "--profile", "operator-localnet"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let out = rollgate(dir.path())
+        .args(["--json", "check", "--group", "readiness"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["warnings"], serde_json::json!([]), "{v}");
+
+    let path = dir.path().join("rollgate.toml");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("window = \"60s\"", "window = \"8s\"")
+        .replace("bake = \"10m\"", "bake = \"12s\"\nbaseline_window = \"8s\"")
+        + "\n[bake]\nmin_samples = 8\n";
+    std::fs::write(&path, text).unwrap();
+    let out = rollgate(dir.path())
+        .args(["--json", "check", "--group", "readiness"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", explain(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let warnings: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w.as_str())
+        .collect();
+    assert_eq!(warnings.len(), 2, "{v}");
+    assert!(
+        warnings[0].contains("rollout.bake (12s) / bake.sample_interval (2s)")
+            && warnings[0].contains("bake.min_samples (8)"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[1].contains("rollout.baseline_window (8s)"),
+        "{}",
+        warnings[1]
+    );
+    let out = rollgate(dir.path())
+        .args(["--format", "human", "check", "--group", "readiness"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("warn: bake:latency:*") && l.contains("rollout.baseline_window")),
+        "{text}"
+    );
+}

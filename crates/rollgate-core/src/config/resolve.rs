@@ -242,6 +242,8 @@ pub fn resolve(
         .map(|p| p.window)
         .max()
         .unwrap_or(Duration::from_secs(10));
+    // The bake first: the baseline window's default depends on its sampling.
+    let bake = resolve_bake(&cx, &raw.bake)?;
     let r = &raw.rollout;
     let idle_progression = match &r.idle_progression {
         None => IdlePolicy::Fail,
@@ -266,10 +268,19 @@ pub fn resolve(
         )?,
         bake: cx.opt_duration(&r.bake, "rollout.bake", Duration::from_secs(600))?,
         idle_progression,
+        // Long enough for the baseline's trends to decide the bake's latency test: at least
+        // the samples `n` against `n` need to reach `bake.significance` (5 at 0.01), and
+        // `bake.min_samples`, at `bake.sample_interval`.
         baseline_window: cx.opt_duration(
             &r.baseline_window,
             "rollout.baseline_window",
-            longest_window,
+            longest_window.max(
+                bake.sample_interval.saturating_mul(
+                    crate::stats::samples_to_decide(bake.significance, bake.min_samples)
+                        .try_into()
+                        .unwrap_or(u32::MAX),
+                ),
+            ),
         )?,
         poll_interval: cx.opt_duration(
             &r.poll_interval,
@@ -294,7 +305,6 @@ pub fn resolve(
         ));
     }
 
-    let bake = resolve_bake(&cx, &raw.bake)?;
     let serve = Serve {
         listen: raw
             .serve
@@ -1101,7 +1111,7 @@ fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {
             "bake.sample_interval",
             Duration::from_secs(2),
         )?,
-        min_samples: cx.count(&b.min_samples, "bake.min_samples", 8)? as usize,
+        min_samples: cx.count(&b.min_samples, "bake.min_samples", 4)? as usize,
         max_latency_ratio: cx.ratio(&b.max_latency_ratio, "bake.max_latency_ratio", 3.0)?,
         significance,
         min_progression_ratio: cx.ratio(

@@ -294,3 +294,113 @@ async fn watch_reports_ok_then_a_finding() {
     );
     node.shutdown().await;
 }
+
+/// issue 11 item 5: a node that progresses for the first part of the bake and then stops is
+/// not promoted. Judged on the whole period's average it would pass (it moved, at about two
+/// thirds of the baseline's rate); the stall rule stops the bake a window after the last move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progression_that_stops_during_the_bake_fails_it_at_once() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    let bake_for = Duration::from_secs(10);
+    let baseline = node.freeze().await;
+    node.stack
+        .restart_operator(OperatorVersion::V1_1_0)
+        .await
+        .unwrap();
+    node.wait_until_ready().await;
+    let mut observer = node.observer(&baseline);
+    observer.mark_change().await;
+    let Node { stack, config, .. } = &mut node;
+    let started = tokio::time::Instant::now();
+    let (v, ()) = tokio::join!(
+        bake(
+            config,
+            &baseline,
+            &mut observer,
+            bake_for,
+            &rollgate_runner::Silent
+        ),
+        async {
+            // Six seconds of a healthy version, then one whose requestIndex never advances
+            // (lastTx still changes).
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            stack
+                .restart_operator(OperatorVersion::StallRequest)
+                .await
+                .unwrap();
+        }
+    );
+    let took = started.elapsed();
+    eprintln!("{}", show(&v.gates));
+    let g = failed(&v, "bake:progression:requestIndex");
+    assert!(
+        g.detail.contains("requestIndex") && g.detail.contains("has not increased for"),
+        "{}",
+        g.detail
+    );
+    assert!(
+        g.evidence["still_s"].as_f64().is_some_and(|s| s >= 2.0),
+        "{}",
+        g.evidence
+    );
+    // Stopped early (like the kill switch), not at the end of the period.
+    assert!(took < bake_for - Duration::from_millis(800), "{took:?}");
+    assert!(v.trends.is_none());
+    // lastTx kept changing: only requestIndex failed.
+    assert!(
+        !v.gates
+            .iter()
+            .any(|g| g.name == "bake:progression:lastTx" && g.verdict == Verdict::Fail),
+        "{}",
+        show(&v.gates)
+    );
+    node.shutdown().await;
+}
+
+/// issue 11 item 12: with 8 s progression windows, a 12 s bake and the default sampling (every
+/// 2 s), a version whose every answer is ~40x slower is caught. Before, the baseline window
+/// defaulted to the 8 s window (4–5 samples, under the floor of 8): latency was "too few
+/// samples", inconclusive, and the version was promoted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gross_slowdown_is_decided_with_default_sampling() {
+    let Some(mut node) = Node::start().await else {
+        return;
+    };
+    node.reconfigure(|text| {
+        text.replace("window = \"2s\"", "window = \"8s\"")
+            .replace("baseline_window = \"3s\"\n", "")
+            .replace("sample_interval = \"200ms\"\nmin_samples = 8\n", "")
+            .replace("[rollout]\n", "[rollout]\nbake = \"12s\"\n")
+    });
+    assert_eq!(node.config.bake.sample_interval, Duration::from_secs(2));
+    assert!(rollgate_runner::bake::undecidable_warnings(&node.config).is_empty());
+    let baseline = node.freeze().await;
+    node.stack
+        .restart_operator(OperatorVersion::Slow)
+        .await
+        .unwrap();
+    node.wait_until_ready().await;
+    let mut observer = node.observer(&baseline);
+    observer.mark_change().await;
+    let v = bake(
+        &node.config,
+        &baseline,
+        &mut observer,
+        node.config.rollout.bake,
+        &rollgate_runner::Silent,
+    )
+    .await;
+    eprintln!("{}", show(&v.gates));
+    let g = failed(&v, "bake:latency:readiness:operator");
+    let c = &g.evidence["comparison"];
+    assert_eq!(c["exact"], true, "{}", g.evidence);
+    assert!(c["p_value"].as_f64().unwrap() < 0.01, "{}", g.evidence);
+    assert!(
+        g.evidence["baseline_ms"]["n"].as_u64().unwrap() < 8,
+        "few samples on the baseline side: {}",
+        g.evidence
+    );
+    node.shutdown().await;
+}

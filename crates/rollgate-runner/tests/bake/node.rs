@@ -55,6 +55,9 @@ impl RuntimeDriver for ObservingDriver {
 pub struct Node {
     pub stack: RunningStack,
     pub config: Config,
+    /// The configuration's text, for [`Node::reconfigure`].
+    text: String,
+    path: std::path::PathBuf,
     dbs: Option<NodeDatabases>,
     redis_url: String,
     _dir: tempfile::TempDir,
@@ -209,6 +212,8 @@ timeout = "2s"
         let node = Node {
             stack,
             config,
+            text,
+            path,
             dbs: Some(dbs),
             redis_url: services.redis_url,
             _dir: dir,
@@ -218,6 +223,13 @@ timeout = "2s"
         // index and TOAST); a real baseline is frozen on a node that has run for a while.
         tokio::time::sleep(WARM_UP).await;
         Some(node)
+    }
+
+    /// Edit the configuration's text and load it again (defaults resolved as for a real file).
+    pub fn reconfigure(&mut self, edit: impl FnOnce(&str) -> String) {
+        self.text = edit(&self.text);
+        std::fs::write(&self.path, &self.text).unwrap();
+        self.config = load_str(&self.path, &self.text, &MapEnv::default()).unwrap();
     }
 
     pub fn operator_db(&self) -> String {
