@@ -34,6 +34,9 @@ use rollgate_runtime::{ComponentState, LogCursor, RunStatus, RuntimeDriver};
 use serde_json::Value;
 use tokio::time::Instant;
 
+/// At most this many latency samples are kept per endpoint from the gate polls.
+const MAX_LATENCY_SAMPLES: usize = 1000;
+
 /// What a poll fetched from one URL.
 #[derive(Debug, Clone)]
 pub enum Fetch {
@@ -67,6 +70,9 @@ pub struct Observer {
     polls: u32,
     /// The most recent raw status documents, by readiness entry name.
     pub last_readiness: BTreeMap<String, Value>,
+    /// Response times (ms) of readiness answers that passed since the change, keyed like the
+    /// bake's trends (`readiness:NAME`): the bake's latency comparison starts from them.
+    latency_ms: BTreeMap<String, Vec<f64>>,
     /// The deployment metadata's hash in the baseline: a different hash now is baseline drift.
     baseline_metadata_sha256: Option<String>,
     /// A rollout's observer stops at the node's kill switch; `watch`'s does not.
@@ -97,6 +103,7 @@ impl Observer {
             dependency_every: 1,
             polls: 0,
             last_readiness: BTreeMap::new(),
+            latency_ms: BTreeMap::new(),
             kill_switch: false,
             baseline_metadata_sha256: None,
         })
@@ -121,6 +128,7 @@ impl Observer {
         self.started = Instant::now();
         self.gates_from = self.started;
         self.polls = 0;
+        self.latency_ms.clear();
         self.restarts_at_start.clear();
         for c in &self.components {
             if let Ok(state) = self.driver.state(c).await
@@ -139,6 +147,12 @@ impl Observer {
             return Vec::new();
         }
         self.components.iter().map(|c| logs_key(&c.name)).collect()
+    }
+
+    /// Response times (ms) of the readiness answers that passed since the change, by
+    /// `readiness:NAME`: verify's polls are latency samples of the new version too.
+    pub fn latency_samples(&self) -> &BTreeMap<String, Vec<f64>> {
+        &self.latency_ms
     }
 
     /// The runtime driver (the bake reads restart counts and memory through it).
@@ -226,7 +240,19 @@ impl Observer {
         if let Some(u) = fault_url(&config) {
             urls.insert(u.to_string());
         }
-        let fetches = futures_util::future::join_all(urls.iter().map(|u| self.fetch(u))).await;
+        let this = &*self;
+        let fetches = futures_util::future::join_all(urls.iter().map(|u| async move {
+            let began = Instant::now();
+            let fetched = this.fetch(u).await;
+            (fetched, began.elapsed().as_secs_f64() * 1000.0)
+        }))
+        .await;
+        let elapsed_ms: BTreeMap<String, f64> = urls
+            .iter()
+            .cloned()
+            .zip(fetches.iter().map(|(_, ms)| *ms))
+            .collect();
+        let fetches = fetches.into_iter().map(|(f, _)| f);
         let docs: BTreeMap<String, Fetch> = urls.into_iter().zip(fetches).collect();
 
         let mut obs = Observation {
@@ -240,6 +266,15 @@ impl Observer {
                     let failures: Vec<String> =
                         r.expect.iter().filter_map(|e| judge(doc, e)).collect();
                     if failures.is_empty() {
+                        if let Some(ms) = elapsed_ms.get(&r.url) {
+                            let samples = self
+                                .latency_ms
+                                .entry(format!("readiness:{}", r.name))
+                                .or_default();
+                            if samples.len() < MAX_LATENCY_SAMPLES {
+                                samples.push((ms * 1000.0).round() / 1000.0);
+                            }
+                        }
                         Reading::Pass(format!("{} expectations hold", r.expect.len()))
                     } else {
                         Reading::Fail(failures.join("; "))

@@ -140,6 +140,16 @@ impl TrendSampler {
         })
     }
 
+    /// Count latency samples taken elsewhere on the same version (verify's gate polls) as this
+    /// sampler's own: the bake's latency test then has them from its first tick.
+    pub fn add_latency_samples(&mut self, samples: &BTreeMap<String, Vec<f64>>) {
+        for (name, ms) in samples {
+            if self.targets.iter().any(|t| &t.name == name) {
+                self.latency.entry(name.clone()).or_default().extend(ms);
+            }
+        }
+    }
+
     pub fn interval(&self) -> Duration {
         self.interval
     }

@@ -380,3 +380,32 @@ fn a_hanging_poll_cannot_hold_a_rollout() {
     assert_ne!(record["outcome"], "promoted", "{record:#}");
     assert_no_active_rollout(&node);
 }
+
+/// Item 12: verify's gate polls are latency samples of the new version. A bake too short to
+/// sample latency by itself (1 s at 500 ms) still catches a version that is 40 ms slower on every
+/// answer, instead of calling latency inconclusive and promoting it.
+#[test]
+fn a_short_bake_judges_latency_with_verifys_samples() {
+    let Some(node) = node(NodeOptions {
+        window: "4s",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let (out, record) = node.run(&[
+        "rollout",
+        "operator-image=v1.1.0-slow",
+        "--bake",
+        "1s",
+        "--yes",
+    ]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("bake: bake:latency:readiness:operator"),
+        "{record:#}"
+    );
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+}

@@ -94,9 +94,11 @@ pub async fn bake(
     let driver = observer.driver().clone();
     let components = observer.components().to_vec();
     let shared = Arc::new(config.clone());
+    // Verify's gate polls timed the new version's readiness answers: they are bake samples too.
+    let verify_latency = observer.latency_samples().clone();
 
     let (trend, stability, runtime) = tokio::join!(
-        trend_loop(shared, baseline, started, duration, &stop),
+        trend_loop(shared, baseline, &verify_latency, started, duration, &stop),
         stability_loop(
             config, baseline, observer, started, duration, interval, &stop, progress
         ),
@@ -203,6 +205,7 @@ struct TrendOutcome {
 async fn trend_loop(
     config: Arc<Config>,
     baseline: &Baseline,
+    seed_latency: &BTreeMap<String, Vec<f64>>,
     started: Instant,
     duration: Duration,
     stop: &AtomicBool,
@@ -218,6 +221,7 @@ async fn trend_loop(
             };
         }
     };
+    sampler.add_latency_samples(seed_latency);
     let baseline_doc = baseline_alert_document(&config, baseline);
     let mut failures = Vec::new();
     let mut last_alert_document = None;
