@@ -24,6 +24,14 @@ fn baselines(node: &Node) -> Vec<String> {
         .collect()
 }
 
+/// A node with short progression windows, for the crash cases.
+fn quick_node() -> Option<Node> {
+    Node::start(NodeOptions {
+        window: "1500ms",
+        ..NodeOptions::default()
+    })
+}
+
 fn crash_then_resume(version: &str, crash_at: &str) {
     let Some(node) = Node::start(NodeOptions {
         bake: "1s",
@@ -127,26 +135,14 @@ crash_tests! {
 /// still ends on the verified baseline.
 #[test]
 fn crash_during_resume_is_resumed_again() {
-    let Some(node) = Node::start(NodeOptions {
-        window: "1500ms",
-        ..NodeOptions::default()
-    }) else {
+    let Some(node) = quick_node() else {
         return;
     };
-    let killed = |args: &[&str], at: &str| {
-        let out = node
-            .rollgate()
-            .args(args)
-            .env("ROLLGATE_CRASH_AT", at)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.signal(), Some(9), "{at}: {}", explain(&out));
-    };
-    killed(
+    node.killed_at(
         &["rollout", "operator-image=v1.1.0-stall-request", "--yes"],
         "verify:outcome",
     );
-    killed(&["resume"], "rollback_restart:intent");
+    node.killed_at(&["resume"], "rollback_restart:intent");
     let (out, record) = node.run(&["resume"]);
     assert_eq!(code(&out), 4, "{}", explain(&out));
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
@@ -156,21 +152,12 @@ fn crash_during_resume_is_resumed_again() {
 /// Killed inside a requested rollback: resume finishes it on the verified baseline.
 #[test]
 fn crash_during_a_requested_rollback() {
-    let Some(node) = Node::start(NodeOptions {
-        window: "1500ms",
-        ..NodeOptions::default()
-    }) else {
+    let Some(node) = quick_node() else {
         return;
     };
     let (out, _) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
-    let out = node
-        .rollgate()
-        .args(["rollback"])
-        .env("ROLLGATE_CRASH_AT", "rollback_verify:intent")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.signal(), Some(9), "{}", explain(&out));
+    node.killed_at(&["rollback"], "rollback_verify:intent");
     let (out, record) = node.run(&["resume"]);
     assert!(matches!(code(&out), 0 | 4), "{}", explain(&out));
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
@@ -180,25 +167,19 @@ fn crash_during_a_requested_rollback() {
 /// Killed inside the rollback a failed bake started (the alert contract broke).
 #[test]
 fn crash_during_a_rollback_triggered_by_the_bake() {
-    let Some(node) = Node::start(NodeOptions {
-        window: "1500ms",
-        ..NodeOptions::default()
-    }) else {
+    let Some(node) = quick_node() else {
         return;
     };
-    let out = node
-        .rollgate()
-        .args([
+    node.killed_at(
+        &[
             "rollout",
             "operator-image=v1.1.0-renamed-field",
             "--bake",
             "3s",
             "--yes",
-        ])
-        .env("ROLLGATE_CRASH_AT", "rollback_restore:outcome")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.signal(), Some(9), "{}", explain(&out));
+        ],
+        "rollback_restore:outcome",
+    );
     let (out, record) = node.run(&["resume"]);
     assert_eq!(code(&out), 4, "{}", explain(&out));
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");

@@ -227,6 +227,23 @@ timeout = "60s""#;
         std::fs::write(&self.config, text.replace(from, to)).unwrap();
     }
 
+    /// Run rollgate with these arguments and `ROLLGATE_CRASH_AT=at`; it must die by SIGKILL there.
+    pub fn killed_at(&self, args: &[&str], at: &str) {
+        use std::os::unix::process::ExitStatusExt;
+        let out = self
+            .rollgate()
+            .args(args)
+            .env("ROLLGATE_CRASH_AT", at)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            Some(9),
+            "{at}: rollgate was not killed there: {}",
+            explain(&out)
+        );
+    }
+
     /// Wait until the journal's active rollout has written an intent for `step`.
     pub fn wait_for_step(&self, step: &str, child: &mut std::process::Child) {
         let started = std::time::Instant::now();

@@ -114,13 +114,10 @@ fn resume_keeps_the_rollouts_bake() {
     }) else {
         return;
     };
-    let out = node
-        .rollgate()
-        .args(["rollout", "operator-image=v1.1.0", "--bake", "2s", "--yes"])
-        .env("ROLLGATE_CRASH_AT", "verify:intent")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), -1, "killed: {}", explain(&out));
+    node.killed_at(
+        &["rollout", "operator-image=v1.1.0", "--bake", "2s", "--yes"],
+        "verify:intent",
+    );
     let (out, record) = node.run(&["resume"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert!(
@@ -148,13 +145,10 @@ fn resume_continues_a_plan_from_the_interrupted_step() {
     let plan_arg = plan.to_str().unwrap();
     // Killed at the verify intent of the *second* step: the first is promoted, the second is
     // interrupted after its change.
-    let out = node
-        .rollgate()
-        .args(["rollout", "--plan", plan_arg, "--yes"])
-        .env("ROLLGATE_CRASH_AT", "restart:intent@2")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), -1, "killed: {}", explain(&out));
+    node.killed_at(
+        &["rollout", "--plan", plan_arg, "--yes"],
+        "restart:intent@2",
+    );
     assert_eq!(node.current("operator-image"), "v1.1.0");
 
     // A plan whose first step is interrupted goes on with the rest after resume.
@@ -169,13 +163,10 @@ fn resume_continues_a_plan_from_the_interrupted_step() {
         "[[step]]\nlayer = \"kyc-image\"\nvalue = \"v1.0.0\"\n\n[[step]]\nlayer = \"operator-image\"\nvalue = \"v1.0.0\"\n",
     )
     .unwrap();
-    let out = node
-        .rollgate()
-        .args(["rollout", "--plan", plan2.to_str().unwrap(), "--yes"])
-        .env("ROLLGATE_CRASH_AT", "verify:intent")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), -1, "killed: {}", explain(&out));
+    node.killed_at(
+        &["rollout", "--plan", plan2.to_str().unwrap(), "--yes"],
+        "verify:intent",
+    );
     let (out, doc) = node.run(&["resume"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(
@@ -214,13 +205,10 @@ fn baseline_freeze_refuses_while_a_rollout_is_interrupted() {
     let Some(node) = node(NodeOptions::default()) else {
         return;
     };
-    let out = node
-        .rollgate()
-        .args(["rollout", "operator-image=v1.1.0", "--yes"])
-        .env("ROLLGATE_CRASH_AT", "verify:intent")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), -1, "killed: {}", explain(&out));
+    node.killed_at(
+        &["rollout", "operator-image=v1.1.0", "--yes"],
+        "verify:intent",
+    );
     let (_, before) = node.run(&["baseline", "list"]);
     let (out, _) = node.run(&["baseline", "freeze"]);
     assert_eq!(code(&out), 6, "{}", explain(&out));
@@ -265,13 +253,10 @@ fn resume_restores_when_the_current_value_cannot_be_read() {
             m = marker.display()
         ),
     );
-    let out = node
-        .rollgate()
-        .args(["rollout", "operator-image=v1.1.0-stall-request", "--yes"])
-        .env("ROLLGATE_CRASH_AT", "restart:outcome")
-        .output()
-        .unwrap();
-    assert_eq!(code(&out), -1, "killed: {}", explain(&out));
+    node.killed_at(
+        &["rollout", "operator-image=v1.1.0-stall-request", "--yes"],
+        "restart:outcome",
+    );
     std::fs::write(&marker, "").unwrap();
     let (out, record) = node.run(&["resume"]);
     assert_eq!(code(&out), 4, "{}", explain(&out));

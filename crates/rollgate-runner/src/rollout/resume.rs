@@ -99,51 +99,45 @@ impl Runner {
             self.components_of(&[&layer]),
         )
         .map_err(RunnerError::Internal)?;
-        let report = if let (false, Some(failed)) = (in_rollback, recorded_failure) {
+        let why = if let (false, Some(failed)) = (in_rollback, recorded_failure) {
             let summary = failed
                 .outcome
                 .as_ref()
                 .and_then(|o| o.get("summary"))
                 .and_then(Value::as_str)
                 .unwrap_or("failed");
-            let why = format!(
+            format!(
                 "recorded before the interruption: {} failed: {summary}",
                 failed.kind
-            );
-            self.roll_back(
-                &mut rec,
-                &[&layer],
-                &baseline,
-                &detail.to,
-                why,
-                vec![],
-                Timings::default(),
-                &mut observer,
             )
-            .await?
         } else if let (false, Some(p), true) = (in_rollback, promote, current_is_new) {
             // Every gate had passed: finish the promotion with the value that was verified.
-            self.finish_promotion(&mut rec, &detail, &layer, &baseline, p)
-                .await?
+            let report = self
+                .finish_promotion(&mut rec, &detail, &layer, &baseline, p)
+                .await;
+            drop(lock);
+            return report;
         } else if !in_rollback && current_is_new {
-            self.change_and_gate(&mut rec, &layer, &detail.to, &baseline, true, &opts)
-                .await?
+            let report = self
+                .change_and_gate(&mut rec, &layer, &detail.to, &baseline, true, &opts)
+                .await;
+            drop(lock);
+            return report;
+        } else if in_rollback {
+            "resumed an interrupted rollback".to_string()
         } else {
-            let why = if in_rollback {
-                "resumed an interrupted rollback".to_string()
-            } else {
-                format!(
-                    "interrupted after the change; {} reads {}, not {}",
-                    layer.name,
-                    match &current {
-                        Ok(c) => c.display(),
-                        Err(e) =>
-                            format!("nothing readable ({})", rollgate_probe::errors::chain(e)),
-                    },
-                    detail.to
-                )
-            };
-            self.roll_back(
+            format!(
+                "interrupted after the change; {} reads {}, not {}",
+                layer.name,
+                match &current {
+                    Ok(c) => c.display(),
+                    Err(e) => format!("nothing readable ({})", rollgate_probe::errors::chain(e)),
+                },
+                detail.to
+            )
+        };
+        let report = self
+            .roll_back(
                 &mut rec,
                 &[&layer],
                 &baseline,
@@ -153,8 +147,7 @@ impl Runner {
                 Timings::default(),
                 &mut observer,
             )
-            .await?
-        };
+            .await?;
         drop(lock);
         Ok(report)
     }
