@@ -48,6 +48,11 @@ struct Rollout {
 
 impl Rollout {
     fn start(node: &Node, value: &str, bake: Option<&str>) -> Rollout {
+        // Create the journal first: two processes opening a fresh journal at once can both run
+        // its first migration, and one then fails ("table baselines already exists"); the
+        // status polls below would race the rollout's own open.
+        let (out, _) = node.run(&["status"]);
+        assert_eq!(code(&out), 0, "{}", explain(&out));
         let stdout = node.dir.path().join("rollout.out");
         let stderr = node.dir.path().join("rollout.err");
         let mut cmd = node.rollgate();
