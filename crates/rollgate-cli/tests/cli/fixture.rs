@@ -9,6 +9,8 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use rollgate_sim::testenv::{self, NodeDatabases};
+
+use crate::outage::{Dependency, Outages, Upstreams};
 use serde_json::Value;
 
 const TEMPLATE: &str = include_str!("../../../../demo/rollgate.toml.in");
@@ -55,6 +57,19 @@ pub struct NodeOptions {
     pub extra: &'static str,
 }
 
+/// Fault injection for [`Node::start_with_faults`] (the fault matrix).
+#[derive(Debug, Clone, Default)]
+pub struct NodeFaults {
+    /// Dependencies rollgate reaches through a fault proxy the node owns ([`Node::outages`]),
+    /// so a test can stop one for rollgate without touching the shared Postgres and Redis or
+    /// the other tests' nodes.
+    pub proxied: &'static [Dependency],
+    /// Count the gate polls: the command driver's `logs` command, which the observer runs once
+    /// per poll right after that poll's dependency checks, first appends a byte to a file
+    /// ([`Node::polls`]).
+    pub poll_ticks: bool,
+}
+
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
@@ -76,12 +91,20 @@ pub struct Node {
     dbs: Option<NodeDatabases>,
     database_url: String,
     redis_url: String,
+    /// The fault proxies of [`NodeFaults::proxied`] (dropped before the localnet goes down).
+    outages: Option<Outages>,
+    ticks: PathBuf,
 }
 
 impl Node {
     /// Start a node, or `None` when the services are missing outside CI (under `CI=true` a
     /// missing service panics: tests never silently skip there).
     pub fn start(opts: NodeOptions) -> Option<Node> {
+        Node::start_with_faults(opts, NodeFaults::default())
+    }
+
+    /// [`Node::start`] with dependency proxies and poll ticks.
+    pub fn start_with_faults(opts: NodeOptions, faults: NodeFaults) -> Option<Node> {
         let services = testenv::require_services()?;
         let dbs = runtime()
             .block_on(NodeDatabases::create(&services.database_url))
@@ -134,15 +157,49 @@ impl Node {
         );
 
         let pin = std::fs::read_to_string(sim_dir.join("pccs/cert.sha256")).unwrap();
-        let runtime_block = r#"[runtime]
+        let ticks = dir.path().join("poll-ticks");
+        let tick = if faults.poll_ticks {
+            format!("printf . >> '{}'; ", ticks.display())
+        } else {
+            String::new()
+        };
+        let runtime_block = format!(
+            r#"[runtime]
 driver = "command"
 
 [runtime.command]
 current = "rollgate-sim localnet current"
 apply = "rollgate-sim localnet set"
 restart = "rollgate-sim localnet restart"
-logs = "awk -v s=\"$ROLLGATE_SINCE\" 'substr($1, 1, 23) >= substr(s, 1, 23)' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
-timeout = "60s""#;
+logs = "{tick}awk -v s=\"$ROLLGATE_SINCE\" 'substr($1, 1, 23) >= substr(s, 1, 23)' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
+timeout = "60s""#
+        );
+        // What rollgate's own probes reach: the real address, or a fault proxy in front of it.
+        let outages = (!faults.proxied.is_empty()).then(|| {
+            Outages::start(
+                faults.proxied,
+                &Upstreams {
+                    postgres: &services.database_url,
+                    redis: &services.redis_url,
+                    chain,
+                    deployment: deploy,
+                    pccs,
+                    aesm: sim_dir.join("aesm/aesm.socket"),
+                },
+                &dir.path().join("proxies"),
+            )
+        });
+        let via = |d: Dependency, port: u16| {
+            outages
+                .as_ref()
+                .and_then(|o| o.port(d))
+                .unwrap_or(port)
+                .to_string()
+        };
+        let aesm_socket = outages
+            .as_ref()
+            .and_then(|o| o.socket(Dependency::Aesm))
+            .unwrap_or_else(|| sim_dir.join("aesm/aesm.socket"));
         let user = uid_name();
         let mut text = TEMPLATE
             .replace("@MODE@", "localnet.loopback")
@@ -158,21 +215,21 @@ timeout = "60s""#;
             )
             .replace("@CHAIN_URL@", &format!("http://127.0.0.1:{chain}"))
             .replace("@DEPLOYMENT_URL@", &format!("http://127.0.0.1:{deploy}"))
-            .replace("@CHAIN_PORT@", &chain.to_string())
-            .replace("@DEPLOYMENT_PORT@", &deploy.to_string())
-            .replace("@PCCS_PORT@", &pccs.to_string())
+            .replace("@CHAIN_PORT@", &via(Dependency::Chain, chain))
+            .replace(
+                "@DEPLOYMENT_PORT@",
+                &via(Dependency::DeploymentService, deploy),
+            )
+            .replace("@PCCS_PORT@", &via(Dependency::Pccs, pccs))
             .replace("@OPERATOR_PORT@", &op.to_string())
             .replace("@KYC_PORT@", &kyc.to_string())
             .replace("@PCCS_PIN@", pin.trim())
-            .replace(
-                "@AESM_SOCKET@",
-                &sim_dir.join("aesm/aesm.socket").display().to_string(),
-            )
+            .replace("@AESM_SOCKET@", &aesm_socket.display().to_string())
             .replace("@OPERATOR_DB@", dbs.node0.name())
             .replace("@KYC_DB@", dbs.kyc.name())
             .replace("@WINDOW@", opts.window)
             .replace("@BAKE@", opts.bake)
-            .replace("@RUNTIME@", runtime_block)
+            .replace("@RUNTIME@", &runtime_block)
             .replace(
                 "readiness_deadline = \"30s\"",
                 &format!("readiness_deadline = \"{}\"", opts.readiness_deadline),
@@ -192,7 +249,21 @@ timeout = "60s""#;
             dbs: Some(dbs),
             database_url: services.database_url,
             redis_url: services.redis_url,
+            outages,
+            ticks,
         })
+    }
+
+    /// The fault proxies of [`NodeFaults::proxied`]; panics when there are none.
+    pub fn outages(&self) -> &Outages {
+        self.outages
+            .as_ref()
+            .expect("NodeOptions::proxied names no dependency")
+    }
+
+    /// Gate polls so far (with [`NodeFaults::poll_ticks`]).
+    pub fn polls(&self) -> u64 {
+        std::fs::metadata(&self.ticks).map(|m| m.len()).unwrap_or(0)
     }
 
     /// A `rollgate` command for this node, with JSON output.
@@ -203,10 +274,17 @@ timeout = "60s""#;
             sim_bin().parent().unwrap().display(),
             std::env::var("PATH").unwrap_or_default()
         );
+        let outages = self.outages.as_ref();
+        let database_url = outages
+            .and_then(|o| o.url(Dependency::Postgres))
+            .unwrap_or_else(|| self.database_url.clone());
+        let redis_url = outages
+            .and_then(|o| o.url(Dependency::Redis))
+            .unwrap_or_else(|| self.redis_url.clone());
         c.env("ROLLGATE_CONFIG", &self.config)
             .env("ROLLGATE_SIM_DIR", &self.sim_dir)
-            .env("ROLLGATE_TEST_DATABASE_URL", &self.database_url)
-            .env("ROLLGATE_TEST_REDIS_URL", &self.redis_url)
+            .env("ROLLGATE_TEST_DATABASE_URL", database_url)
+            .env("ROLLGATE_TEST_REDIS_URL", redis_url)
             .env("PATH", path)
             .env_remove("ROLLGATE_CRASH_AT")
             .arg("--json");
@@ -278,6 +356,7 @@ fn uid_name() -> String {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.outages.take();
         let _ = Command::new(sim_bin())
             .args(["localnet", "down", "--dir"])
             .arg(&self.sim_dir)

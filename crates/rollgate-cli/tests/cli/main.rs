@@ -5,8 +5,10 @@
 mod bake;
 mod compose;
 mod crash;
+mod fault_matrix;
 mod fixture;
 mod killswitch;
+mod outage;
 mod rollout;
 mod safety;
 mod usage;
