@@ -34,6 +34,29 @@ pub struct Journal {
     redactor: Redactor,
 }
 
+/// How long opening the journal retries a "busy" answer from SQLite.
+const BUSY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// Run `f` again while SQLite answers "busy", for at most [`BUSY_RETRY_FOR`].
+fn while_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let started = std::time::Instant::now();
+    loop {
+        match f() {
+            Err(e) if is_busy(&e) && started.elapsed() < BUSY_RETRY_FOR => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
 fn now() -> String {
     humantime::format_rfc3339_millis(SystemTime::now()).to_string()
 }
@@ -75,14 +98,27 @@ impl Journal {
         // an intent that was reported written survives a power cut.
         // (A filesystem without shared memory keeps the rollback journal; that still works,
         // only with readers blocking the writer, so the answer is not checked.)
-        let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+        // Switching to WAL and the first migration can meet another process doing the same on a
+        // fresh file; SQLite then answers "busy" without its busy handler. Retried, bounded.
+        let _mode: String =
+            while_busy(|| conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0)))?;
         conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")?;
         let mut journal = Journal {
             conn,
             path,
             redactor: Redactor::default(),
         };
-        journal.migrate()?;
+        let started = std::time::Instant::now();
+        loop {
+            match journal.migrate() {
+                Err(JournalError::Sqlite(e))
+                    if is_busy(&e) && started.elapsed() < BUSY_RETRY_FOR =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         Ok(journal)
     }
 
@@ -103,6 +139,10 @@ impl Journal {
             .query_row("PRAGMA user_version", [], |r| r.get(0))?)
     }
 
+    /// Bring the schema up to date. The version is read inside a write transaction taken up
+    /// front (`BEGIN IMMEDIATE`), so two processes opening a fresh journal at once (a rollout
+    /// and `rollgate status`) cannot both run the same migration: the second waits, then finds
+    /// the schema current.
     fn migrate(&mut self) -> Result<(), JournalError> {
         let found = self.schema_version()?;
         if found > SCHEMA_VERSION {
@@ -111,12 +151,18 @@ impl Journal {
                 supported: SCHEMA_VERSION,
             });
         }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let found: u32 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         for m in MIGRATIONS.iter().filter(|m| m.version > found) {
-            let tx = self.conn.transaction()?;
             tx.execute_batch(m.sql)?;
             tx.pragma_update(None, "user_version", m.version)?;
-            tx.commit()?;
         }
+        tx.commit()?;
         Ok(())
     }
 

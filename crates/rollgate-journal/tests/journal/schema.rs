@@ -89,3 +89,30 @@ fn refuses_a_newer_schema_without_touching_it() {
         .unwrap();
     assert_eq!(v, SCHEMA_VERSION + 1);
 }
+
+/// Two processes opening a fresh journal at once (a rollout and `rollgate status`) must both
+/// succeed: only one of them runs the migrations.
+#[test]
+fn concurrent_first_opens_all_succeed() {
+    for round in 0..20 {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(6));
+        let opens: Vec<_> = (0..6)
+            .map(|_| {
+                let (state, barrier) = (state.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    Journal::open(&state).map(|j| j.schema_version().unwrap())
+                })
+            })
+            .collect();
+        for h in opens {
+            match h.join().unwrap() {
+                Ok(v) => assert_eq!(v, SCHEMA_VERSION),
+                Err(e) => panic!("round {round}: a concurrent first open failed: {e:?}"),
+            }
+        }
+    }
+}
