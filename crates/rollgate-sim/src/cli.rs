@@ -87,6 +87,10 @@ struct OperatorArgs {
     /// Model a missing oracle: no mark prices, requests answer 503.
     #[arg(long, env = "SIM_NO_MARK_PRICE")]
     no_mark_price: bool,
+    /// How the status document spells its values: `tidy`, or `terse` (`false`/`""` for no
+    /// fault, requestIndex a decimal string past 2^64)
+    #[arg(long, env = "SIM_STATUS_SHAPE", default_value = "tidy")]
+    status_shape: String,
 }
 
 #[derive(Debug, Args)]
@@ -230,6 +234,9 @@ struct UpArgs {
     slow_start_ms: u64,
     #[arg(long, env = "SIM_PCCS_CERT", default_value = "v1")]
     pccs_cert: String,
+    /// The operator's status shape (`tidy`, `terse`: see `rollgate-sim operator --help`)
+    #[arg(long, default_value = "tidy")]
+    status_shape: String,
 }
 
 /// Exit status for a usage or configuration error (as rollgate's own).
@@ -350,6 +357,7 @@ async fn serve(command: Command) -> Result<ExitCode> {
                 crash_after: ms(a.crash_after_ms),
                 health_interval: ms(a.health_interval_ms),
                 mark_price: !a.no_mark_price,
+                shape: a.status_shape.parse().map_err(anyhow::Error::msg)?,
                 ..OperatorOptions::default()
             })
             .await?;
@@ -481,6 +489,12 @@ fn localnet(args: LocalnetArgs) -> Result<ExitCode> {
                 traffic_interval_ms: a.traffic_interval_ms,
                 slow_start_ms: a.slow_start_ms,
                 pccs_cert: a.pccs_cert.parse::<CertKind>()?.as_str().to_owned(),
+                status_shape: a
+                    .status_shape
+                    .parse::<rollgate_sim::services::operator::StatusShape>()
+                    .map_err(anyhow::Error::msg)?
+                    .as_str()
+                    .to_owned(),
                 exe: std::env::current_exe().context("failed to locate rollgate-sim")?,
             };
             net.up(&config, a.operator_version.parse()?, a.kyc_version.parse()?)?;

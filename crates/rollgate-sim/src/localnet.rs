@@ -58,6 +58,13 @@ pub struct LocalnetConfig {
     pub pccs_cert: String,
     /// The `rollgate-sim` binary to run.
     pub exe: PathBuf,
+    /// The operator's status shape (`tidy`, `terse`).
+    #[serde(default = "tidy")]
+    pub status_shape: String,
+}
+
+fn tidy() -> String {
+    "tidy".into()
 }
 
 impl Default for LocalnetConfig {
@@ -79,6 +86,7 @@ impl Default for LocalnetConfig {
             slow_start_ms: 5000,
             pccs_cert: "v1".into(),
             exe: PathBuf::from("rollgate-sim"),
+            status_shape: tidy(),
         }
     }
 }
@@ -322,6 +330,7 @@ impl Localnet {
                 push("--traffic", if cfg.traffic { "on" } else { "off" }.into());
                 push("--traffic-interval-ms", cfg.traffic_interval_ms.to_string());
                 push("--slow-start-ms", cfg.slow_start_ms.to_string());
+                push("--status-shape", cfg.status_shape.clone());
                 if let Some(u) = &cfg.database_url {
                     push(
                         "--database-url",

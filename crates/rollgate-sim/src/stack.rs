@@ -239,6 +239,7 @@ impl RunningStack {
             dependency_timeout: o.dependency_timeout,
             mark_price: o.mark_price,
             node_id: 1,
+            shape: Default::default(),
         }
     }
 

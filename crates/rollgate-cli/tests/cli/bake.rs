@@ -15,6 +15,7 @@ const OPTIONS: NodeOptions = NodeOptions {
     traffic: true,
     idle_progression: "fail",
     extra: "",
+    status_shape: "tidy",
 };
 
 fn start() -> Option<Node> {

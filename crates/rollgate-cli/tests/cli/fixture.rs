@@ -55,6 +55,9 @@ pub struct NodeOptions {
     pub idle_progression: &'static str,
     /// Extra layers appended to the configuration.
     pub extra: &'static str,
+    /// The operator's status shape: `tidy`, or `terse` (`false`/`""` for no fault, requestIndex
+    /// a decimal string past 2^64).
+    pub status_shape: &'static str,
 }
 
 /// Fault injection for [`Node::start_with_faults`] (the fault matrix).
@@ -79,6 +82,7 @@ impl Default for NodeOptions {
             traffic: true,
             idle_progression: "fail",
             extra: "",
+            status_shape: "tidy",
         }
     }
 }
@@ -148,6 +152,7 @@ impl Node {
             ])
             .args(["--pccs-port", &pccs.to_string()])
             .args(["--traffic", if opts.traffic { "on" } else { "off" }])
+            .args(["--status-shape", opts.status_shape])
             .output()
             .expect("run rollgate-sim localnet up");
         assert!(

@@ -394,3 +394,40 @@ fn a_short_bake_judges_latency_with_verifys_samples() {
     );
     assert_eq!(node.current("operator-image"), "v1.0.0");
 }
+
+/// Item 6: one meaning per fact, on a node whose status document is not the simulator's tidy
+/// shape: `false` and `""` for "no fault", `requestIndex` a decimal string counting past 2^64.
+/// A good version is promoted (no "new fault" from `false`, the counter seen to increase), and a
+/// stalled one is still rolled back.
+#[test]
+fn a_node_with_terse_status_values_is_judged_the_same_way() {
+    let Some(node) = node(NodeOptions {
+        status_shape: "terse",
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let progression = gate(&record, "progression:requestIndex").expect("gate");
+    assert_eq!(progression["verdict"], "pass", "{progression:#}");
+    let first = progression["evidence"]["first"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        first.starts_with("1844674407370955"),
+        "the counter is past 2^64: {progression:#}"
+    );
+    assert_eq!(gate(&record, "faults").unwrap()["verdict"], "pass");
+
+    let (out, record) = node.run(&["rollout", "operator-image=v1.1.0-stall-request", "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("progression:requestIndex"),
+        "{record:#}"
+    );
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+}

@@ -70,6 +70,40 @@ pub struct OperatorOptions {
     /// Whether the oracle delivers mark prices; without them requests answer 503.
     pub mark_price: bool,
     pub node_id: u64,
+    /// How the status document spells its values (see [`StatusShape`]).
+    pub shape: StatusShape,
+}
+
+/// How the status document spells "nothing" and counts: real nodes differ from the
+/// simulator's tidy defaults, and the gates must read both the same way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StatusShape {
+    /// `null` faults, `requestIndex` a small JSON number, a `dependencies` object.
+    #[default]
+    Tidy,
+    /// `false` and `""` for "no fault", `requestIndex` a decimal string counting past 2^64, no
+    /// `dependencies` object.
+    Terse,
+}
+
+impl std::str::FromStr for StatusShape {
+    type Err = String;
+    fn from_str(s: &str) -> Result<StatusShape, String> {
+        match s {
+            "tidy" => Ok(StatusShape::Tidy),
+            "terse" => Ok(StatusShape::Terse),
+            other => Err(format!("unknown status shape `{other}` (tidy, terse)")),
+        }
+    }
+}
+
+impl StatusShape {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StatusShape::Tidy => "tidy",
+            StatusShape::Terse => "terse",
+        }
+    }
 }
 
 impl Default for OperatorOptions {
@@ -89,6 +123,7 @@ impl Default for OperatorOptions {
             dependency_timeout: Duration::from_secs(1),
             mark_price: true,
             node_id: 1,
+            shape: StatusShape::Tidy,
         }
     }
 }
@@ -580,24 +615,44 @@ impl Inner {
                 json!(format!("0x{}", hex::encode(last_tx))),
             )
         };
-        json!({
+        let terse = self.opts.shape == StatusShape::Terse;
+        let (attestation_fault, registration_fault, request_index) = if terse {
+            (
+                attestation_fault.unwrap_or(json!(false)),
+                registration_fault.unwrap_or(json!("")),
+                json!(((1u128 << 64) + u128::from(index)).to_string()),
+            )
+        } else {
+            (
+                attestation_fault.unwrap_or(Value::Null),
+                registration_fault.unwrap_or(Value::Null),
+                json!(index),
+            )
+        };
+        let attestation_failed = attestation_fault.is_object();
+        let registration_failed = registration_fault.is_object();
+        let mut doc = json!({
             "runningState": if starting { "Starting" } else { "Running" },
             "health": self.health(),
             "version": version.as_str(),
-            "lastRequest": {"requestIndex": index, "timestamp": last_ms},
+            "lastRequest": {"requestIndex": request_index, "timestamp": last_ms},
             "lastTx": last_tx,
             "raftMetrics": raft,
             "attestation": {
                 "fault": attestation_fault,
                 "reportType": "SELF",
-                "status": if attestation_fault.is_some() { "Failed" } else { "Verified" },
+                "status": if attestation_failed { "Failed" } else { "Verified" },
             },
             "registration": {
                 "fault": registration_fault,
-                "status": if registration_fault.is_some() { "Rejected" } else { "Registered" },
+                "status": if registration_failed { "Rejected" } else { "Registered" },
             },
             "dependencies": {"postgres": pg.as_str(), "redis": redis.as_str()},
-        })
+        });
+        if terse && let Some(o) = doc.as_object_mut() {
+            o.remove("dependencies");
+        }
+        doc
     }
 }
 
