@@ -285,6 +285,29 @@ pub fn deadline_grace(poll: Duration) -> Duration {
     (poll * 2).max(Duration::from_secs(5))
 }
 
+/// How long the gate loop sleeps. Polls keep a fixed period (an observation's own duration is
+/// not added to it). The engine's next deadline (a window closing, the `stable` hold) is read
+/// at the start of an observation, which then takes `took` (the dependency checks): when the
+/// next period's poll would start less than that before the deadline, the poll waits for the
+/// deadline instead, so the deciding observation is the next one, not the one after it.
+fn next_wake(
+    poll_started: Duration,
+    poll: Duration,
+    deadline: Duration,
+    now: Duration,
+    took: Duration,
+) -> Duration {
+    let next_poll = poll_started + poll;
+    let wake = if deadline > next_poll && deadline <= next_poll + took {
+        deadline + Duration::from_millis(5)
+    } else if deadline > now {
+        next_poll.min(deadline + Duration::from_millis(5))
+    } else {
+        next_poll
+    };
+    wake.saturating_sub(now).max(Duration::from_millis(20))
+}
+
 /// A new identifier: prefix, UTC time, and four random hex digits.
 pub fn new_id(prefix: &str) -> String {
     let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
@@ -453,7 +476,8 @@ impl Runner {
                     reason: f.stop_reason(),
                 };
             }
-            let left = limit.saturating_sub(observer.gate_clock());
+            let poll_started = observer.gate_clock();
+            let left = limit.saturating_sub(poll_started);
             let obs = match tokio::time::timeout(left, observer.observe()).await {
                 Ok(obs) => obs,
                 Err(_) => return engine.expire(observer.gate_clock()),
@@ -468,10 +492,12 @@ impl Runner {
             if decision.is_final() {
                 return decision;
             }
-            if observer.gate_clock() >= limit {
-                return engine.expire(observer.gate_clock());
+            let now = observer.gate_clock();
+            if now >= limit {
+                return engine.expire(now);
             }
-            tokio::time::sleep(poll).await;
+            let took = now.saturating_sub(poll_started);
+            tokio::time::sleep(next_wake(poll_started, poll, deadline, now, took)).await;
         }
     }
 
@@ -660,6 +686,33 @@ mod tests {
             detail: String::new(),
             evidence: json!({ "samples": samples }),
         }
+    }
+
+    #[test]
+    fn the_gate_loop_wakes_at_the_next_deadline_or_on_the_poll_period() {
+        let ms = Duration::from_millis;
+        let quick = ms(10);
+        // A deadline inside the period is observed just after it.
+        assert_eq!(
+            next_wake(ms(10_000), ms(1000), ms(10_400), ms(10_100), quick),
+            ms(305)
+        );
+        // Otherwise the period holds, whatever the observation took.
+        assert_eq!(
+            next_wake(ms(10_000), ms(1000), ms(30_000), ms(10_300), ms(300)),
+            ms(700)
+        );
+        // Observations take 1 s: a poll at 11.0 s would read the node before a 11.3 s deadline
+        // and decide nothing; it waits for the deadline instead.
+        assert_eq!(
+            next_wake(ms(10_000), ms(1000), ms(11_300), ms(11_000), ms(1000)),
+            ms(305)
+        );
+        // A deadline already past, or a slow observation: a short pause, never zero.
+        assert_eq!(
+            next_wake(ms(10_000), ms(1000), ms(9_000), ms(11_500), quick),
+            ms(20)
+        );
     }
 
     #[test]
