@@ -143,8 +143,7 @@ fn version_names_the_version_and_the_commit() {
         .and_then(|r| r.strip_suffix(')'))
         .unwrap_or_else(|| panic!("unexpected --version output: {text:?}"));
     assert!(
-        rest == "unknown"
-            || (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit())),
+        rest == "unknown" || (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit())),
         "commit {rest:?} in {text:?}"
     );
 }
