@@ -10,13 +10,22 @@ use crate::dispatch;
 use crate::errors::{CliError, CmdResult};
 use crate::output::{Format, Output};
 
+/// `rollgate --version`: the crate version and the git commit it was built from (`build.rs`;
+/// `unknown` for a build outside a git checkout without `$ROLLGATE_GIT_COMMIT`).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("ROLLGATE_GIT_COMMIT"),
+    ")"
+);
+
 /// Update a node software stack in a controlled rollout: prove the node healthy, freeze a
 /// baseline, change one layer, gate it on readiness, progression and dependencies, and roll back
 /// automatically when a gate fails.
 #[derive(Debug, Parser)]
 #[command(
     name = "rollgate",
-    version,
+    version = VERSION,
     propagate_version = true,
     max_term_width = 100
 )]

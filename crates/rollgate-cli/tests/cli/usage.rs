@@ -129,6 +129,25 @@ fn usage_errors_exit_2_and_json_errors_are_one_document() {
     );
 }
 
+/// issue 16: `rollgate --version` names the version and the git commit the binary was built
+/// from (`unknown` outside a git checkout), so a packaged binary can be traced to its source.
+#[test]
+fn version_names_the_version_and_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = rollgate(dir.path()).arg("--version").output().unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let rest = text
+        .trim_end()
+        .strip_prefix(concat!("rollgate ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .and_then(|r| r.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("unexpected --version output: {text:?}"));
+    assert!(
+        rest == "unknown" || (rest.len() == 12 && rest.bytes().all(|b| b.is_ascii_hexdigit())),
+        "commit {rest:?} in {text:?}"
+    );
+}
+
 /// issue 11 item 12 (c): `check` names the keys that leave a bake signal undecidable (8 s
 /// progression windows, a 12 s bake, the old floor of 8 samples), in JSON and in the table
 /// output; the profile's own settings decide every signal. No node is needed: the checks fail
