@@ -413,15 +413,12 @@ impl Runner {
         gates: &[GateResult],
         trends: Option<rollgate_core::baseline::Trends>,
     ) -> Baseline {
-        let mut b = baseline.clone();
+        let mut b = promoted_from(baseline, layer, verified);
         // What the bake measured on the new value is the new baseline's norm; without a bake
         // the old trends are the best there is.
         if trends.is_some() {
             b.trends = trends;
         }
-        b.id = new_id("b");
-        b.created_at = now_rfc3339();
-        b.layers.insert(layer.name.clone(), verified.clone());
         for (name, doc) in &observer.last_readiness {
             b.readiness.insert(name.clone(), doc.clone());
         }

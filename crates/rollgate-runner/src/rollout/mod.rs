@@ -547,6 +547,16 @@ fn names(components: &[Component]) -> String {
         .join(", ")
 }
 
+/// The baseline a promotion writes: the starting one, new id and time, with the layer on the
+/// value the gates verified.
+fn promoted_from(baseline: &Baseline, layer: &Layer, verified: &LayerValue) -> Baseline {
+    let mut b = baseline.clone();
+    b.id = new_id("b");
+    b.created_at = now_rfc3339();
+    b.layers.insert(layer.name.clone(), verified.clone());
+    b
+}
+
 /// Whether a layer reading is the value an operator asked for: the same reference, or the
 /// same digest when the request is a digest (`sha256:…`) or pinned by one (`name@sha256:…`).
 pub fn reads_as(now: &LayerValue, requested: &str) -> bool {

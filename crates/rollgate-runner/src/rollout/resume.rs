@@ -183,10 +183,7 @@ impl Runner {
                         .await
                         .map_err(RunnerError::Driver)?,
                 };
-                let mut b = baseline.clone();
-                b.id = new_id("b");
-                b.created_at = now_rfc3339();
-                b.layers.insert(layer.name.clone(), verified);
+                let b = promoted_from(baseline, layer, &verified);
                 let p = b.clone();
                 self.journal
                     .call(move |j| {
@@ -194,7 +191,7 @@ impl Runner {
                         j.mark_known_good(&p.id)
                     })
                     .await?;
-                if promote.step_id >= 0 && promote.ok.is_none() {
+                if promote.ok.is_none() {
                     let (sid, id) = (promote.step_id, b.id.clone());
                     self.journal
                         .call(move |j| {
