@@ -431,3 +431,34 @@ fn a_node_with_terse_status_values_is_judged_the_same_way() {
     );
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
 }
+
+/// Item 4: what is promoted is what was verified. The layer changed during the bake (someone
+/// set another version by hand): the rollout rolls back instead of promoting either value.
+#[test]
+fn a_layer_changed_during_the_bake_is_not_promoted() {
+    let Some(node) = node(NodeOptions::default()) else {
+        return;
+    };
+    let mut child = spawn(
+        &node,
+        &["rollout", "operator-image=v1.1.0", "--bake", "3s", "--yes"],
+        &[],
+    );
+    node.wait_for_step("bake", &mut child);
+    let set = std::process::Command::new(crate::fixture::sim_bin())
+        .args(["localnet", "set", "operator-image", "v1.1.0-slow", "--dir"])
+        .arg(&node.sim_dir)
+        .output()
+        .unwrap();
+    assert!(set.status.success(), "{}", explain(&set));
+    let (out, record) = finish(child);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert!(
+        record["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("promote: operator-image changed while it was verified"),
+        "{record:#}"
+    );
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+}
