@@ -203,45 +203,53 @@ fn assert_rolled_back_on(node: &Node, cell: &str, out: &Output, record: &Value, 
     );
 }
 
+/// Stop `dep` right after a gate poll of `step` and keep it down for the next two polls (the
+/// second fails the gate), then bring it back: the rollout must roll back on `gate`.
+fn down_for_two_polls(
+    cell: &str,
+    node: &Node,
+    dep: Dependency,
+    (version, bake): (&str, Option<&str>),
+    step: &str,
+    gate: &str,
+) -> Value {
+    let mut rollout = Rollout::start(node, version, bake);
+    rollout.wait_step(node, step, |s| s == step);
+    let at = rollout.next_poll(node);
+    node.outages().stop(dep);
+    rollout.wait_polls(node, at + 2);
+    let refused = node.outages().restore(dep);
+    let (out, record) = rollout.finish();
+    assert_rolled_back_on(node, cell, &out, &record, gate);
+    assert_ne!(refused, Some(0), "{cell}: the outage was never probed");
+    record
+}
+
 /// (a) Stopped during verify, two polls in a row: rolled back, never promoted.
 fn down_during_verify(dep: Dependency) {
     let cell = format!("{} down during verify", dep.name());
     let Some(node) = node() else { return };
     // The slow start keeps verify open for 5 s: the outage cannot miss it.
-    let mut rollout = Rollout::start(&node, "v1.1.0-slow-start", None);
-    rollout.wait_step(&node, "verify", |s| s == "verify");
-    let at = rollout.next_poll(&node);
-    node.outages().stop(dep);
-    // The next two polls see it down from their start: the second fails the gate.
-    rollout.wait_polls(&node, at + 2);
-    let refused = node.outages().restore(dep);
-    let (out, record) = rollout.finish();
-    assert_rolled_back_on(
-        &node,
+    down_for_two_polls(
         &cell,
-        &out,
-        &record,
+        &node,
+        dep,
+        ("v1.1.0-slow-start", None),
+        "verify",
         &format!("dependency:{}", dep.name()),
     );
-    assert_ne!(refused, Some(0), "{cell}: the outage was never probed");
 }
 
 /// (b) Stopped during the bake, two polls in a row: rolled back.
 fn down_during_bake(dep: Dependency) {
     let cell = format!("{} down during the bake", dep.name());
     let Some(node) = node() else { return };
-    let mut rollout = Rollout::start(&node, "v1.1.0", Some("6s"));
-    rollout.wait_step(&node, "the bake", |s| s == "bake");
-    let at = rollout.next_poll(&node);
-    node.outages().stop(dep);
-    rollout.wait_polls(&node, at + 2);
-    let refused = node.outages().restore(dep);
-    let (out, record) = rollout.finish();
-    assert_rolled_back_on(
-        &node,
+    let record = down_for_two_polls(
         &cell,
-        &out,
-        &record,
+        &node,
+        dep,
+        ("v1.1.0", Some("6s")),
+        "bake",
         &format!("bake:dependency:{}", dep.name()),
     );
     assert!(
@@ -249,7 +257,6 @@ fn down_during_bake(dep: Dependency) {
             .is_some_and(|g| g["verdict"] == "pass"),
         "{cell}: verify passed before the outage: {record:#}"
     );
-    assert_ne!(refused, Some(0), "{cell}: the outage was never probed");
 }
 
 /// (c) Stopped when the rollback starts and kept down: the baseline cannot be verified, exit 5.
