@@ -105,8 +105,10 @@ else
   RUNTIME='[runtime]
 driver = "command"
 
-# rollgate-sim'"'"'s localnet controller reads ROLLGATE_LAYER, ROLLGATE_VALUE, ROLLGATE_COMPONENTS.
+# rollgate-sim'"'"'s localnet controller reads ROLLGATE_LAYER, ROLLGATE_VALUE, ROLLGATE_COMPONENTS,
+# and ROLLGATE_SIM_DIR, which a command gets only when `env` lists it.
 [runtime.command]
+env = ["ROLLGATE_SIM_DIR"]
 current = "rollgate-sim localnet current"
 apply = "rollgate-sim localnet set"
 restart = "rollgate-sim localnet restart"

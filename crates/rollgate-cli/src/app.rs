@@ -164,7 +164,10 @@ pub fn load_config_file(path: &Path, env: &dyn EnvSource) -> Result<Config, Conf
         path: path.to_path_buf(),
         source,
     })?;
-    load_str(path, &text, env)
+    let config = load_str(path, &text, env)?;
+    // From here on, every output path replaces this configuration's secrets.
+    rollgate_journal::redact::install(&config);
+    Ok(config)
 }
 
 fn init_logging(verbose: u8, json: bool) {
@@ -177,7 +180,7 @@ fn init_logging(verbose: u8, json: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| crate::output::ScrubbedStderr)
         .with_target(false);
     let _ = if json {
         builder.json().try_init()
@@ -216,7 +219,7 @@ pub fn run(cli: Cli) -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("rollgate: failed to start the async runtime: {e}");
+            crate::errln!("rollgate: failed to start the async runtime: {e}");
             return ExitCode::Internal;
         }
     };
@@ -262,5 +265,5 @@ fn report_error(ctx: &Ctx, e: &CliError) {
     if ctx.out.is_json() {
         let _ = ctx.out.json(&serde_json::json!({"error": {"message": message, "exit_code": code.code(), "kind": code.name()}}));
     }
-    eprintln!("rollgate: error: {message}");
+    crate::errln!("rollgate: error: {message}");
 }

@@ -4,6 +4,46 @@ use std::io::{IsTerminal, Write};
 
 use serde::Serialize;
 
+/// `println!` for everything the CLI prints: the configuration's secrets are replaced first
+/// ([`rollgate_core::secrets`]), whatever the text was built from.
+#[macro_export]
+macro_rules! outln {
+    () => { println!() };
+    ($($arg:tt)*) => { println!("{}", rollgate_core::secrets::scrub(&format!($($arg)*))) };
+}
+
+/// `print!` with the configuration's secrets replaced (see [`outln!`]).
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { print!("{}", rollgate_core::secrets::scrub(&format!($($arg)*))) };
+}
+
+/// `eprintln!` with the configuration's secrets replaced (see [`outln!`]).
+#[macro_export]
+macro_rules! errln {
+    () => { eprintln!() };
+    ($($arg:tt)*) => { eprintln!("{}", rollgate_core::secrets::scrub(&format!($($arg)*))) };
+}
+
+/// The log writer: stderr, with the configuration's secrets replaced in every line.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ScrubbedStderr;
+
+impl Write for ScrubbedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // The fmt subscriber writes one whole event per call, so a secret is never split.
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr()
+            .lock()
+            .write_all(rollgate_core::secrets::scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
 /// The output format chosen by `--format`/`--json`, or by whether stdout is a terminal.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -36,10 +76,12 @@ impl Output {
         self.format == Format::Json
     }
 
-    /// Print exactly one JSON document on stdout.
+    /// Print exactly one JSON document on stdout, the configuration's secrets replaced.
     pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
+        let mut value = serde_json::to_value(value)?;
+        rollgate_core::secrets::scrub_json(&mut value);
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, value)?;
+        serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
         Ok(())
     }

@@ -11,30 +11,30 @@ use crate::output::{Color, Output};
 
 /// Print a rollout's decision record for a person.
 pub fn report(out: &Output, r: &RolloutReport) {
-    println!(
+    crate::outln!(
         "{} {}  {}",
         out.paint("rollout", Color::Bold),
         r.rollout_id,
         out.status(r.outcome.as_str())
     );
-    println!("  layer     {}", r.layer);
-    println!("  from      {}", r.from.as_deref().unwrap_or("-"));
-    println!("  to        {}", r.to);
-    println!("  baseline  {}", r.baseline_id.as_deref().unwrap_or("-"));
+    crate::outln!("  layer     {}", r.layer);
+    crate::outln!("  from      {}", r.from.as_deref().unwrap_or("-"));
+    crate::outln!("  to        {}", r.to);
+    crate::outln!("  baseline  {}", r.baseline_id.as_deref().unwrap_or("-"));
     if !r.steps.is_empty() {
         let steps: Vec<String> = r
             .steps
             .iter()
             .map(|s| format!("{}{} {}ms", s.kind, if s.ok { "" } else { " ✗" }, s.ms))
             .collect();
-        println!("  steps     {}", steps.join(" → "));
+        crate::outln!("  steps     {}", steps.join(" → "));
     }
     if !r.gates.is_empty() {
-        println!("\n  gates");
+        crate::outln!("\n  gates");
         print_gates(out, &r.gates);
     }
     if let Some(rb) = &r.rollback {
-        println!(
+        crate::outln!(
             "\n  rollback  {}",
             if rb.verified {
                 out.status("pass")
@@ -55,11 +55,11 @@ pub fn report(out: &Output, r: &RolloutReport) {
     if let Some(v) = t.change_to_verified {
         timing.push_str(&format!(", change→baseline verified {}", secs(v)));
     }
-    println!("\n  time      {timing}");
+    crate::outln!("\n  time      {timing}");
     if let Some(p) = &r.promoted_baseline_id {
-        println!("  known-good baseline is now {p}");
+        crate::outln!("  known-good baseline is now {p}");
     }
-    println!("\n  {} {}", out.paint("reason:", Color::Bold), r.reason);
+    crate::outln!("\n  {} {}", out.paint("reason:", Color::Bold), r.reason);
 }
 
 /// The table of check results `check`, `plan` and `baseline show` print: status, name, latency,
@@ -81,7 +81,7 @@ pub fn checks_table(out: &Output, checks: &[rollgate_core::vocab::CheckResult]) 
 
 fn print_gates(out: &Output, gates: &[GateResult]) {
     for g in gates {
-        println!(
+        crate::outln!(
             "    {:<13} {:<34} {}",
             out.status(g.verdict.as_str()),
             g.name,
@@ -136,12 +136,14 @@ impl Progress for TerminalProgress {
             (None, Some(p)) => format!("waiting on {}: {}", p.name, p.detail),
             (None, None) => "all gates decided".to_string(),
         };
-        let mut line = format!(
+        // Scrubbed before it is cut, so no prefix of a secret survives the cut.
+        let mut line = rollgate_core::secrets::scrub(&format!(
             "  {phase} {:>5.1}s / {:.0}s  {passed}/{} passed  {what}",
             elapsed.as_secs_f64(),
             deadline.as_secs_f64(),
             gates.len()
-        );
+        ))
+        .into_owned();
         line.truncate(160);
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");

@@ -13,6 +13,7 @@ pub mod errors;
 pub mod exit;
 pub mod facts;
 pub mod redact;
+pub mod secrets;
 pub mod stats;
 pub mod units;
 pub mod vocab;

@@ -60,8 +60,9 @@ fn is_secret_key(key: &str) -> bool {
 }
 
 /// Redact every URL-looking word and every `password=...` style pair in free text (a child's
-/// stderr, an error message).
+/// stderr, an error message), and every secret of the configuration ([`crate::secrets`]).
 pub fn redact_text(text: &str) -> String {
+    let text = &*crate::secrets::scrub(text);
     let mut out = String::with_capacity(text.len());
     // Words are separated by any whitespace (command output has tabs and newlines); the
     // separators are kept as they were.

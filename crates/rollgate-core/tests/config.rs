@@ -473,3 +473,80 @@ fn expectation_types_parse() {
     assert!(matches!(kyc.expect[1].check, Expectation::OneOf(ref v) if v.len() == 2));
     assert_eq!(kyc.expect[2].check, Expectation::Present(false));
 }
+
+#[test]
+fn declared_secrets_child_env_and_serve_access_keys() {
+    let text = format!(
+        "secrets = [\"${{DATABASE_URL}}\", \"literal-secret\"]\n{}\n[serve]\nread_token = \"read-token-0123456789\"\nallowed_hosts = [\"Node0.internal\", \"ops.example:8443\"]\n",
+        PRODUCT_EXAMPLE.replace(
+            "[runtime.command]\n",
+            "[runtime.command]\nenv = [\"NODE_ROOT\", \"_X1\"]\n"
+        )
+    );
+    let c = load(&text).unwrap();
+    assert_eq!(
+        c.secrets,
+        [
+            "postgres://app:s3cret@127.0.0.1:5432/postgres",
+            "literal-secret"
+        ]
+    );
+    assert_eq!(c.serve.read_token.as_deref(), Some("read-token-0123456789"));
+    assert_eq!(
+        c.serve.allowed_hosts,
+        ["node0.internal", "ops.example:8443"]
+    );
+    let text = text.replace("driver = \"compose\"", "driver = \"command\"");
+    let Runtime::Command(cmd) = load(&text).unwrap().runtime else {
+        panic!("expected command runtime")
+    };
+    assert_eq!(cmd.env, ["NODE_ROOT", "_X1"]);
+
+    // (edit of the text above, the key named, a fragment of the message)
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "\"literal-secret\"",
+            "\"abc\"",
+            "secrets[1]",
+            "at least 4 characters",
+        ),
+        (
+            "\"literal-secret\"",
+            "\"${EMPTY:-}\"",
+            "secrets[1]",
+            "must not be empty",
+        ),
+        (
+            "\"_X1\"",
+            "\"BAD-NAME\"",
+            "runtime.command.env[1]",
+            "not an environment variable name",
+        ),
+        (
+            "\"NODE_ROOT\"",
+            "\"1X\"",
+            "runtime.command.env[0]",
+            "not an environment variable name",
+        ),
+        (
+            "\"ops.example:8443\"",
+            "\"http://ops.example\"",
+            "serve.allowed_hosts[1]",
+            "not a host name",
+        ),
+        (
+            "allowed_hosts",
+            "read_token_file = \"/etc/t\"\nallowed_hosts",
+            "serve.read_token_file",
+            "not both",
+        ),
+    ];
+    for (from, to, key, fragment) in cases {
+        let bad = text.replacen(from, to, 1);
+        let err = load(&bad).expect_err(key);
+        let msg = err.to_string();
+        assert!(msg.starts_with(FILE), "{key}: {msg}");
+        assert!(msg.contains(key) && msg.contains(fragment), "{key}: {msg}");
+        assert_eq!(err.exit_code(), ExitCode::Usage, "{key}");
+    }
+}

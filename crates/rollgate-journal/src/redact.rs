@@ -20,7 +20,7 @@ pub struct Redactor {
 
 /// Secrets shorter than this are not replaced literally: replacing every `a` would destroy the
 /// record and protect nothing. URL-based redaction still applies to them.
-const MIN_LITERAL: usize = 4;
+const MIN_LITERAL: usize = rollgate_core::secrets::MIN_LEN;
 
 impl Redactor {
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Redactor {
@@ -38,14 +38,11 @@ impl Redactor {
         Redactor::new(secrets_of(config))
     }
 
+    /// `text` without this redactor's secrets, the installed ones ([`rollgate_core::secrets`])
+    /// and anything word-level redaction recognises.
     pub fn text(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for s in &self.secrets {
-            if out.contains(s.as_str()) {
-                out = out.replace(s.as_str(), REDACTED);
-            }
-        }
-        redact_words(&out)
+        let own = rollgate_core::secrets::replace_all(text, &self.secrets);
+        redact_words(&rollgate_core::secrets::scrub(&own))
     }
 
     pub fn json(&self, value: &Value) -> Value {
@@ -130,8 +127,33 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     urls.extend(config.alerts.metrics_urls.iter().map(String::as_str));
     urls.extend(config.serve.webhook_url.iter().map(String::as_str));
     let mut secrets: Vec<String> = urls.into_iter().flat_map(url_secrets).collect();
-    secrets.extend(config.serve.token.iter().cloned());
+    let serve = &config.serve;
+    secrets.extend(serve.token.iter().chain(&serve.read_token).cloned());
+    // A token file's content is as secret as the token (read now: it may be unreadable later).
+    for file in serve.token_file.iter().chain(&serve.read_token_file) {
+        if let Ok(text) = std::fs::read_to_string(file) {
+            secrets.push(text.trim().to_string());
+        }
+    }
+    // A webhook URL is a credential as a whole (Slack and the like put the secret in the path).
+    if let Some(url) = &serve.webhook_url {
+        secrets.push(url.clone());
+        if let Some((_, rest)) = url.split_once("://")
+            && let Some(slash) = rest.find('/')
+            && rest[slash..].len() > 1
+        {
+            secrets.push(rest[slash..].to_string());
+        }
+    }
+    secrets.extend(config.secrets.iter().cloned());
+    secrets.retain(|s| !s.trim().is_empty());
     secrets
+}
+
+/// Install the secrets of `config` process-wide ([`rollgate_core::secrets`]): from then on every
+/// output path replaces them. Call it right after a configuration is loaded.
+pub fn install(config: &Config) {
+    rollgate_core::secrets::install(secrets_of(config));
 }
 
 /// The password of a URL's user info (for `redis://secret@host`, the lone field) and the values

@@ -13,6 +13,10 @@
 //! | `ROLLGATE_DIGEST` | `apply` on a restore | the recorded digest, when there is one |
 //! | `ROLLGATE_COMPONENT`, `ROLLGATE_SINCE` | `logs` | one service, RFC 3339 time |
 //!
+//! Besides these, a command gets only PATH, HOME, the locale and what `docker` needs from
+//! rollgate's environment ([`crate::process::BASE_ENV`]), plus the variables
+//! `[runtime.command] env` names.
+//!
 //! Commands run in the directory of the configuration file. For `binary` and `config` layers
 //! whose value is an existing file, the digest is the file's SHA-256 (`sha256:<hex>`), and a
 //! restore is verified by reading the value back and comparing value and digest.
@@ -73,6 +77,7 @@ impl CommandDriver {
         let mut inv = Invocation::new("sh", ["-c", script])
             .unit(unit)
             .timeout(self.commands.timeout)
+            .pass_env(&self.commands.env)
             .display(format!("{what}: {script}"));
         if let Some(dir) = &self.cwd {
             inv = inv.cwd(dir);

@@ -177,12 +177,14 @@ impl ComposeDriver {
         }
         all.extend(args.iter().map(|s| s.to_string()));
         Ok(Invocation::new(program, all)
+            .pass_env(&self.runtime.env)
             .cwd(&self.runtime.project_dir)
             .unit(format!("Compose project {}", self.project)))
     }
 
     fn docker(&self, args: &[&str], unit: String) -> Invocation {
         Invocation::new("docker", args.iter().copied())
+            .pass_env(&self.runtime.env)
             .unit(unit)
             .timeout(self.timeouts.query)
     }
@@ -757,6 +759,7 @@ mod tests {
             files: vec![],
             project_name: name.map(str::to_string),
             command: None,
+            env: vec![],
         };
         assert_eq!(project_name(&rt("/srv/node", None)), "node");
         assert_eq!(project_name(&rt("/srv/My.Node 2", None)), "mynode2");

@@ -31,8 +31,11 @@ const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(2);
 pub struct Invocation {
     pub program: String,
     pub args: Vec<String>,
-    /// Added to the inherited environment.
+    /// Set for the child (the `ROLLGATE_*` variables of the command driver).
     pub env: Vec<(String, String)>,
+    /// Names of variables of rollgate's environment the child also gets, besides
+    /// [`BASE_ENV`] (a driver's `env = [...]`).
+    pub pass_env: Vec<String>,
     pub cwd: Option<PathBuf>,
     /// The unit acted on, for error messages (`layer operator-image`, `project node`).
     pub unit: String,
@@ -52,6 +55,7 @@ impl Invocation {
             program: program.into(),
             args: args.into_iter().map(Into::into).collect(),
             env: Vec::new(),
+            pass_env: Vec::new(),
             cwd: None,
             unit: String::new(),
             timeout: Duration::from_secs(60),
@@ -81,6 +85,12 @@ impl Invocation {
         self
     }
 
+    /// Also pass these variables of rollgate's environment (when set).
+    pub fn pass_env(mut self, names: &[String]) -> Invocation {
+        self.pass_env.extend(names.iter().cloned());
+        self
+    }
+
     pub fn cwd(mut self, dir: impl Into<PathBuf>) -> Invocation {
         self.cwd = Some(dir.into());
         self
@@ -103,6 +113,46 @@ impl Invocation {
         };
         redact_text(&text)
     }
+}
+
+/// What every child gets from rollgate's environment, when set: finding programs, the user,
+/// the locale, temporary files, and what `docker` needs to reach its engine. Nothing else: the
+/// environment rollgate runs in holds the secrets its configuration expands (`${VAR}`: the
+/// serve token, database and webhook URLs), and a script run under `set -x` or a failing
+/// `docker` would print them. Variables starting with `LC_` pass too.
+pub const BASE_ENV: &[&str] = &[
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "XDG_RUNTIME_DIR",
+    "SSH_AUTH_SOCK",
+    "DOCKER_HOST",
+    "DOCKER_CONTEXT",
+    "DOCKER_CONFIG",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+    "DOCKER_API_VERSION",
+    "DOCKER_DEFAULT_PLATFORM",
+    "DOCKER_BUILDKIT",
+];
+
+/// The part of rollgate's environment a child gets: [`BASE_ENV`], `LC_*`, `COMPOSE_*` and the
+/// names in `extra`.
+pub fn child_env(extra: &[String]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    std::env::vars_os()
+        .filter(|(k, _)| {
+            let Some(k) = k.to_str() else { return false };
+            BASE_ENV.contains(&k)
+                || k.starts_with("LC_")
+                || k.starts_with("COMPOSE_")
+                || extra.iter().any(|e| e == k)
+        })
+        .collect()
 }
 
 /// Quote a word for display only (never executed).
@@ -149,6 +199,8 @@ pub async fn run_unchecked(inv: &Invocation) -> Result<Finished, DriverError> {
     let command_line = inv.command_line();
     let mut cmd = Command::new(&inv.program);
     cmd.args(&inv.args)
+        .env_clear()
+        .envs(child_env(&inv.pass_env))
         .envs(inv.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

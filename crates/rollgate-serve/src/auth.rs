@@ -40,8 +40,23 @@ impl Token {
 
     /// From `[serve].token` or `[serve].token_file` (one of them); `None` when neither is set.
     pub fn from_config(serve: &rollgate_core::config::Serve) -> Result<Option<Token>, ServeError> {
-        match (&serve.token, &serve.token_file) {
-            (Some(_), Some(_)) => Err(ServeError::TwoTokens),
+        Token::from_pair(&serve.token, &serve.token_file, "token")
+    }
+
+    /// The read token: `[serve].read_token` or `[serve].read_token_file`.
+    pub fn read_from_config(
+        serve: &rollgate_core::config::Serve,
+    ) -> Result<Option<Token>, ServeError> {
+        Token::from_pair(&serve.read_token, &serve.read_token_file, "read_token")
+    }
+
+    fn from_pair(
+        text: &Option<String>,
+        file: &Option<std::path::PathBuf>,
+        key: &'static str,
+    ) -> Result<Option<Token>, ServeError> {
+        match (text, file) {
+            (Some(_), Some(_)) => Err(ServeError::TwoTokens { key }),
             (Some(t), None) => Token::new(t).map(Some),
             (None, Some(path)) => Token::from_file(path).map(Some),
             (None, None) => Ok(None),
@@ -163,7 +178,7 @@ mod tests {
         };
         assert!(matches!(
             Token::from_config(&both),
-            Err(ServeError::TwoTokens)
+            Err(ServeError::TwoTokens { .. })
         ));
         assert!(Token::from_config(&Default::default()).unwrap().is_none());
         std::fs::write(dir.path().join("empty"), "\n").unwrap();

@@ -21,16 +21,16 @@ pub enum ServeError {
     },
     #[error("the token file {} is empty", .path.display())]
     EmptyTokenFile { path: PathBuf },
-    #[error("set one of [serve].token and [serve].token_file, not both")]
-    TwoTokens,
+    #[error("set one of [serve].{key} and [serve].{key}_file, not both")]
+    TwoTokens { key: &'static str },
     #[error(
         "the bearer token is too short: use at least {min} characters (e.g. `openssl rand -hex 32`)"
     )]
     ShortToken { min: usize },
     #[error(
-        "refusing to listen on {addr}: it is not a loopback address and no token is configured; set [serve].token or [serve].token_file, or listen on 127.0.0.1"
+        "refusing to listen on {addr}: it is not a loopback address and no read token is configured; set [serve].read_token or [serve].read_token_file, or listen on 127.0.0.1"
     )]
-    NonLoopback { addr: SocketAddr },
+    NoReadToken { addr: SocketAddr },
     #[error("failed to serve HTTP")]
     Io(#[source] std::io::Error),
 }

@@ -17,6 +17,7 @@ pub mod analysis;
 pub mod api;
 pub mod auth;
 pub mod errors;
+pub mod hosts;
 pub mod html;
 pub mod metrics;
 pub mod report;

@@ -2,15 +2,15 @@
 //!
 //! | endpoint | auth | answer |
 //! |---|---|---|
-//! | `GET /` | | status page (HTML) |
-//! | `GET /rollouts/{id}` | | the rollout report (HTML, as `rollgate show ID --html`) |
-//! | `GET /metrics` | | Prometheus text exposition ([`crate::metrics`]) |
+//! | `GET /` | read | status page (HTML) |
+//! | `GET /rollouts/{id}` | read | the rollout report (HTML, as `rollgate show ID --html`) |
+//! | `GET /metrics` | read | Prometheus text exposition ([`crate::metrics`]) |
 //! | `GET /live` | | 200 while the process serves |
 //! | `GET /ready` | | 200 when the journal can be read, else 503 |
-//! | `GET /api/v1/status` | | [`crate::state::ServeStatus`] |
-//! | `GET /api/v1/history?limit=N` | | as `rollgate history --format json` |
-//! | `GET /api/v1/rollouts/{id}` | | as `rollgate show ID --format json` |
-//! | `GET /api/v1/action` | | the latest action started through the API |
+//! | `GET /api/v1/status` | read | [`crate::state::ServeStatus`] |
+//! | `GET /api/v1/history?limit=N` | read | as `rollgate history --format json` |
+//! | `GET /api/v1/rollouts/{id}` | read | as `rollgate show ID --format json` |
+//! | `GET /api/v1/action` | read | the latest action started through the API |
 //! | `POST /api/v1/rollouts` | token | start a rollout `{"layer", "value", "bake"?}`: 202 ([`crate::actions`]) |
 //! | `POST /api/v1/rollback` | token | `{"to"?}`: as `rollgate rollback` |
 //! | `POST /api/v1/resume` | token | as `rollgate resume` |
@@ -19,6 +19,10 @@
 //!
 //! "token" means `Authorization: Bearer <[serve].token>`: 401 without it or with a wrong one,
 //! 403 when the server has no token configured (changing endpoints are then disabled).
+//! "read" means: open when no `[serve].read_token` is configured (allowed on loopback only),
+//! else `Authorization: Bearer` with the read token or the write token, 401 without.
+//! Every request must name this machine in `Host` on loopback ([`crate::hosts`]): 421 if not.
+//! Every answer body is scrubbed of the configuration's secrets ([`rollgate_core::secrets`]).
 //! Request logs carry the method, path, status and time, never headers or bodies.
 
 use std::future::Future;
@@ -42,12 +46,12 @@ use crate::report::render_report_html;
 use crate::state::{ActionState, AppState, ProbeSnapshot, ServeOptions, now_rfc3339};
 use crate::status_page::{StatusPage, render_status_html};
 
-/// Refuse a listen address beyond loopback unless a token guards the changing endpoints.
-pub fn check_listen(addr: SocketAddr, has_token: bool) -> Result<(), ServeError> {
-    if addr.ip().is_loopback() || has_token {
+/// Refuse a listen address beyond loopback unless a read token guards what it shows.
+pub fn check_listen(addr: SocketAddr, has_read_token: bool) -> Result<(), ServeError> {
+    if addr.ip().is_loopback() || has_read_token {
         Ok(())
     } else {
-        Err(ServeError::NonLoopback { addr })
+        Err(ServeError::NoReadToken { addr })
     }
 }
 
@@ -61,8 +65,13 @@ pub async fn run(
     options: ServeOptions,
 ) -> Result<(), ServeError> {
     let addr = listener.local_addr().map_err(ServeError::Io)?;
-    check_listen(addr, options.token.is_some())?;
-    let app = Arc::new(AppState::new(options)?);
+    check_listen(addr, options.read_token.is_some())?;
+    if let Some(runner) = &options.runner {
+        rollgate_journal::redact::install(&runner.config);
+    }
+    let mut app = AppState::new(options)?;
+    app.hosts = crate::hosts::HostPolicy::new(addr, &app.options.allowed_hosts);
+    let app = Arc::new(app);
     let prober = spawn_prober(&app);
     tracing::info!(%addr, node = %app.options.node, changes = app.options.token.is_some() && app.options.runner.is_some(), "rollgate serve listening");
     let served = axum::serve(listener, router(app.clone()))
@@ -119,21 +128,102 @@ pub fn router(app: Arc<AppState>) -> Router {
         .route("/api/v1/freeze", post(api::freeze))
         .route("/api/v1/unfreeze", post(api::unfreeze))
         .route_layer(middleware::from_fn_with_state(app.clone(), require_token));
-    Router::new()
+    let reading = Router::new()
         .route("/", get(status_page))
         .route("/rollouts/{id}", get(report_page))
         .route("/metrics", get(metrics_text))
-        .route("/live", get(live))
-        .route("/ready", get(ready))
         .route("/api/v1/status", get(api::status))
         .route("/api/v1/history", get(api::history))
         .route("/api/v1/rollouts/{id}", get(api::rollout))
         .route("/api/v1/action", get(api::action))
+        .route_layer(middleware::from_fn_with_state(
+            app.clone(),
+            require_read_token,
+        ));
+    Router::new()
+        .route("/live", get(live))
+        .route("/ready", get(ready))
+        .merge(reading)
         .merge(changing)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(middleware::from_fn(scrub_secrets))
+        .layer(middleware::from_fn_with_state(app.clone(), check_host))
         .layer(middleware::from_fn(headers_and_log))
         .with_state(app)
+}
+
+/// 421 for a `Host` this server does not serve (DNS rebinding, [`crate::hosts`]).
+async fn check_host(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| req.uri().authority().map(|a| a.to_string()));
+    match (&app.hosts, host) {
+        (Some(policy), Some(host)) if !policy.allows(&host) => {
+            let shown: String = host.chars().take(100).collect();
+            ApiError::new(
+                StatusCode::MISDIRECTED_REQUEST,
+                format!(
+                    "host `{shown}` is not served here: on loopback only localhost, 127.0.0.1, [::1] and the listen address are (a guard against DNS rebinding); add the name to [serve].allowed_hosts"
+                ),
+            )
+            .into_response()
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// With a read token configured, reading needs it (or the write token).
+async fn require_read_token(
+    State(app): State<Arc<AppState>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(read) = &app.options.read_token else {
+        return next.run(req).await;
+    };
+    let write = app.options.token.as_ref();
+    if read.authorizes(req.headers()) || write.is_some_and(|t| t.authorizes(req.headers())) {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "reading needs a token: send `Authorization: Bearer <token>` with [serve].read_token (or the write token)",
+        )
+        .into_response()
+    }
+}
+
+/// The largest answer scrubbed; larger ones (none today) are refused rather than sent unread.
+const MAX_SCRUBBED_BODY: usize = 64 * 1024 * 1024;
+
+/// Replace the configuration's secrets in every answer body: the journal is scrubbed when
+/// written, but an answer also holds live state (an action's error, the latest probes).
+async fn scrub_secrets(req: Request, next: Next) -> Response {
+    let resp = next.run(req).await;
+    if rollgate_core::secrets::count() == 0 {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_SCRUBBED_BODY).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ApiError::internal(format!("failed to read the answer: {e}")).into_response();
+        }
+    };
+    let body = match std::str::from_utf8(&bytes) {
+        Ok(text) => match rollgate_core::secrets::scrub(text) {
+            std::borrow::Cow::Owned(clean) => {
+                parts.headers.remove(header::CONTENT_LENGTH);
+                axum::body::Body::from(clean)
+            }
+            std::borrow::Cow::Borrowed(_) => axum::body::Body::from(bytes),
+        },
+        Err(_) => axum::body::Body::from(bytes),
+    };
+    Response::from_parts(parts, body)
 }
 
 async fn require_token(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {

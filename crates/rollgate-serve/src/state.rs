@@ -27,6 +27,11 @@ pub struct ServeOptions {
     pub state_dir: PathBuf,
     /// Required by every endpoint that changes something; without one they answer 403.
     pub token: Option<Token>,
+    /// When set, required (or the write token) by every endpoint that reads the node's record;
+    /// required to listen beyond loopback.
+    pub read_token: Option<Token>,
+    /// `Host` names served besides this machine's ([`crate::hosts::HostPolicy`]).
+    pub allowed_hosts: Vec<String>,
     /// Runs rollouts, rollbacks and resumes for the API; without one those answer 503.
     pub runner: Option<Runner>,
     /// Run the readiness probes this often for `/metrics` and the status page (`None`: never).
@@ -44,6 +49,11 @@ impl std::fmt::Debug for ServeOptions {
             .field("node", &self.node)
             .field("state_dir", &self.state_dir)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "read_token",
+                &self.read_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("runner", &self.runner.is_some())
             .field("probe_interval", &self.probe_interval)
             .finish()
@@ -57,6 +67,8 @@ impl ServeOptions {
             node: node.into(),
             state_dir: state_dir.into(),
             token: None,
+            read_token: None,
+            allowed_hosts: Vec::new(),
             runner: None,
             probe_interval: None,
             shutdown_grace: Duration::from_secs(30),
@@ -179,6 +191,8 @@ pub struct AppState {
     pub(crate) probes: RwLock<Option<ProbeSnapshot>>,
     pub(crate) facts: Mutex<FactsCache>,
     pub(crate) next_action: std::sync::atomic::AtomicU64,
+    /// Set by [`crate::server::run`] from the bound address; `None` serves every `Host`.
+    pub(crate) hosts: Option<crate::hosts::HostPolicy>,
 }
 
 impl AppState {
@@ -192,6 +206,7 @@ impl AppState {
             probes: RwLock::new(None),
             facts: Mutex::new(HashMap::new()),
             next_action: std::sync::atomic::AtomicU64::new(1),
+            hosts: None,
         })
     }
 

@@ -55,16 +55,16 @@ async fn freeze(ctx: &Ctx) -> CmdResult {
                 ctx.out
                     .json(&json!({"ok": true, "baseline_id": b.id, "baseline": b}))?;
             } else {
-                println!(
+                crate::outln!(
                     "{}: baseline {} frozen and marked known-good",
                     ctx.out.status("ok"),
                     b.id
                 );
                 for (name, v) in &b.layers {
-                    println!("  {name:<24} {}", v.display());
+                    crate::outln!("  {name:<24} {}", v.display());
                 }
                 for p in &b.progression {
-                    println!(
+                    crate::outln!(
                         "  progression:{:<12} {:.2}/s{}",
                         p.name,
                         p.rate_per_s,
@@ -78,12 +78,12 @@ async fn freeze(ctx: &Ctx) -> CmdResult {
             if ctx.out.is_json() {
                 ctx.out.json(&json!({"ok": false, "refused": true, "reasons": r.reasons, "checks": r.checks}))?;
             } else {
-                println!(
+                crate::outln!(
                     "{}: not freezing a baseline from an ambiguous environment; nothing was stored:",
                     ctx.out.status("refused")
                 );
                 for reason in &r.reasons {
-                    println!("  - {reason}");
+                    crate::outln!("  - {reason}");
                 }
             }
             Ok(ExitCode::NotReady)
@@ -111,7 +111,7 @@ async fn list(ctx: &Ctx) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&json!({"baselines": list}))?;
     } else if list.is_empty() {
-        println!("no baselines yet: `rollgate baseline freeze` records one");
+        crate::outln!("no baselines yet: `rollgate baseline freeze` records one");
     } else {
         let rows = list
             .iter()
@@ -128,7 +128,7 @@ async fn list(ctx: &Ctx) -> CmdResult {
                 ]
             })
             .collect();
-        println!(
+        crate::outln!(
             "{}",
             ctx.out
                 .table(&["id", "created", "mode", "known-good"], rows)
@@ -151,16 +151,19 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&b)?;
     } else {
-        println!(
+        crate::outln!(
             "baseline {} — node {}, {}, created {}",
-            b.id, b.node, b.mode, b.created_at
+            b.id,
+            b.node,
+            b.mode,
+            b.created_at
         );
-        println!("\nlayers:");
+        crate::outln!("\nlayers:");
         for (name, v) in &b.layers {
-            println!("  {name:<24} {}", v.display());
+            crate::outln!("  {name:<24} {}", v.display());
         }
         if let Some(m) = &b.metadata {
-            println!(
+            crate::outln!(
                 "\nmetadata: {} owned by {} sha256 {}",
                 m.path,
                 m.owner
@@ -171,12 +174,14 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
             );
         }
         if let Some(s) = &b.sgx {
-            println!(
+            crate::outln!(
                 "sgx: build {:?}, runtime {:?}, report type {}",
-                s.build, s.runtime, s.report_type
+                s.build,
+                s.runtime,
+                s.report_type
             );
         }
-        println!(
+        crate::outln!(
             "faults: {}",
             if b.faults.is_empty() {
                 "none".to_string()
@@ -184,9 +189,9 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
                 b.faults.join("; ")
             }
         );
-        println!("\nprogression{}:", if b.idle { " (idle)" } else { "" });
+        crate::outln!("\nprogression{}:", if b.idle { " (idle)" } else { "" });
         for p in &b.progression {
-            println!(
+            crate::outln!(
                 "  {:<16} {} → {} in {}ms, {:.2}/s{}",
                 p.name,
                 p.first,
@@ -196,12 +201,12 @@ async fn show(ctx: &Ctx, id: &str) -> CmdResult {
                 if p.idle { ", idle" } else { "" }
             );
         }
-        println!("\nstorage:");
+        crate::outln!("\nstorage:");
         for (k, v) in &b.storage {
-            println!("  {k:<32} {}", rollgate_core::units::format_size(*v));
+            crate::outln!("  {k:<32} {}", rollgate_core::units::format_size(*v));
         }
-        println!("\nchecks:");
-        println!("{}", crate::render::checks_table(&ctx.out, &b.checks));
+        crate::outln!("\nchecks:");
+        crate::outln!("{}", crate::render::checks_table(&ctx.out, &b.checks));
     }
     Ok(ExitCode::Success)
 }

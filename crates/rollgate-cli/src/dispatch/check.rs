@@ -49,9 +49,9 @@ pub async fn run(ctx: &Ctx, args: &CheckArgs) -> CmdResult {
         ctx.out
             .json(&json!({"ok": ok, "checks": checks, "warnings": warnings}))?;
     } else {
-        println!("{}", crate::render::checks_table(&ctx.out, &checks));
+        crate::outln!("{}", crate::render::checks_table(&ctx.out, &checks));
         for w in &warnings {
-            println!("{}: {w}", ctx.out.status("warn"));
+            crate::outln!("{}: {w}", ctx.out.status("warn"));
         }
         let failed: Vec<&str> = checks
             .iter()
@@ -59,13 +59,13 @@ pub async fn run(ctx: &Ctx, args: &CheckArgs) -> CmdResult {
             .map(|c| c.name.as_str())
             .collect();
         if ok {
-            println!(
+            crate::outln!(
                 "\n{}: {} check(s) green",
                 ctx.out.status("ok"),
                 checks.len()
             );
         } else {
-            println!(
+            crate::outln!(
                 "\n{}: {} of {} check(s) failed: {}",
                 ctx.out.status("fail"),
                 failed.len(),

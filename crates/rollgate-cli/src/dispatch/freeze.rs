@@ -34,10 +34,10 @@ pub async fn run(ctx: &Ctx, args: &FreezeArgs) -> CmdResult {
         ctx.out.json(&info)?;
     } else {
         if let Some(w) = was {
-            println!("(replacing: {})", w.summary());
+            crate::outln!("(replacing: {})", w.summary());
         }
-        println!("node {} is frozen: {}", config.node.name, info.reason);
-        println!(
+        crate::outln!("node {} is frozen: {}", config.node.name, info.reason);
+        crate::outln!(
             "no rollout starts and a running one rolls back at its next step; `rollgate unfreeze` lifts it"
         );
     }

@@ -30,7 +30,7 @@ pub async fn run(ctx: &Ctx, args: &HistoryArgs) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&history)?;
     } else {
-        print!("{}", history_human(&history));
+        crate::out!("{}", history_human(&history));
     }
     Ok(ExitCode::Success)
 }

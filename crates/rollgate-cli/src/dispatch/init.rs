@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx, args: &InitArgs) -> CmdResult {
         ctx.out
             .json(&serde_json::json!({"path": path, "profile": args.profile, "mode": args.mode}))?;
     } else {
-        println!(
+        crate::outln!(
             "wrote {} (profile {}, mode {})",
             path.display(),
             args.profile,

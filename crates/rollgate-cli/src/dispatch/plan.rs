@@ -93,28 +93,28 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks, "warnings": warnings}))?;
     } else {
-        println!(
+        crate::outln!(
             "plan: {} ({}) {} → {}",
             layer.name,
             layer.kind.as_str(),
             from.as_str().unwrap_or("?"),
             value
         );
-        println!("restarts: {}", layer.components.join(", "));
-        println!("\ngates:");
+        crate::outln!("restarts: {}", layer.components.join(", "));
+        crate::outln!("\ngates:");
         for g in &gates {
-            println!(
+            crate::outln!(
                 "  {:<34} {}",
                 g["name"].as_str().unwrap_or(""),
                 g["threshold"].as_str().unwrap_or("")
             );
         }
-        println!("\nchecks now:");
-        println!("{}", crate::render::checks_table(&ctx.out, &checks));
+        crate::outln!("\nchecks now:");
+        crate::outln!("{}", crate::render::checks_table(&ctx.out, &checks));
         for w in &warnings {
-            println!("{}: {w}", ctx.out.status("warn"));
+            crate::outln!("{}: {w}", ctx.out.status("warn"));
         }
-        println!(
+        crate::outln!(
             "\n{}",
             if ok {
                 "ready: `rollgate rollout` would start from here"

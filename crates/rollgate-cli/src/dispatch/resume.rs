@@ -49,13 +49,13 @@ pub async fn run(ctx: &Ctx, _args: &ResumeArgs) -> CmdResult {
         .as_ref()
         .and_then(rollgate_runner::rollout::recorded_bake);
     if !ctx.out.is_json() {
-        println!(
+        crate::outln!(
             "step {}/{} (resumed):",
             index + 1,
             steps.len().max(index + 1)
         );
         render::report(&ctx.out, &report);
-        println!();
+        crate::outln!();
     }
     let mut plan_json = plan;
     if let Some(o) = plan_json.as_object_mut() {

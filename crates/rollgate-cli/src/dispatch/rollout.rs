@@ -108,10 +108,10 @@ pub async fn run_steps(
         let stop = report.outcome != Outcome::Promoted;
         if !ctx.out.is_json() {
             if steps.len() > 1 {
-                println!("step {}/{}: {layer}={value}", i + 1, steps.len());
+                crate::outln!("step {}/{}: {layer}={value}", i + 1, steps.len());
             }
             render::report(&ctx.out, &report);
-            println!();
+            crate::outln!();
         }
         reports.push(report);
         if stop {
@@ -128,7 +128,7 @@ pub async fn run_steps(
             ctx.out.json(last)?;
         }
     } else if plan_file.is_some() && reports.len() < steps.len() {
-        println!(
+        crate::outln!(
             "plan stopped at step {} of {}; earlier steps are kept and known-good",
             reports.len(),
             steps.len()

@@ -3,8 +3,9 @@
 //! the endpoints and `docs/operations.md` for the set-up).
 //!
 //! Listens on `--listen`, else `[serve].listen`, else `127.0.0.1:9810`. A non-loopback address
-//! is refused (exit 2) unless `[serve].token` or `[serve].token_file` is set; without a token
-//! every endpoint that changes the node answers 403. Runs until SIGINT or SIGTERM.
+//! is refused (exit 2) unless `[serve].read_token` or `[serve].read_token_file` is set; without
+//! `[serve].token` every endpoint that changes the node answers 403. On loopback, requests must
+//! name this machine in `Host` (or one of `[serve].allowed_hosts`). Runs until SIGINT or SIGTERM.
 
 use std::time::Duration;
 
@@ -38,6 +39,8 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> CmdResult {
     let config = runner.config.clone();
     let token = Token::from_config(&config.serve)
         .map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
+    let read_token = Token::read_from_config(&config.serve)
+        .map_err(|e| CliError::Usage(rollgate_probe::errors::chain(&e)))?;
     let listen = args
         .listen
         .clone()
@@ -50,7 +53,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> CmdResult {
         .map_err(|e| CliError::Usage(format!("invalid listen address `{listen}`: {e}")))?
         .collect();
     for addr in &addrs {
-        rollgate_serve::check_listen(*addr, token.is_some())
+        rollgate_serve::check_listen(*addr, read_token.is_some())
             .map_err(|e| CliError::Usage(e.to_string()))?;
     }
     let listener = tokio::net::TcpListener::bind(&addrs[..])
@@ -61,7 +64,14 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> CmdResult {
         .map_err(|e| CliError::Internal(e.into()))?;
 
     let has_token = token.is_some();
+    let reads = if read_token.is_some() {
+        "reads need a token"
+    } else {
+        "reads open"
+    };
     let mut options = ServeOptions::for_runner(runner, token);
+    options.read_token = read_token;
+    options.allowed_hosts = config.serve.allowed_hosts.clone();
     options.probe_interval = Some(args.probe_interval).filter(|d| !d.is_zero());
     if args.read_only {
         options.runner = None;
@@ -71,8 +81,8 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> CmdResult {
         (false, true) => "changes need the bearer token",
         (false, false) => "changes disabled: no [serve].token",
     };
-    eprintln!(
-        "rollgate serve: node {} on http://{bound}/ ({changes})",
+    crate::errln!(
+        "rollgate serve: node {} on http://{bound}/ ({changes}; {reads})",
         config.node.name
     );
     rollgate_serve::run(listener, shutdown_signal(), options)

@@ -36,12 +36,12 @@ pub async fn run(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     if let Some(file) = &args.html {
         let page = rollgate_serve::render_report_html(&detail);
         if file.as_os_str() == "-" {
-            print!("{page}");
+            crate::out!("{page}");
             return Ok(ExitCode::Success);
         }
         std::fs::write(file, page)
             .map_err(|e| CliError::Usage(format!("failed to write {}: {e}", file.display())))?;
-        eprintln!(
+        crate::errln!(
             "rollgate: wrote the report of {} to {}",
             detail.rollout_id,
             file.display()
@@ -50,7 +50,7 @@ pub async fn run(ctx: &Ctx, args: &ShowArgs) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&detail)?;
     } else {
-        print!("{}", show_human(&detail));
+        crate::out!("{}", show_human(&detail));
     }
     Ok(ExitCode::Success)
 }

@@ -67,7 +67,7 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {
-        print!("{}", report.to_human());
+        crate::out!("{}", report.to_human());
     }
     Ok(ExitCode::Success)
 }

@@ -23,12 +23,12 @@ pub async fn run(ctx: &Ctx, _args: &UnfreezeArgs) -> CmdResult {
             .json(&serde_json::json!({"unfrozen": was.is_some(), "was": was}))?;
     } else {
         match was {
-            Some(w) => println!(
+            Some(w) => crate::outln!(
                 "node {} is no longer frozen (was: {})",
                 config.node.name,
                 w.summary()
             ),
-            None => println!("node {} was not frozen", config.node.name),
+            None => crate::outln!("node {} was not frozen", config.node.name),
         }
     }
     Ok(ExitCode::Success)

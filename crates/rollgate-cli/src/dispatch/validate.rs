@@ -37,8 +37,8 @@ pub async fn run(ctx: &Ctx, _args: &ValidateArgs) -> CmdResult {
             "layers": layers,
         }))?;
     } else {
-        println!("{}: ok", config.source.display());
-        println!(
+        crate::outln!("{}: ok", config.source.display());
+        crate::outln!(
             "node {} in mode {}, driver {}, enclave {}",
             config.node.name,
             config.node.mode,
@@ -56,7 +56,7 @@ pub async fn run(ctx: &Ctx, _args: &ValidateArgs) -> CmdResult {
                 ]
             })
             .collect();
-        println!("{}", ctx.out.table(&["layer", "kind", "restarts"], rows));
+        crate::outln!("{}", ctx.out.table(&["layer", "kind", "restarts"], rows));
     }
     Ok(ExitCode::Success)
 }

@@ -37,7 +37,7 @@ pub async fn run(ctx: &Ctx, args: &WatchArgs) -> CmdResult {
         .duration
         .unwrap_or_else(|| rollgate_runner::watch::default_watch_duration(&runner.config));
     if !ctx.out.is_json() && ctx.out.interactive {
-        eprintln!(
+        crate::errln!(
             "watching for {} against the last known-good baseline…",
             rollgate_core::units::format_duration(duration)
         );
@@ -59,13 +59,13 @@ pub async fn run(ctx: &Ctx, args: &WatchArgs) -> CmdResult {
         } else {
             ctx.out.paint("finding", Color::Red)
         };
-        println!(
+        crate::outln!(
             "{} against baseline {}: {verdict}",
             ctx.out.paint("watch", Color::Bold),
             report.baseline_id
         );
         for g in &report.gates {
-            println!(
+            crate::outln!(
                 "    {:<13} {:<40} {}",
                 ctx.out.status(g.verdict.as_str()),
                 g.name,
@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx, args: &WatchArgs) -> CmdResult {
             );
         }
         if !report.ok {
-            println!(
+            crate::outln!(
                 "\n  {} finding(s): {}",
                 report.findings.len(),
                 report

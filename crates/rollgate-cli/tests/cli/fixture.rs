@@ -37,7 +37,8 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn free_port() -> u16 {
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -173,6 +174,7 @@ impl Node {
 driver = "command"
 
 [runtime.command]
+env = ["ROLLGATE_SIM_DIR"]
 current = "rollgate-sim localnet current"
 apply = "rollgate-sim localnet set"
 restart = "rollgate-sim localnet restart"
@@ -257,6 +259,11 @@ timeout = "60s""#
             outages,
             ticks,
         })
+    }
+
+    /// The test Postgres (not through a fault proxy).
+    pub fn database_url(&self) -> String {
+        self.database_url.clone()
     }
 
     /// The fault proxies of [`NodeFaults::proxied`]; panics when there are none.

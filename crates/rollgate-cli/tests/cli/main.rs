@@ -11,5 +11,6 @@ mod killswitch;
 mod outage;
 mod rollout;
 mod safety;
+mod secrets;
 mod usage;
 mod watch;

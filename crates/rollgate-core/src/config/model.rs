@@ -31,6 +31,9 @@ pub struct Config {
     pub probe_limits: ProbeLimits,
     pub bake: BakePolicy,
     pub serve: Serve,
+    /// Values declared secret (`secrets = [...]`), each at least
+    /// [`crate::secrets::MIN_LEN`] characters. Never printed.
+    pub secrets: Vec<String>,
 }
 
 impl Config {
@@ -335,6 +338,8 @@ pub struct ComposeRuntime {
     pub project_name: Option<String>,
     /// `docker compose` or `docker-compose`; `None` means detect.
     pub command: Option<String>,
+    /// Variables of rollgate's environment `docker` also gets.
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -345,6 +350,8 @@ pub struct CommandRuntime {
     pub restart: String,
     pub logs: Option<String>,
     pub timeout: Duration,
+    /// Variables of rollgate's environment the commands also get.
+    pub env: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -440,4 +447,9 @@ pub struct Serve {
     pub token: Option<String>,
     pub token_file: Option<PathBuf>,
     pub webhook_url: Option<String>,
+    /// The bearer token for the endpoints that read. Never printed.
+    pub read_token: Option<String>,
+    pub read_token_file: Option<PathBuf>,
+    /// `Host` names accepted besides localhost, 127.0.0.1, [::1] and the listen address.
+    pub allowed_hosts: Vec<String>,
 }

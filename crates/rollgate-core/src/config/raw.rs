@@ -49,6 +49,10 @@ pub struct RawConfig {
     /// Extension: `rollgate serve` and notifications.
     #[serde(default)]
     pub serve: RawServe,
+    /// Extension: values redacted from every output besides the passwords and tokens rollgate
+    /// finds itself (an API key in a chain RPC URL's path: `secrets = ["${INFURA_KEY}"]`).
+    #[serde(default)]
+    pub secrets: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -293,6 +297,10 @@ pub struct RawCompose {
     /// Extension: `docker compose` (v2) or `docker-compose` (v1); detected when absent.
     #[serde(default)]
     pub command: Option<Str>,
+    /// Extension: variables of rollgate's environment passed to `docker` (besides PATH, HOME,
+    /// the locale, DOCKER_* and COMPOSE_*), e.g. those a compose file interpolates.
+    #[serde(default)]
+    pub env: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -307,6 +315,10 @@ pub struct RawCommand {
     /// Extension: how long any one command may run (default 60s).
     #[serde(default)]
     pub timeout: Option<Str>,
+    /// Extension: variables of rollgate's environment passed to the commands (besides PATH,
+    /// HOME, the locale and the ROLLGATE_* variables rollgate sets).
+    #[serde(default)]
+    pub env: Vec<Str>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -396,4 +408,12 @@ pub struct RawServe {
     pub token_file: Option<Str>,
     #[serde(default)]
     pub webhook_url: Option<Str>,
+    /// Extension: the bearer token for the endpoints that only read.
+    #[serde(default)]
+    pub read_token: Option<Str>,
+    #[serde(default)]
+    pub read_token_file: Option<Str>,
+    /// Extension: host names a request's `Host` header may name, besides the defaults.
+    #[serde(default)]
+    pub allowed_hosts: Vec<Str>,
 }

@@ -330,7 +330,28 @@ pub fn resolve(
             .as_ref()
             .map(|v| cx.http(v, "serve.webhook_url"))
             .transpose()?,
+        read_token: raw
+            .serve
+            .read_token
+            .as_ref()
+            .map(|v| cx.s(v, "serve.read_token"))
+            .transpose()?,
+        read_token_file: raw
+            .serve
+            .read_token_file
+            .as_ref()
+            .map(|v| cx.path(v, "serve.read_token_file"))
+            .transpose()?,
+        allowed_hosts: resolve_hosts(&cx, &raw.serve.allowed_hosts)?,
     };
+    if let (Some(_), Some(f)) = (&raw.serve.read_token, &raw.serve.read_token_file) {
+        return Err(cx.invalid(
+            f,
+            "serve.read_token_file",
+            "set one of [serve].read_token and [serve].read_token_file, not both",
+        ));
+    }
+    let secrets = resolve_secrets(&cx, &raw.secrets)?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -350,7 +371,78 @@ pub fn resolve(
         probe_limits,
         bake,
         serve,
+        secrets,
     })
+}
+
+/// `secrets = [...]`: each expanded, and long enough to be replaced without destroying the
+/// record.
+fn resolve_secrets(cx: &Ctx, raw: &[Str]) -> Result<Vec<String>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = format!("secrets[{i}]");
+            let s = cx.s(v, &key)?;
+            if s.trim().is_empty() {
+                return Err(cx.invalid(v, &key, "a declared secret must not be empty"));
+            }
+            if s.chars().count() < crate::secrets::MIN_LEN {
+                return Err(cx.invalid(
+                    v,
+                    &key,
+                    format!(
+                        "a declared secret must have at least {} characters: a shorter one cannot be redacted without destroying the output",
+                        crate::secrets::MIN_LEN
+                    ),
+                ));
+            }
+            Ok(s)
+        })
+        .collect()
+}
+
+/// `[serve].allowed_hosts`: host names (optionally with a port), no scheme or path.
+fn resolve_hosts(cx: &Ctx, raw: &[Str]) -> Result<Vec<String>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = format!("serve.allowed_hosts[{i}]");
+            let s = cx.s(v, &key)?.trim().to_ascii_lowercase();
+            if s.is_empty() || s.contains(['/', '@', ' ', ',']) || s.contains("://") {
+                return Err(cx.invalid(
+                    v,
+                    &key,
+                    format!(
+                        "`{s}` is not a host name (e.g. `node0.internal` or `node0.internal:9810`)"
+                    ),
+                ));
+            }
+            Ok(s)
+        })
+        .collect()
+}
+
+/// `env = [...]` of a runtime driver: names of environment variables.
+fn resolve_env_names(cx: &Ctx, raw: &[Str], table: &str) -> Result<Vec<String>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let name = v.get_ref();
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid {
+                return Err(cx.invalid(
+                    v,
+                    &format!("{table}.env[{i}]"),
+                    format!("`{name}` is not an environment variable name (letters, digits, `_`)"),
+                ));
+            }
+            Ok(name.clone())
+        })
+        .collect()
 }
 
 fn resolve_node(cx: &Ctx, n: &raw::RawNode) -> Result<Node, ConfigError> {
@@ -911,6 +1003,7 @@ fn resolve_runtime(cx: &Ctx, r: &raw::RawRuntime) -> Result<Runtime, ConfigError
                     .map(|v| cx.s(v, "runtime.compose.project_name"))
                     .transpose()?,
                 command,
+                env: resolve_env_names(cx, &c.env, "runtime.compose")?,
             }))
         }
         "command" => {
@@ -941,6 +1034,7 @@ fn resolve_runtime(cx: &Ctx, r: &raw::RawRuntime) -> Result<Runtime, ConfigError
                     "runtime.command.timeout",
                     Duration::from_secs(60),
                 )?,
+                env: resolve_env_names(cx, &c.env, "runtime.command")?,
             }))
         }
         "systemd" => Err(cx.invalid(

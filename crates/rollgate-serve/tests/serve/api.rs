@@ -336,7 +336,7 @@ async fn listening_beyond_loopback_needs_a_token() {
     let err = rollgate_serve::run(listener, async {}, f.options())
         .await
         .unwrap_err();
-    assert!(matches!(err, ServeError::NonLoopback { .. }), "{err}");
+    assert!(matches!(err, ServeError::NoReadToken { .. }), "{err}");
     assert!(rollgate_serve::check_listen("0.0.0.0:9810".parse().unwrap(), true).is_ok());
     assert!(rollgate_serve::check_listen("[::1]:9810".parse().unwrap(), false).is_ok());
     assert!(rollgate_serve::check_listen("10.1.2.3:9810".parse().unwrap(), false).is_err());

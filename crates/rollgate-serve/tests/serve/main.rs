@@ -1,5 +1,6 @@
 //! Integration tests of `rollgate serve` and the HTML report: one binary (house style).
 
+mod access;
 mod api;
 mod browser;
 mod metrics;
