@@ -191,6 +191,13 @@ fn init_logging(verbose: u8, json: bool) {
 
 /// Parse the command line, run the subcommand, and return the process exit code.
 pub fn main() -> i32 {
+    // A panic message may quote anything (a child's output, a URL): scrubbed like all output.
+    std::panic::set_hook(Box::new(|info| {
+        crate::errln!("{info}");
+        if std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0") {
+            crate::errln!("{}", std::backtrace::Backtrace::force_capture());
+        }
+    }));
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -78,11 +78,9 @@ impl Output {
 
     /// Print exactly one JSON document on stdout, the configuration's secrets replaced.
     pub fn json<T: Serialize>(&self, value: &T) -> anyhow::Result<()> {
-        let mut value = serde_json::to_value(value)?;
-        rollgate_core::secrets::scrub_json(&mut value);
+        let text = serde_json::to_string_pretty(value)?;
         let mut out = std::io::stdout().lock();
-        serde_json::to_writer_pretty(&mut out, &value)?;
-        writeln!(out)?;
+        writeln!(out, "{}", rollgate_core::secrets::scrub_json_text(&text))?;
         Ok(())
     }
 

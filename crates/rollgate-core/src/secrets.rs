@@ -54,31 +54,22 @@ pub fn replace_all<'a>(text: &'a str, secrets: &[String]) -> Cow<'a, str> {
     out
 }
 
-/// Every string (and key) of a JSON value, scrubbed in place.
-pub fn scrub_json(value: &mut serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => {
-            if let Cow::Owned(clean) = scrub(s) {
-                *s = clean;
-            }
+/// Serialized JSON with every installed secret replaced, in its raw form and as JSON escapes it
+/// (a secret holding `"` or `\` appears escaped). Keeps the document's key order, which
+/// scrubbing a [`serde_json::Value`] would sort.
+pub fn scrub_json_text(json: &str) -> Cow<'_, str> {
+    let list = SECRETS.read().unwrap_or_else(|p| p.into_inner());
+    let mut variants: Vec<String> = Vec::with_capacity(list.len() * 2);
+    for s in list.iter() {
+        variants.push(s.clone());
+        let escaped = serde_json::to_string(s).unwrap_or_default();
+        let escaped = &escaped[1..escaped.len().saturating_sub(1).max(1)];
+        if escaped != s {
+            variants.push(escaped.to_string());
         }
-        Value::Array(a) => a.iter_mut().for_each(scrub_json),
-        Value::Object(m) => {
-            let dirty: Vec<String> = m
-                .keys()
-                .filter(|k| matches!(scrub(k), Cow::Owned(_)))
-                .cloned()
-                .collect();
-            for k in dirty {
-                if let Some(v) = m.remove(&k) {
-                    m.insert(scrub(&k).into_owned(), v);
-                }
-            }
-            m.values_mut().for_each(scrub_json);
-        }
-        _ => {}
     }
+    variants.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    replace_all(json, &variants)
 }
 
 #[cfg(test)]
@@ -94,8 +85,8 @@ mod tests {
         );
         install(["abc".to_string(), "s3cr3t-x".to_string()]);
         assert_eq!(scrub("abc s3cr3t-x"), "abc ****");
-        let mut v = serde_json::json!({"s3cr3t-x": ["x s3cr3t-x", 1]});
-        scrub_json(&mut v);
-        assert_eq!(v, serde_json::json!({"****": ["x ****", 1]}));
+        install([r#"q"uo\te"#.to_string()]);
+        let doc = serde_json::json!({"z": r#"a q"uo\te b"#, "a": "s3cr3t-x"}).to_string();
+        assert_eq!(scrub_json_text(&doc), r#"{"a":"****","z":"a **** b"}"#);
     }
 }

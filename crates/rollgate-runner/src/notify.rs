@@ -321,11 +321,16 @@ async fn deliver(
             Msg::Event(e) => e,
         };
         // The body leaves the machine: the configuration's secrets are replaced first.
-        let mut body = serde_json::to_value(&*event).unwrap_or_default();
-        rollgate_core::secrets::scrub_json(&mut body);
+        let body = serde_json::to_string(&*event).unwrap_or_default();
+        let body = rollgate_core::secrets::scrub_json_text(&body).into_owned();
         let mut backoff = options.initial_backoff;
         for attempt in 1..=options.max_attempts.max(1) {
-            let result = client.post(url.clone()).json(&body).send().await;
+            let result = client
+                .post(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send()
+                .await;
             let retry = match result {
                 Ok(resp) if resp.status().is_success() => {
                     tracing::debug!(event = event.event.as_str(), rollout = %event.rollout_id, %host, attempt, "webhook delivered");

@@ -214,7 +214,7 @@ async fn scrub_secrets(req: Request, next: Next) -> Response {
         }
     };
     let body = match std::str::from_utf8(&bytes) {
-        Ok(text) => match rollgate_core::secrets::scrub(text) {
+        Ok(text) => match rollgate_core::secrets::scrub_json_text(text) {
             std::borrow::Cow::Owned(clean) => {
                 parts.headers.remove(header::CONTENT_LENGTH);
                 axum::body::Body::from(clean)

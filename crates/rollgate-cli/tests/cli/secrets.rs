@@ -274,3 +274,35 @@ fn a_script_sees_only_the_listed_environment() {
         );
     }
 }
+
+/// Beyond loopback, `serve` needs a read token: without one it refuses to start (exit 2) and
+/// names the key; the write token alone is not enough.
+#[test]
+fn serve_beyond_loopback_without_a_read_token_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let rollgate = || {
+        let mut c = std::process::Command::new(crate::fixture::rollgate_bin());
+        c.current_dir(dir.path())
+            .env_remove("ROLLGATE_CONFIG")
+            .env("ROLLGATE_STATE_DIR", dir.path().join("state"));
+        c
+    };
+    let out = rollgate().arg("init").output().unwrap();
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let config = dir.path().join("rollgate.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[serve]\ntoken = \"{SERVE_TOKEN}\"\n"),
+    )
+    .unwrap();
+    let listen = format!("0.0.0.0:{}", free_port());
+    let out = rollgate()
+        .args(["serve", "--listen", &listen, "--probe-interval", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 2, "{}", explain(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("[serve].read_token"), "{stderr}");
+    assert_absent(&[SERVE_TOKEN], "serve's refusal", &out.stderr);
+}
