@@ -135,14 +135,16 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
             secrets.push(text.trim().to_string());
         }
     }
-    // A webhook URL is a credential as a whole (Slack and the like put the secret in the path).
+    // A webhook URL is a credential as a whole: Slack, Discord and the like put the secret in
+    // the path, usually as its last segment.
     if let Some(url) = &serve.webhook_url {
         secrets.push(url.clone());
         if let Some((_, rest)) = url.split_once("://")
             && let Some(slash) = rest.find('/')
-            && rest[slash..].len() > 1
         {
-            secrets.push(rest[slash..].to_string());
+            let path = rest[slash..].split(['?', '#']).next().unwrap_or("");
+            secrets.push(path.to_string());
+            secrets.extend(path.rsplit('/').next().map(str::to_string));
         }
     }
     secrets.extend(config.secrets.iter().cloned());

@@ -16,6 +16,7 @@ const SERVE_TOKEN: &str = "serve-token-5b1e0d77c2a94f";
 const CHAIN_KEY: &str = "chainkey0a1b2c3d4e5f6071";
 const UNLISTED: &str = "unlisted-value-93e1d2";
 const LISTED: &str = "listed-value-40af77";
+const WEBHOOK_SECRET: &str = "XyZwebhookSecret0042";
 
 /// The database URL of the test services with a password in it: the test Postgres trusts
 /// loopback, so any password is accepted and the probes stay green.
@@ -100,6 +101,54 @@ fn http_get(listen: &str, path: &str) -> String {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     answer
+}
+
+/// A webhook receiver on loopback: answers 200 to every request and keeps each one's body.
+fn webhook_receiver() -> (String, std::sync::Arc<std::sync::Mutex<Vec<u8>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "http://{}/hooks/T0001/B0001/{WEBHOOK_SECRET}",
+        listener.local_addr().unwrap()
+    );
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = seen.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 8192];
+            loop {
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        break;
+                    }
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            // Keep the body: the request line carries the URL's path, which belongs there.
+            let text = String::from_utf8_lossy(&request).to_string();
+            let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+            let mut sink = sink.lock().unwrap();
+            sink.extend_from_slice(body.as_bytes());
+            sink.push(b'\n');
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (url, seen)
 }
 
 struct Serve(Child);
@@ -188,22 +237,36 @@ fn rollout_leaks_nothing(node: &Node, env: &[(&str, &str)], secrets: &[&str]) {
     }
 }
 
-/// A bare database password and the serve token (from `${VAR}`), echoed by a failing script.
+/// A bare database password, the serve token and the webhook URL's secret path (all from
+/// `${VAR}`), echoed by a failing script: in none of the outputs, nor in the webhook's bodies.
 #[test]
 fn a_password_and_the_serve_token_echoed_by_a_script_appear_nowhere() {
     let Some(node) = node_with_a_leaky_script(
-        &[DB_PASSWORD, SERVE_TOKEN],
-        "\n[serve]\ntoken = \"${RG_SERVE_TOKEN}\"\n",
+        &[DB_PASSWORD, SERVE_TOKEN, WEBHOOK_SECRET],
+        "\n[serve]\ntoken = \"${RG_SERVE_TOKEN}\"\nwebhook_url = \"${RG_WEBHOOK_URL}\"\n",
     ) else {
         return;
     };
+    let (webhook, received) = webhook_receiver();
     let db = with_password(&node.database_url(), DB_PASSWORD);
     node.edit_config("${ROLLGATE_TEST_DATABASE_URL}", "${RG_DB_URL}");
+    let secrets = [DB_PASSWORD, SERVE_TOKEN, WEBHOOK_SECRET];
     rollout_leaks_nothing(
         &node,
-        &[("RG_DB_URL", &db), ("RG_SERVE_TOKEN", SERVE_TOKEN)],
-        &[DB_PASSWORD, SERVE_TOKEN],
+        &[
+            ("RG_DB_URL", &db),
+            ("RG_SERVE_TOKEN", SERVE_TOKEN),
+            ("RG_WEBHOOK_URL", &webhook),
+        ],
+        &secrets,
     );
+    let bodies = received.lock().unwrap().clone();
+    assert!(
+        contains(&bodies, "rolled_back") && contains(&bodies, "rejected"),
+        "the webhook was told, with the script's output: {}",
+        String::from_utf8_lossy(&bodies)
+    );
+    assert_absent(&secrets, "a webhook body", &bodies);
 }
 
 /// A chain API key in the RPC URL's path, declared secret with `secrets = ["${RG_CHAIN_KEY}"]`.
