@@ -178,8 +178,39 @@ impl ComposeDriver {
         all.extend(args.iter().map(|s| s.to_string()));
         Ok(Invocation::new(program, all)
             .pass_env(&self.runtime.env)
+            .pass_env(&self.interpolated().await)
             .cwd(&self.runtime.project_dir)
             .unit(format!("Compose project {}", self.project)))
+    }
+
+    /// The variables the project's Compose files interpolate (`${NAME}`, `${NAME:-x}`, `$NAME`):
+    /// Compose reads them from its environment, so they pass to it like `[runtime.compose] env`
+    /// (the child environment is otherwise minimal). A file that cannot be read passes nothing:
+    /// Compose itself reports it.
+    async fn interpolated(&self) -> Vec<String> {
+        let defaults = [
+            "compose.yaml",
+            "compose.yml",
+            "docker-compose.yml",
+            "docker-compose.yaml",
+        ];
+        let files: Vec<PathBuf> = if self.files.is_empty() {
+            defaults
+                .iter()
+                .map(|f| self.runtime.project_dir.join(f))
+                .collect()
+        } else {
+            self.files.clone()
+        };
+        let mut names = Vec::new();
+        for f in files {
+            if let Ok(text) = tokio::fs::read_to_string(&f).await {
+                names.extend(interpolated_names(&text));
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
     }
 
     fn docker(&self, args: &[&str], unit: String) -> Invocation {
@@ -733,9 +764,45 @@ async fn write_atomic(path: &Path, value: &Value) -> Result<(), DriverError> {
     write.await.map_err(|e| DriverError::io(path, e))
 }
 
+/// The names a Compose file interpolates: `${NAME…}` and `$NAME`, not the escaped `$$`.
+fn interpolated_names(text: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find('$') {
+        let after = &rest[i + 1..];
+        let (name, next) = if let Some(a) = after.strip_prefix('$') {
+            (String::new(), a)
+        } else if let Some(a) = after.strip_prefix('{') {
+            (ident(a), a)
+        } else {
+            (ident(after), after)
+        };
+        if name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
+            names.push(name);
+        }
+        rest = next;
+    }
+    names
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_the_variables_a_compose_file_interpolates() {
+        let yaml = "image: ${OPERATOR_IMAGE:-op:v1}\nurl: pg://u@/${DB}?port=${PG_PORT-5433}\ncmd: echo $$NOT_THIS $PLAIN_1 $1 ${ }\n";
+        assert_eq!(
+            interpolated_names(yaml),
+            ["OPERATOR_IMAGE", "DB", "PG_PORT", "PLAIN_1"]
+        );
+        assert!(interpolated_names("no variables, $$ and a trailing $").is_empty());
+    }
 
     #[test]
     fn reads_images_from_v1_config_output() {
