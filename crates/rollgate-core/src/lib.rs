@@ -14,6 +14,7 @@ pub mod exit;
 pub mod facts;
 pub mod redact;
 pub mod stats;
+pub mod text;
 pub mod units;
 pub mod vocab;
 
