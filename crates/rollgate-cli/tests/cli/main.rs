@@ -11,5 +11,6 @@ mod killswitch;
 mod outage;
 mod rollout;
 mod safety;
+mod terminal;
 mod usage;
 mod watch;

@@ -216,55 +216,14 @@ fn check_warns_when_a_bake_signal_is_undecidable() {
 #[test]
 fn checks_run_without_a_platform_ca_store() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        use std::io::{Read, Write};
-        for mut sock in listener.incoming().flatten() {
-            let mut buf = [0u8; 4096];
-            let _ = sock.read(&mut buf);
-            let body = r#"{"health":"Healthy"}"#;
-            let _ = write!(
-                sock,
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    let app = dir.path().join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    let config = format!(
-        r#"
-[node]
-name = "node0"
-mode = "localnet.loopback"
-app_config = "{app}"
-deployment_metadata = "addresses.json"
-deployment_metadata_owner = "root"
-enclave = false
-state_dir = "{state}"
-
-[readiness.operator]
-url = "http://{addr}/v2/status"
-expect = [ {{ pointer = "/health", equals = "Healthy" }} ]
-
-[runtime]
-driver = "command"
-
-[runtime.command]
-current = "echo v1"
-apply = "true"
-restart = "true"
-
-[components.operator]
-service = "operator"
-
-[layers.operator-image]
-kind = "image"
-components = ["operator"]
-"#,
-        app = app.display(),
-        state = dir.path().join("state").display(),
+    let addr = crate::fixture::json_server(|| r#"{"health":"Healthy"}"#.to_string());
+    let config = crate::fixture::command_node_config(
+        dir.path(),
+        &format!("http://{addr}/v2/status"),
+        r#"{ pointer = "/health", equals = "Healthy" }"#,
+        "echo v1",
+        "true",
+        "",
     );
     std::fs::write(dir.path().join("rollgate.toml"), config).unwrap();
     std::fs::write(dir.path().join("empty.pem"), "").unwrap();
