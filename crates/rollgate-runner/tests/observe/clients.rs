@@ -58,6 +58,7 @@ async fn every_poll_reuses_the_first_polls_connection() {
     let cfg = config(dir.path(), &runtime);
     let mut o = observer(&cfg, None);
     o.mark_change().await;
+    let built = rollgate_probe::http::clients_built();
     for _ in 0..5 {
         let obs = o.observe().await;
         assert!(
@@ -73,5 +74,10 @@ async fn every_poll_reuses_the_first_polls_connection() {
         accepted.load(Ordering::SeqCst),
         1,
         "5 polls of the deployment-service check should share one connection"
+    );
+    assert_eq!(
+        rollgate_probe::http::clients_built(),
+        built,
+        "no client is built per poll"
     );
 }
