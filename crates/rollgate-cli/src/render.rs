@@ -137,14 +137,14 @@ impl Progress for TerminalProgress {
             (None, None) => "all gates decided".to_string(),
         };
         // Scrubbed before it is cut, so no prefix of a secret survives the cut.
-        let mut line = rollgate_core::secrets::scrub(&format!(
+        let line = rollgate_core::secrets::scrub(&format!(
             "  {phase} {:>5.1}s / {:.0}s  {passed}/{} passed  {what}",
             elapsed.as_secs_f64(),
             deadline.as_secs_f64(),
             gates.len()
         ))
         .into_owned();
-        line.truncate(160);
+        let line = rollgate_core::text::shorten(&line, 160);
         let mut err = std::io::stderr().lock();
         let _ = write!(err, "\r\x1b[2K{line}");
         let _ = err.flush();
@@ -155,5 +155,41 @@ impl Progress for TerminalProgress {
 impl Drop for TerminalProgress {
     fn drop(&mut self) {
         self.close_line(&mut std::io::stderr().lock());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::output::Format;
+
+    /// A pending gate whose detail is non-ASCII (a status document's text, a log line) across
+    /// the cut of the progress line: the line is shortened, the rollout does not panic. Every
+    /// alignment of the 1-4 byte characters against the cut is tried.
+    #[test]
+    fn the_progress_line_is_cut_between_characters() {
+        let progress = TerminalProgress::new(Output {
+            format: Format::Human,
+            color: false,
+            interactive: true,
+        });
+        for pad in 0..4 {
+            let gate = GateResult {
+                name: "readiness:operator".into(),
+                verdict: Verdict::Inconclusive,
+                detail: format!(
+                    "{}attestation failed: {}",
+                    "x".repeat(pad),
+                    "é日😀".repeat(60)
+                ),
+                evidence: serde_json::Value::Null,
+            };
+            progress.gates(
+                "verify",
+                Duration::from_secs(2),
+                Duration::from_secs(30),
+                &[gate],
+            );
+        }
     }
 }

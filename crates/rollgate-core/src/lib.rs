@@ -15,6 +15,7 @@ pub mod facts;
 pub mod redact;
 pub mod secrets;
 pub mod stats;
+pub mod text;
 pub mod units;
 pub mod vocab;
 

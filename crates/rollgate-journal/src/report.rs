@@ -334,10 +334,5 @@ pub fn show_human(d: &RolloutDetail) -> String {
 
 /// A JSON value on one line, shortened for the terminal (the JSON output has it whole).
 fn compact(v: &serde_json::Value) -> String {
-    let t = v.to_string();
-    if t.chars().count() <= 200 {
-        t
-    } else {
-        t.chars().take(199).collect::<String>() + "…"
-    }
+    rollgate_core::text::shorten(&v.to_string(), 200)
 }

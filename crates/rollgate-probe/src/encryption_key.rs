@@ -5,6 +5,7 @@
 
 use rollgate_core::config::EncryptionKeyProbe;
 use rollgate_core::redact::redact_url;
+use rollgate_core::text::shorten;
 use serde_json::{Value, json};
 
 use crate::errors::ProbeError;
@@ -41,7 +42,8 @@ pub fn parse_key(body: &[u8]) -> Result<String, String> {
     if hex_text.is_empty() {
         return Err("the key is empty".into());
     }
-    let bytes = hex::decode(hex_text).map_err(|_| format!("`{}` is not hex", cut(hex_text, 40)))?;
+    let bytes =
+        hex::decode(hex_text).map_err(|_| format!("`{}` is not hex", shorten(hex_text, 41)))?;
     if bytes.len() != 33 {
         return Err(format!(
             "the key is {} bytes, a compressed secp256k1 key is 33",
@@ -57,14 +59,6 @@ pub fn parse_key(body: &[u8]) -> Result<String, String> {
     k256::PublicKey::from_sec1_bytes(&bytes)
         .map_err(|_| "the key is not a point on secp256k1".to_string())?;
     Ok(format!("0x{}", hex::encode(bytes)))
-}
-
-fn cut(s: &str, n: usize) -> String {
-    if s.chars().count() > n {
-        format!("{}…", s.chars().take(n).collect::<String>())
-    } else {
-        s.to_string()
-    }
 }
 
 /// Fetch and judge the key; `Err` when the endpoint could not be read at all (the caller

@@ -28,6 +28,16 @@ pub enum ProbeError {
         body: String,
     },
 
+    /// Probes never follow redirects: the endpoint configured is the one judged.
+    #[error(
+        "{endpoint}: answered HTTP {status}, a redirect to {location} (probes do not follow redirects: configure the final URL)"
+    )]
+    Redirect {
+        endpoint: String,
+        status: u16,
+        location: String,
+    },
+
     #[error("{endpoint}: response body larger than the {limit}-byte limit (probe.max_body)")]
     TooLarge { endpoint: String, limit: u64 },
 

@@ -6,6 +6,8 @@
 //! `probe.timeout`. Bodies are read chunk by chunk and abandoned at `probe.max_body`: a
 //! multi-megabyte answer is never buffered whole.
 
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use rollgate_core::config::{Expect, Expectation, JsonType, ProbeLimits, Readiness};
@@ -30,9 +32,12 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    /// A plain-HTTP(S) client with the system's roots, for node endpoints.
+    /// A plain-HTTP(S) client trusting [`trust_roots`], for node endpoints. Build it once and
+    /// clone it (a clone shares the connection pool): building one costs a TLS configuration
+    /// and a pool, and every poll through a new client opens new connections.
     pub fn new(limits: &ProbeLimits) -> Result<HttpClient, ProbeError> {
         let client = base_builder(limits)
+            .tls_certs_only(trust_roots().certs.iter().cloned())
             .build()
             .map_err(|source| ProbeError::Request {
                 endpoint: "http client".into(),
@@ -87,6 +92,9 @@ impl HttpClient {
                 source: e.without_url(),
             })?;
             let status = resp.status().as_u16();
+            if resp.status().is_redirection() {
+                return Err(redirect(&endpoint, &resp));
+            }
             if resp.content_length().is_some_and(|n| n > limit) {
                 return Err(ProbeError::TooLarge {
                     endpoint: endpoint.clone(),
@@ -119,13 +127,105 @@ impl HttpClient {
     }
 }
 
+/// A 3xx answer as an error naming where it pointed (resolved against the request URL and
+/// redacted).
+fn redirect(endpoint: &str, resp: &reqwest::Response) -> ProbeError {
+    let location = match resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    {
+        Some(loc) => {
+            let loc = resp.url().join(&loc).map(|u| u.to_string()).unwrap_or(loc);
+            let loc: String = loc.chars().filter(|c| !c.is_control()).collect();
+            redact_url(rollgate_core::text::truncate_chars(&loc, 300))
+        }
+        None => "nowhere (no Location header)".to_string(),
+    };
+    ProbeError::Redirect {
+        endpoint: endpoint.to_string(),
+        status: resp.status().as_u16(),
+        location,
+    }
+}
+
+/// Where the trust roots of HTTPS probes come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RootSource {
+    /// The platform's store: `SSL_CERT_FILE` / `SSL_CERT_DIR` when set, else the
+    /// distribution's bundle (`ca-certificates`).
+    Platform,
+    /// The Mozilla roots compiled into rollgate (`webpki-root-certs`): the platform's store
+    /// held no usable certificate (a slim image without `ca-certificates`).
+    Bundled,
+}
+
+/// The trust roots of HTTPS probes and where they came from.
+#[derive(Debug, Clone)]
+pub struct TrustRoots {
+    pub source: RootSource,
+    pub certs: Vec<reqwest::Certificate>,
+}
+
+/// The certificates of `platform` that parse as trust anchors, or — when none does — the
+/// bundled roots.
+pub fn choose_roots(platform: Vec<rustls::pki_types::CertificateDer<'static>>) -> TrustRoots {
+    let usable =
+        |ders: Vec<rustls::pki_types::CertificateDer<'static>>| -> Vec<reqwest::Certificate> {
+            ders.into_iter()
+                .filter(|der| rustls::RootCertStore::empty().add(der.clone()).is_ok())
+                .filter_map(|der| reqwest::Certificate::from_der(&der).ok())
+                .collect()
+        };
+    let certs = usable(platform);
+    if !certs.is_empty() {
+        return TrustRoots {
+            source: RootSource::Platform,
+            certs,
+        };
+    }
+    TrustRoots {
+        source: RootSource::Bundled,
+        certs: usable(webpki_root_certs::TLS_SERVER_ROOT_CERTS.to_vec()),
+    }
+}
+
+/// The roots every HTTPS probe trusts, read from the platform once per process (reading and
+/// parsing the system bundle is the most expensive part of building a client).
+pub fn trust_roots() -> &'static TrustRoots {
+    static ROOTS: OnceLock<TrustRoots> = OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        let roots = choose_roots(native.certs);
+        if roots.source == RootSource::Bundled {
+            tracing::warn!(
+                errors = ?native.errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
+                "no usable CA certificate in the platform's store (SSL_CERT_FILE, SSL_CERT_DIR, ca-certificates): HTTPS probes trust rollgate's bundled Mozilla roots"
+            );
+        }
+        roots
+    })
+}
+
+static CLIENTS_BUILT: AtomicU64 = AtomicU64::new(0);
+
+/// How many probe HTTP clients this process has built: each poll of a gate loop must reuse
+/// its clients, not build new ones (tests and the benchmark read it).
+pub fn clients_built() -> u64 {
+    CLIENTS_BUILT.load(Ordering::Relaxed)
+}
+
 /// The builder every probe client starts from: bounded connect time, no proxies (node
-/// endpoints are local, and a proxy from the environment would probe the wrong thing).
+/// endpoints are local, and a proxy from the environment would probe the wrong thing), no
+/// redirects (a readiness endpoint that redirects would be judged on another server's answer:
+/// a 3xx is a failed check naming the Location).
 pub(crate) fn base_builder(limits: &ProbeLimits) -> reqwest::ClientBuilder {
+    CLIENTS_BUILT.fetch_add(1, Ordering::Relaxed);
     reqwest::Client::builder()
         .connect_timeout(limits.timeout)
         .timeout(limits.timeout + Duration::from_millis(500))
         .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("rollgate/", env!("CARGO_PKG_VERSION")))
 }
 
@@ -268,6 +368,23 @@ pub async fn probe_health(http: &HttpClient, url: &str) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_platform_store_falls_back_to_the_bundled_roots() {
+        let bundled = choose_roots(Vec::new());
+        assert_eq!(bundled.source, RootSource::Bundled);
+        assert!(bundled.certs.len() > 100, "{}", bundled.certs.len());
+        // Garbage in the platform's store is not a usable root either.
+        let junk = vec![rustls::pki_types::CertificateDer::from(vec![
+            0x30, 0x03, 1, 2, 3,
+        ])];
+        assert_eq!(choose_roots(junk).source, RootSource::Bundled);
+        // A usable platform root is used alone.
+        let one = webpki_root_certs::TLS_SERVER_ROOT_CERTS[0].clone();
+        let platform = choose_roots(vec![one]);
+        assert_eq!(platform.source, RootSource::Platform);
+        assert_eq!(platform.certs.len(), 1);
+    }
 
     fn ex(pointer: &str, check: Expectation) -> Expect {
         Expect {

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rollgate_core::config::MarkPriceProbe;
 use rollgate_core::redact::redact_url;
+use rollgate_core::text::shorten;
 use serde_json::{Map, Value, json};
 
 use crate::errors::ProbeError;
@@ -28,7 +29,7 @@ pub fn parse_price(v: &Value) -> Result<f64, String> {
         Value::String(s) => s
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("\"{}\" is not a decimal number", cut(s)))?,
+            .map_err(|_| format!("\"{}\" is not a decimal number", shorten(s, 41)))?,
         other => return Err(format!("{} is not a number", show_value(other, 40))),
     };
     if !p.is_finite() {
@@ -65,19 +66,11 @@ pub fn parse_timestamp_ms(v: &Value) -> Result<i128, String> {
                 .map_err(|_| {
                     format!(
                         "\"{}\" is neither epoch seconds, milliseconds nor RFC 3339",
-                        cut(s)
+                        shorten(s, 41)
                     )
                 })
         }
         other => Err(format!("{} is not a timestamp", show_value(other, 40))),
-    }
-}
-
-fn cut(s: &str) -> String {
-    if s.chars().count() > 40 {
-        format!("{}…", s.chars().take(40).collect::<String>())
-    } else {
-        s.to_string()
     }
 }
 

@@ -70,13 +70,7 @@ impl From<ProbeError> for Outcome {
 
 /// Render a JSON value for a detail, cut at `max` characters.
 pub fn show_value(v: &Value, max: usize) -> String {
-    let s = v.to_string();
-    if s.chars().count() <= max {
-        s
-    } else {
-        let cut: String = s.chars().take(max).collect();
-        format!("{cut}…")
-    }
+    rollgate_core::text::shorten(&v.to_string(), max + 1)
 }
 
 /// The first `max` characters of a possibly binary body, printable, for a detail.

@@ -243,57 +243,75 @@ fn short(hash: &[u8; 32]) -> String {
     hex::encode(&hash[..8])
 }
 
-/// Probe the PCCS.
-pub async fn probe_pccs(pccs: &Pccs, limits: &ProbeLimits) -> Outcome {
-    let url = format!("{}{}", pccs.url.trim_end_matches('/'), pccs.path);
-    let endpoint = redact_url(&url);
-    let (verifier, trust) = match &pccs.trust {
-        PccsTrust::Pin(pin) => (PccsVerifier::pinned(vec![*pin]), "pin_sha256".to_string()),
-        PccsTrust::Insecure => (PccsVerifier::insecure(), "insecure".to_string()),
-        PccsTrust::CaFile(path) => match read_certificates(path) {
-            Ok(certs) if !certs.is_empty() => (
-                PccsVerifier::from_ca_certs(&certs),
-                format!("ca_file {}", path.display()),
-            ),
-            Ok(_) => {
-                return Outcome::fail(
-                    format!(
+/// A PCCS client: its TLS configuration and verifier, built once and reused by every probe of
+/// a check run or a gate loop (a clone shares the connection).
+#[derive(Debug, Clone)]
+pub struct PccsClient {
+    http: HttpClient,
+    verifier: Arc<PccsVerifier>,
+    trust: String,
+}
+
+impl PccsClient {
+    /// Build the client for `pccs`; the error is the failed check's detail (an unreadable
+    /// `ca_file`, a TLS configuration that cannot be built).
+    pub fn new(pccs: &Pccs, limits: &ProbeLimits) -> Result<PccsClient, String> {
+        let endpoint = redact_url(&pccs_url(pccs));
+        let (verifier, trust) = match &pccs.trust {
+            PccsTrust::Pin(pin) => (PccsVerifier::pinned(vec![*pin]), "pin_sha256".to_string()),
+            PccsTrust::Insecure => (PccsVerifier::insecure(), "insecure".to_string()),
+            PccsTrust::CaFile(path) => match read_certificates(path) {
+                Ok(certs) if !certs.is_empty() => (
+                    PccsVerifier::from_ca_certs(&certs),
+                    format!("ca_file {}", path.display()),
+                ),
+                Ok(_) => {
+                    return Err(format!(
                         "{endpoint}: ca_file {} holds no certificate",
                         path.display()
-                    ),
-                    json!(null),
-                );
-            }
-            Err(e) => {
-                return Outcome::fail(
-                    format!("{endpoint}: cannot read ca_file {}: {e}", path.display()),
-                    json!(null),
-                );
-            }
-        },
-    };
-    let verifier = Arc::new(verifier);
-    let config = match client_config(verifier.clone()) {
-        Ok(c) => c,
-        Err(e) => {
-            return Outcome::fail(
-                format!("{endpoint}: cannot configure TLS: {e}"),
-                json!(null),
-            );
-        }
-    };
-    let client = match base_builder(limits)
-        .tls_backend_preconfigured(config)
-        .build()
-    {
-        Ok(c) => HttpClient::with_client(c, limits),
-        Err(e) => {
-            return Outcome::fail(
-                format!("{endpoint}: cannot build the HTTPS client: {}", chain(&e)),
-                json!(null),
-            );
-        }
-    };
+                    ));
+                }
+                Err(e) => {
+                    return Err(format!(
+                        "{endpoint}: cannot read ca_file {}: {e}",
+                        path.display()
+                    ));
+                }
+            },
+        };
+        let verifier = Arc::new(verifier);
+        let config = client_config(verifier.clone())
+            .map_err(|e| format!("{endpoint}: cannot configure TLS: {e}"))?;
+        let client = base_builder(limits)
+            .tls_backend_preconfigured(config)
+            .build()
+            .map_err(|e| format!("{endpoint}: cannot build the HTTPS client: {}", chain(&e)))?;
+        Ok(PccsClient {
+            http: HttpClient::with_client(client, limits),
+            verifier,
+            trust,
+        })
+    }
+}
+
+fn pccs_url(pccs: &Pccs) -> String {
+    format!("{}{}", pccs.url.trim_end_matches('/'), pccs.path)
+}
+
+/// Probe the PCCS with a client built for this one probe.
+pub async fn probe_pccs(pccs: &Pccs, limits: &ProbeLimits) -> Outcome {
+    match PccsClient::new(pccs, limits) {
+        Ok(client) => probe_pccs_with(&client, pccs).await,
+        Err(detail) => Outcome::fail(detail, json!(null)),
+    }
+}
+
+/// Probe the PCCS through `client` (built by [`PccsClient::new`] for this `pccs`).
+pub async fn probe_pccs_with(client: &PccsClient, pccs: &Pccs) -> Outcome {
+    let url = pccs_url(pccs);
+    let endpoint = redact_url(&url);
+    let (verifier, trust) = (&client.verifier, &client.trust);
+    let client = &client.http;
     let result = client.get(&url).await;
     let seen = verifier.seen();
     let seen_hex = seen.map(hex::encode);

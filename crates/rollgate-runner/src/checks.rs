@@ -24,6 +24,7 @@ use rollgate_core::engine::Reading;
 use rollgate_core::vocab::{CheckGroup, CheckResult, CheckStatus};
 use rollgate_probe::chain::AdvanceWindow;
 use rollgate_probe::errors::ProbeError;
+use rollgate_probe::pccs::PccsClient;
 use rollgate_probe::progression::Sampling;
 use rollgate_probe::{HttpClient, Outcome};
 use serde_json::{Value, json};
@@ -189,21 +190,58 @@ pub fn fault_url(config: &Config) -> Option<&str> {
         .or_else(|| config.operator_status_url())
 }
 
+/// The probes' HTTP clients for one configuration, built once and shared by every check of a
+/// run and every poll of a gate loop (a clone shares the connection pools).
+#[derive(Debug, Clone)]
+pub struct ProbeClients {
+    pub http: HttpClient,
+    /// The PCCS client, or why it could not be built (the PCCS check's failed detail).
+    pccs: Option<Result<PccsClient, String>>,
+}
+
+impl ProbeClients {
+    pub fn new(config: &Config) -> Result<ProbeClients, ProbeError> {
+        Ok(ProbeClients {
+            http: HttpClient::new(&config.probe_limits)?,
+            pccs: config
+                .dependencies
+                .pccs
+                .as_ref()
+                .map(|p| PccsClient::new(p, &config.probe_limits)),
+        })
+    }
+}
+
 /// Runs planned checks against one configuration.
 #[derive(Debug, Clone)]
 pub struct Checker<'a> {
     config: &'a Config,
     http: HttpClient,
+    pccs: Option<Result<PccsClient, String>>,
     options: CheckOptions,
 }
 
 impl<'a> Checker<'a> {
     pub fn new(config: &'a Config, options: CheckOptions) -> Result<Checker<'a>, ProbeError> {
-        Ok(Checker {
+        Ok(Checker::with_clients(
             config,
-            http: HttpClient::new(&config.probe_limits)?,
+            ProbeClients::new(config)?,
             options,
-        })
+        ))
+    }
+
+    /// A checker reusing clients built for this configuration.
+    pub fn with_clients(
+        config: &'a Config,
+        clients: ProbeClients,
+        options: CheckOptions,
+    ) -> Checker<'a> {
+        Checker {
+            config,
+            http: clients.http,
+            pccs: clients.pccs,
+            options,
+        }
     }
 
     /// Run one check, timing it.
@@ -282,7 +320,11 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Pccs => match &deps.pccs {
-                Some(p) => pccs::probe_pccs(p, limits).await,
+                Some(p) => match &self.pccs {
+                    Some(Ok(client)) => pccs::probe_pccs_with(client, p).await,
+                    Some(Err(detail)) => Outcome::fail(detail.clone(), Value::Null),
+                    None => pccs::probe_pccs(p, limits).await,
+                },
                 None => missing(),
             },
             CheckKind::Aesm => match &deps.aesm {
@@ -345,6 +387,17 @@ fn join_url(base: &str, path: &str) -> String {
     )
 }
 
+/// [`run_checks`] through clients built once for this configuration (a gate loop's polls).
+pub async fn run_checks_using(
+    config: &Config,
+    clients: &ProbeClients,
+    groups: &[CheckGroup],
+) -> Vec<CheckResult> {
+    Checker::with_clients(config, clients.clone(), CheckOptions::for_check(config))
+        .run_all(&plan(config, groups))
+        .await
+}
+
 /// Run the checks of `groups` (all when empty) concurrently, in a stable order. Windows are
 /// those of `rollgate check` ([`CheckOptions::for_check`]).
 pub async fn run_checks(config: &Config, groups: &[CheckGroup]) -> Vec<CheckResult> {
@@ -382,14 +435,21 @@ pub fn all_green(results: &[CheckResult]) -> bool {
 /// The readiness entries and the encryption-key and mark-price probes, without progression:
 /// what a readiness gate re-runs on every poll.
 pub async fn readiness_checks(config: &Config) -> Vec<CheckResult> {
+    match ProbeClients::new(config) {
+        Ok(clients) => readiness_checks_using(config, &clients).await,
+        Err(_) => run_checks(config, &[CheckGroup::Readiness]).await,
+    }
+}
+
+/// [`readiness_checks`] through clients built once (`serve`'s prober polls with them).
+pub async fn readiness_checks_using(config: &Config, clients: &ProbeClients) -> Vec<CheckResult> {
     let checks: Vec<PlannedCheck> = plan(config, &[CheckGroup::Readiness])
         .into_iter()
         .filter(|c| !matches!(c.kind, CheckKind::Progression(_) | CheckKind::Faults))
         .collect();
-    match Checker::new(config, CheckOptions::for_check(config)) {
-        Ok(checker) => checker.run_all(&checks).await,
-        Err(_) => run_checks(config, &[CheckGroup::Readiness]).await,
-    }
+    Checker::with_clients(config, clients.clone(), CheckOptions::for_check(config))
+        .run_all(&checks)
+        .await
 }
 
 /// The readiness probes beyond the `[readiness]` entries, by the names
@@ -408,13 +468,7 @@ pub fn readiness_extra_names(config: &Config) -> Vec<String> {
 /// The encryption-key and mark-price probes as gate readings: an endpoint that refuses
 /// connections, times out or answers 421/503 is `Transient` (expected while a component
 /// restarts); a malformed or wrong answer is `Fail`.
-pub async fn probe_readiness_extras(config: &Config) -> Vec<(String, Reading)> {
-    let Ok(http) = HttpClient::new(&config.probe_limits) else {
-        return readiness_extra_names(config)
-            .into_iter()
-            .map(|n| (n, Reading::Fail("cannot build the HTTP client".into())))
-            .collect();
-    };
+pub async fn probe_readiness_extras(config: &Config, http: &HttpClient) -> Vec<(String, Reading)> {
     let reading = |r: Result<Outcome, ProbeError>| match r {
         Ok(o) if o.status == CheckStatus::Fail => Reading::Fail(o.detail),
         Ok(o) => Reading::Pass(o.detail),
@@ -425,7 +479,7 @@ pub async fn probe_readiness_extras(config: &Config) -> Vec<(String, Reading)> {
         match &config.probes.encryption_key {
             Some(p) => Some((
                 "encryption-key".to_string(),
-                reading(rollgate_probe::encryption_key::encryption_key(&http, p).await),
+                reading(rollgate_probe::encryption_key::encryption_key(http, p).await),
             )),
             None => None,
         }
@@ -434,7 +488,7 @@ pub async fn probe_readiness_extras(config: &Config) -> Vec<(String, Reading)> {
         match &config.probes.mark_price {
             Some(p) => Some((
                 "mark-price".to_string(),
-                reading(rollgate_probe::mark_price::mark_price(&http, p).await),
+                reading(rollgate_probe::mark_price::mark_price(http, p).await),
             )),
             None => None,
         }

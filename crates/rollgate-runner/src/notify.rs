@@ -262,6 +262,8 @@ impl Notifier {
             .connect_timeout(options.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("rollgate/", env!("CARGO_PKG_VERSION")))
+            // The probes' roots: the platform's, or the bundled ones in an image without any.
+            .tls_certs_only(rollgate_probe::http::trust_roots().certs.iter().cloned())
             .build()
             .map_err(NotifyError::Client)?;
         let (tx, rx) = mpsc::channel(options.queue.max(1));

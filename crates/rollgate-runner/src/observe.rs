@@ -27,12 +27,15 @@ use regex::Regex;
 use rollgate_core::baseline::Baseline;
 use rollgate_core::config::{Component, Config};
 use rollgate_core::engine::{Observation, Reading};
+use rollgate_core::text::truncate_chars;
 use rollgate_core::vocab::{CheckGroup, CheckStatus};
 use rollgate_probe::errors::ProbeError;
-use rollgate_probe::http::{HttpClient, judge, parse_json};
+use rollgate_probe::http::{judge, parse_json};
 use rollgate_runtime::{ComponentState, LogCursor, RunStatus, RuntimeDriver};
 use serde_json::Value;
 use tokio::time::Instant;
+
+use crate::checks::ProbeClients;
 
 /// At most this many latency samples are kept per endpoint from the gate polls.
 const MAX_LATENCY_SAMPLES: usize = 1000;
@@ -48,7 +51,8 @@ pub enum Fetch {
 /// Polls the node for the gate engine.
 pub struct Observer {
     config: Arc<Config>,
-    http: HttpClient,
+    /// Built once: every poll reuses these clients and their connections.
+    clients: ProbeClients,
     driver: Arc<dyn RuntimeDriver>,
     components: Vec<Component>,
     patterns: Vec<Regex>,
@@ -85,14 +89,14 @@ impl Observer {
         driver: Arc<dyn RuntimeDriver>,
         components: Vec<Component>,
     ) -> Result<Observer, String> {
-        let http = HttpClient::new(&config.probe_limits).map_err(|e| e.detail())?;
+        let clients = ProbeClients::new(&config).map_err(|e| e.detail())?;
         let patterns = log_patterns(&config);
         let since = SystemTime::now();
         Ok(Observer {
             log_cursors: cursors_at(&components, since),
             baseline_log_faults: BTreeSet::new(),
             config,
-            http,
+            clients,
             driver,
             components,
             patterns,
@@ -206,7 +210,7 @@ impl Observer {
     }
 
     async fn fetch(&self, url: &str) -> Fetch {
-        match self.http.get(url).await {
+        match self.clients.http.get(url).await {
             Ok(f) if f.status == 421 || f.status == 503 => Fetch::Transient(format!(
                 "{}: answered HTTP {} (starting)",
                 rollgate_core::redact::redact_url(url),
@@ -285,7 +289,9 @@ impl Observer {
             };
             obs.readiness.insert(r.name.clone(), reading);
         }
-        for (name, result) in crate::checks::probe_readiness_extras(&config).await {
+        for (name, result) in
+            crate::checks::probe_readiness_extras(&config, &self.clients.http).await
+        {
             obs.readiness.insert(name, result);
         }
         for p in &config.progression {
@@ -301,8 +307,9 @@ impl Observer {
             obs.faults = faults_in(&config, doc);
         }
         if (self.polls - 1).is_multiple_of(self.dependency_every) {
-            for check in crate::checks::run_checks(
+            for check in crate::checks::run_checks_using(
                 &config,
+                &self.clients,
                 &[CheckGroup::Prerequisites, CheckGroup::Baseline],
             )
             .await
@@ -320,8 +327,8 @@ impl Observer {
                 {
                     reading = Reading::Fail(format!(
                         "baseline drift: deployment metadata changed (sha256 {}… in the baseline, {}… now); repair it through the deployment-service",
-                        &before[..before.len().min(12)],
-                        &now[..now.len().min(12)]
+                        truncate_chars(before, 12),
+                        truncate_chars(now, 12)
                     ));
                 }
                 obs.dependencies
@@ -420,8 +427,8 @@ impl Observer {
             {
                 continue;
             }
-            let l = truncate_chars(&rollgate_core::redact::redact_text(line.trim()), 300);
-            let reported = format!("{}: {l}", c.name);
+            let redacted = rollgate_core::redact::redact_text(line.trim());
+            let reported = format!("{}: {}", c.name, truncate_chars(&redacted, 300));
             if !obs.log_faults.contains(&reported) {
                 obs.log_faults.push(reported);
             }
@@ -528,19 +535,7 @@ pub fn normalize_log_line(line: &str) -> String {
     });
     let text = NUMBER.replace_all(&text, "#");
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    truncate_chars(&text, 300)
-}
-
-/// At most `max` bytes of `s`, cut on a character boundary.
-pub fn truncate_chars(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
+    truncate_chars(&text, 300).to_string()
 }
 
 /// The key a check's reading has among the gate engine's dependencies: prerequisites are
@@ -608,11 +603,11 @@ mod tests {
 
     #[test]
     fn truncation_keeps_whole_characters() {
-        let s = format!("{}é", "a".repeat(299));
-        assert_eq!(truncate_chars(&s, 300), "a".repeat(299));
-        assert_eq!(truncate_chars("ééé", 1), "");
-        assert_eq!(truncate_chars("abc", 300), "abc");
         assert!(normalize_log_line(&"日本".repeat(200)).len() <= 300);
+        for pad in 0..4 {
+            let line = format!("ERROR {}{}", "x".repeat(pad), "é日😀".repeat(40));
+            assert!(normalize_log_line(&line).len() <= 300);
+        }
     }
 
     #[test]

@@ -112,6 +112,20 @@ fn accepted(a: &ActionStatus) -> Response {
     resp
 }
 
+/// What a crashed runner task said: its panic message, or that it was cancelled.
+fn crash_message(err: tokio::task::JoinError) -> String {
+    if !err.is_panic() {
+        return "cancelled".into();
+    }
+    let payload = err.into_panic();
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .map(|m| format!("panicked: {}", rollgate_core::redact::redact_text(&m)))
+        .unwrap_or_else(|| "panicked".into())
+}
+
 /// Start `job` in the background and answer as described in the module docs.
 pub async fn start(app: &Arc<AppState>, job: Job) -> Result<Response, ApiError> {
     let Some(runner) = app.options.runner.clone() else {
@@ -183,20 +197,38 @@ pub async fn start(app: &Arc<AppState>, job: Job) -> Result<Response, ApiError> 
     let action = app.action.clone();
     tracing::info!(action = id, kind = ?kind, "starting an action requested through the API");
     let handle = tokio::spawn(async move {
-        let result = match &job {
-            Job::Rollout {
-                layer,
-                value,
-                options,
-            } => runner.rollout(layer, value, options).await,
-            Job::Rollback { to } => runner.rollback(to.as_deref()).await,
-            Job::Resume => runner.resume().await,
-        };
+        // The runner runs in a task of its own, so a panic in it (a bug) ends that task and
+        // is recorded here as a failed action instead of leaving it "running" for ever.
+        let run = tokio::spawn(async move {
+            match &job {
+                Job::Rollout {
+                    layer,
+                    value,
+                    options,
+                } => runner.rollout(layer, value, options).await,
+                Job::Rollback { to } => runner.rollback(to.as_deref()).await,
+                Job::Resume => runner.resume().await,
+            }
+        })
+        .await;
         let mut g = action.lock().unwrap_or_else(|p| p.into_inner());
         let Some(a) = g.as_mut().filter(|a| a.id == id) else {
             return;
         };
         a.finished_at = Some(now_rfc3339());
+        let result = match run {
+            Ok(result) => result,
+            Err(crash) => {
+                let why = crash_message(crash);
+                tracing::error!(action = id, "action crashed: {why}");
+                a.state = ActionState::Failed;
+                a.error = Some(format!(
+                    "the action crashed (a bug in rollgate: {why}); `rollgate resume` finishes an interrupted rollout"
+                ));
+                a.error_status = Some(StatusCode::INTERNAL_SERVER_ERROR.as_u16());
+                return;
+            }
+        };
         match result {
             Ok(report) => {
                 tracing::info!(action = id, rollout = %report.rollout_id, outcome = report.outcome.as_str(), "action finished");

@@ -104,8 +104,13 @@ fn spawn_prober(app: &Arc<AppState>) -> Option<tokio::task::JoinHandle<()>> {
     let config = app.config()?.clone();
     let app = Arc::downgrade(app);
     Some(tokio::spawn(async move {
+        // Built once: every probe round reuses the clients and their connections.
+        let clients = rollgate_runner::checks::ProbeClients::new(&config).ok();
         loop {
-            let checks = rollgate_runner::checks::readiness_checks(&config).await;
+            let checks = match &clients {
+                Some(c) => rollgate_runner::checks::readiness_checks_using(&config, c).await,
+                None => rollgate_runner::checks::readiness_checks(&config).await,
+            };
             let ok = rollgate_runner::checks::all_green(&checks);
             let Some(app) = app.upgrade() else { return };
             *app.probes.write().unwrap_or_else(|p| p.into_inner()) = Some(ProbeSnapshot {

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use rollgate_core::engine::numeric;
+use rollgate_core::text::shorten as short;
 use rollgate_core::vocab::{Outcome, Verdict};
 use rollgate_journal::RolloutDetail;
 use serde_json::Value;
@@ -139,14 +140,6 @@ fn tick_label(secs: f64, step: f64) -> String {
         } else {
             format!("+{}m{:02}s", s / 60, s % 60)
         }
-    }
-}
-
-fn short(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        s.chars().take(n.saturating_sub(1)).collect::<String>() + "…"
     }
 }
 

@@ -396,3 +396,70 @@ pub fn explain(out: &Output) -> String {
         String::from_utf8_lossy(&out.stderr)
     )
 }
+
+/// An HTTP server on loopback answering every request `200` with the JSON `body()` (asked
+/// anew per request) and closing the connection: a readiness endpoint without the simulator.
+pub fn json_server(body: impl Fn() -> String + Send + 'static) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for mut sock in listener.incoming().flatten() {
+            let mut buf = [0u8; 4096];
+            let _ = sock.read(&mut buf);
+            let body = body();
+            let _ = write!(
+                sock,
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// A node without the simulator, under `dir`: readiness `operator` at `url` with `expect`
+/// (TOML), the command driver with `current` and `apply`, and `extra` tables appended.
+pub fn command_node_config(
+    dir: &std::path::Path,
+    url: &str,
+    expect: &str,
+    current: &str,
+    apply: &str,
+    extra: &str,
+) -> String {
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(dir.join("app/addresses.json"), "{}").unwrap();
+    format!(
+        r#"
+[node]
+name = "node0"
+mode = "localnet.loopback"
+app_config = "{dir}/app"
+deployment_metadata = "addresses.json"
+deployment_metadata_owner = "root"
+enclave = false
+state_dir = "{dir}/state"
+
+[readiness.operator]
+url = "{url}"
+expect = [ {expect} ]
+
+[runtime]
+driver = "command"
+
+[runtime.command]
+current = "{current}"
+apply = "{apply}"
+restart = "true"
+
+[components.operator]
+service = "operator"
+
+[layers.operator-image]
+kind = "image"
+components = ["operator"]
+{extra}"#,
+        dir = dir.display(),
+    )
+}

@@ -12,5 +12,6 @@ mod outage;
 mod rollout;
 mod safety;
 mod secrets;
+mod terminal;
 mod usage;
 mod watch;

@@ -209,3 +209,37 @@ fn check_warns_when_a_bake_signal_is_undecidable() {
         "{text}"
     );
 }
+
+/// A slim image without `ca-certificates`: the platform's CA store is empty (here
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` point at an empty file and directory). The probes fall
+/// back to the bundled roots instead of failing to build their HTTP client, so the checks run.
+#[test]
+fn checks_run_without_a_platform_ca_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = crate::fixture::json_server(|| r#"{"health":"Healthy"}"#.to_string());
+    let config = crate::fixture::command_node_config(
+        dir.path(),
+        &format!("http://{addr}/v2/status"),
+        r#"{ pointer = "/health", equals = "Healthy" }"#,
+        "echo v1",
+        "true",
+        "",
+    );
+    std::fs::write(dir.path().join("rollgate.toml"), config).unwrap();
+    std::fs::write(dir.path().join("empty.pem"), "").unwrap();
+    std::fs::create_dir_all(dir.path().join("no-certs")).unwrap();
+    let out = rollgate(dir.path())
+        .env("SSL_CERT_FILE", dir.path().join("empty.pem"))
+        .env("SSL_CERT_DIR", dir.path().join("no-certs"))
+        .args(["--json", "check", "--group", "readiness"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let operator = v["checks"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "readiness:operator"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(operator["status"], "pass", "{}\n{v}", explain(&out));
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+}

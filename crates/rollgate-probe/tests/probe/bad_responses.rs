@@ -60,6 +60,26 @@ async fn healthy_json_passes_and_keeps_the_document() {
     assert_eq!(o.observed, json!({"health": "Healthy"}));
 }
 
+/// A readiness endpoint that redirects to a healthy server is not judged on that server's
+/// answer: the redirect is a failed check naming the (redacted) Location.
+#[tokio::test]
+async fn a_redirect_is_a_failure_naming_the_location() {
+    let healthy = serve(json(json!({"health": "Healthy"}))).await;
+    let target = healthy.replace("http://", "http://probe:hunter2@") + "/v2/status";
+    let o = readiness_outcome(Answer::Redirect(target.clone())).await;
+    assert_fail(&o, "HTTP 302, a redirect to");
+    let shown = target.replace("hunter2", "****");
+    assert!(o.detail.contains(&shown), "{}", o.detail);
+    assert!(!o.detail.contains("hunter2"), "{}", o.detail);
+    // A relative Location is shown resolved; the deployment-service health check alike.
+    let o = readiness_outcome(Answer::Redirect("/login?next=/v2/status".into())).await;
+    assert_fail(&o, "/login?next=/v2/status");
+    let url = serve(Answer::Redirect(healthy.clone())).await;
+    let http = HttpClient::new(&limits()).unwrap();
+    let o = probe_health(&http, &format!("{url}/health")).await;
+    assert_fail(&o, &format!("a redirect to {healthy}/"));
+}
+
 #[tokio::test]
 async fn non_json_body() {
     let o = readiness_outcome(Answer::Full(

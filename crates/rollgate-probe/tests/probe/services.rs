@@ -68,6 +68,38 @@ async fn postgres_down_is_a_clear_failure() {
     );
 }
 
+/// A Postgres that accepts the TCP connection and never answers the startup message: the
+/// probe fails within its timeout, naming the endpoint (password redacted), and does not hang.
+#[tokio::test]
+async fn postgres_that_accepts_and_never_answers_times_out() {
+    let addr = crate::support::accept_and_hold().await;
+    let timeout = Duration::from_millis(700);
+    let start = std::time::Instant::now();
+    let o = probe_postgres(
+        &Postgres {
+            url: format!("postgres://postgres:secret@{addr}/node0"),
+            databases: vec!["node0".into()],
+        },
+        None,
+        timeout,
+    )
+    .await;
+    let took = start.elapsed();
+    assert_eq!(o.status, CheckStatus::Fail, "{}", o.detail);
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+    assert!(
+        o.detail.contains(&format!(
+            "postgres://postgres:****@{addr}/node0: no complete answer within 700ms"
+        )),
+        "{}",
+        o.detail
+    );
+    assert!(!o.detail.contains("secret"), "{}", o.detail);
+}
+
 #[tokio::test]
 async fn redis_real_server() {
     let Some(url) = service_env("ROLLGATE_TEST_REDIS_URL") else {

@@ -19,6 +19,8 @@ pub enum Answer {
     Silent,
     /// Headers, then one byte every `every` forever.
     Drip { every: Duration },
+    /// `302 Found` to this location.
+    Redirect(String),
 }
 
 pub fn limits() -> ProbeLimits {
@@ -86,6 +88,12 @@ async fn respond(sock: &mut tokio::net::TcpStream, answer: Answer) -> std::io::R
             }
             sock.write_all(b"0\r\n\r\n").await?;
         }
+        Answer::Redirect(location) => {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            sock.write_all(head.as_bytes()).await?;
+        }
         Answer::Silent => {
             tokio::time::sleep(Duration::from_secs(3600)).await;
         }
@@ -102,6 +110,20 @@ async fn respond(sock: &mut tokio::net::TcpStream, answer: Answer) -> std::io::R
 
 pub fn json(body: serde_json::Value) -> Answer {
     Answer::Full(200, "application/json", body.to_string().into_bytes())
+}
+
+/// `host:port` of a listener that accepts every connection and holds it open without reading
+/// or writing a byte (a hung server, a half-open firewall).
+pub async fn accept_and_hold() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((sock, _)) = listener.accept().await {
+            held.push(sock);
+        }
+    });
+    addr
 }
 
 /// The URL of a port nothing listens on.

@@ -3,6 +3,7 @@
 //! restarts. Real processes (the command driver running `sh`) and, in `compose`, the real Docker
 //! engine.
 
+mod clients;
 mod compose;
 mod logs;
 mod support;

@@ -173,7 +173,8 @@ async fn all_green_then_each_dependency_stopped_in_turn() {
 
     // The pieces the rollout gates reuse.
     assert!(probe_faults(&config).await.unwrap().is_empty());
-    let extras = probe_readiness_extras(&config).await;
+    let http = rollgate_probe::HttpClient::new(&config.probe_limits).unwrap();
+    let extras = probe_readiness_extras(&config, &http).await;
     assert_eq!(extras.len(), 2);
     assert!(
         extras

@@ -2,13 +2,15 @@
 //! the node; the kill switch; a rollout started through the API.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use reqwest::StatusCode;
 use rollgate_serve::{ServeError, ServeOptions};
 use serde_json::{Value, json};
 
-use crate::support::{FAILING_GATE, Fixture, TOKEN, TestServer, client, refusing_runner, token};
+use crate::support::{
+    FAILING_GATE, Fixture, TOKEN, TestServer, client, crashing_runner, refusing_runner, token,
+    wait_for_action,
+};
 
 const CHANGING: [&str; 5] = [
     "/api/v1/rollouts",
@@ -301,14 +303,7 @@ async fn a_rollout_through_the_api_runs_the_runner() {
     );
     let rollout_id = body["rollout_id"].as_str().unwrap().to_string();
     // Wait for the end through the action endpoint.
-    let mut action = Value::Null;
-    for _ in 0..200 {
-        action = server.json("/api/v1/action").await;
-        if action["state"] != "running" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let action = wait_for_action(&server).await;
     assert_eq!(action["state"], "finished", "{action}");
     assert_eq!(action["outcome"], "refused");
     assert_eq!(action["rollout_id"], rollout_id);
@@ -408,4 +403,55 @@ async fn the_token_never_appears_in_logs_or_answers() {
         !answers.contains(TOKEN) && !answers.contains("serve-test-token"),
         "a token leaked into an answer"
     );
+}
+
+/// An action whose runner panics is marked failed with the panic's message, never left
+/// "running" for ever, and the next action can start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_action_that_crashes_is_marked_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = ServeOptions::for_runner(crashing_runner(dir.path()), Some(token()));
+    let server = TestServer::start(options).await;
+    let http = client();
+    let resp = http
+        .post(server.at("/api/v1/rollouts"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"layer": "operator-image", "value": "rollgate-sim/operator:v1.1.0", "bake": "0s"}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    // The crash may come before or after the answer: a 202 with the rollout, or the error.
+    assert!(
+        status == StatusCode::ACCEPTED || status == StatusCode::INTERNAL_SERVER_ERROR,
+        "{status}: {body}"
+    );
+    let action = wait_for_action(&server).await;
+    assert_eq!(action["state"], "failed", "{action}");
+    let error = action["error"].as_str().unwrap();
+    assert!(
+        error.contains("crashed") && error.contains("test driver crashed reading operator-image"),
+        "{error}"
+    );
+    assert!(action["finished_at"].is_string(), "{action}");
+    // The slot is free again: a new rollout is not refused as "still running", but because
+    // the crashed one was recorded and must be resumed first (as after a killed CLI).
+    let again = http
+        .post(server.at("/api/v1/rollouts"))
+        .bearer_auth(TOKEN)
+        .json(&json!({"layer": "operator-image", "value": "rollgate-sim/operator:v1.1.0"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::CONFLICT);
+    let message = again.json::<Value>().await.unwrap()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        !message.contains("still running") && message.contains("resume"),
+        "{message}"
+    );
+    server.stop().await;
 }

@@ -415,6 +415,53 @@ impl RuntimeDriver for InertDriver {
     }
 }
 
+/// [`InertDriver`] that panics on its second `current` read: after the runner recorded the
+/// rollout, while it freezes the baseline (a driver bug, or anything the runner panics on).
+#[derive(Debug, Default)]
+pub struct CrashingDriver {
+    reads: std::sync::atomic::AtomicU32,
+}
+
+#[async_trait]
+impl RuntimeDriver for CrashingDriver {
+    fn name(&self) -> &'static str {
+        "test"
+    }
+    async fn current(&self, layer: &Layer) -> Result<LayerValue, DriverError> {
+        if self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            panic!("test driver crashed reading {}", layer.name);
+        }
+        InertDriver.current(layer).await
+    }
+    async fn apply(&self, l: &Layer, v: &str) -> Result<DriverOutput, DriverError> {
+        InertDriver.apply(l, v).await
+    }
+    async fn restore(&self, l: &Layer, v: &LayerValue) -> Result<DriverOutput, DriverError> {
+        InertDriver.restore(l, v).await
+    }
+    async fn restart(&self, c: &[Component]) -> Result<DriverOutput, DriverError> {
+        InertDriver.restart(c).await
+    }
+    async fn state(&self, c: &Component) -> Result<ComponentState, DriverError> {
+        InertDriver.state(c).await
+    }
+    async fn logs_since(
+        &self,
+        c: &Component,
+        since: std::time::SystemTime,
+    ) -> Result<String, DriverError> {
+        InertDriver.logs_since(c, since).await
+    }
+}
+
+/// [`refusing_runner`] whose driver panics once the rollout is recorded.
+pub fn crashing_runner(dir: &Path) -> Runner {
+    Runner {
+        driver: Arc::new(CrashingDriver::default()),
+        ..refusing_runner(dir)
+    }
+}
+
 /// A runner for a node whose operator does not answer (a closed port): any rollout is refused
 /// at the preflight, with nothing changed.
 pub fn refusing_runner(dir: &Path) -> Runner {
@@ -473,6 +520,19 @@ timeout = "1s"
         progress: Arc::new(rollgate_runner::Silent),
         notifier: rollgate_runner::notify::Notifier::disabled(),
     }
+}
+
+/// `GET /api/v1/action` until the action is no longer running (at most 20 s); the last answer.
+pub async fn wait_for_action(server: &TestServer) -> Value {
+    let mut action = Value::Null;
+    for _ in 0..200 {
+        action = server.json("/api/v1/action").await;
+        if action["state"] != "running" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    action
 }
 
 /// Is `tool` on PATH? Under `CI=true` a missing tool fails the test instead of skipping it.
