@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use rollgate_core::config::{
-    Attestation, Expectation, IdlePolicy, JsonType, MapEnv, Owner, PccsTrust, ProgressionMode,
-    Runtime, default_profile, load_str,
+    Attestation, Chain, Expectation, IdlePolicy, JsonType, MapEnv, Owner, PccsTrust,
+    ProgressionMode, Runtime, default_profile, load_str,
 };
 use rollgate_core::vocab::{LayerKind, Mode};
 use rollgate_core::{ConfigError, ExitCode};
@@ -223,6 +223,35 @@ fn command_runtime_keeps_shell_text_unexpanded() {
 
 fn line_of(text: &str, needle: &str) -> usize {
     text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+#[test]
+fn chain_freshness_keys() {
+    let c = load(PRODUCT_EXAMPLE).unwrap();
+    let chain = c.dependencies.chain.unwrap();
+    assert_eq!(chain.max_block_age, Chain::DEFAULT_MAX_BLOCK_AGE);
+    assert_eq!(chain.advance_window, None);
+    let text = PRODUCT_EXAMPLE.replace(
+        "chain = { url = \"${ETH_RPC_URL}\" }",
+        "chain = { url = \"${ETH_RPC_URL}\", max_block_age = \"36s\", advance_window = \"3s\" }",
+    );
+    let chain = load(&text).unwrap().dependencies.chain.unwrap();
+    assert_eq!(chain.max_block_age.as_secs(), 36);
+    assert_eq!(chain.advance_window.map(|d| d.as_secs()), Some(3));
+    for (value, fragment) in [
+        ("0s", "must be greater than zero"),
+        ("soon", "invalid duration"),
+    ] {
+        let text = PRODUCT_EXAMPLE.replace(
+            "chain = { url = \"${ETH_RPC_URL}\" }",
+            &format!("chain = {{ url = \"${{ETH_RPC_URL}}\", max_block_age = \"{value}\" }}"),
+        );
+        let msg = load(&text).unwrap_err().to_string();
+        let line = line_of(&text, "max_block_age");
+        assert!(msg.starts_with(&format!("{FILE}:{line}:")), "{msg}");
+        assert!(msg.contains("dependencies.chain.max_block_age"), "{msg}");
+        assert!(msg.contains(fragment), "{msg}");
+    }
 }
 
 #[test]

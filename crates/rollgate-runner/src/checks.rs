@@ -22,7 +22,6 @@ use rollgate_core::baseline::ProgressionRate;
 use rollgate_core::config::Config;
 use rollgate_core::engine::Reading;
 use rollgate_core::vocab::{CheckGroup, CheckResult, CheckStatus};
-use rollgate_probe::chain::AdvanceWindow;
 use rollgate_probe::errors::ProbeError;
 use rollgate_probe::pccs::PccsClient;
 use rollgate_probe::progression::Sampling;
@@ -70,8 +69,6 @@ pub struct PlannedCheck {
 pub struct CheckOptions {
     /// Progression sampling; `until_moved` stops at the first movement.
     pub progression: Sampling,
-    /// How long the chain head is watched for advancing.
-    pub chain_advance: AdvanceWindow,
 }
 
 impl CheckOptions {
@@ -89,7 +86,6 @@ impl CheckOptions {
                 interval: config.rollout.poll_interval.min(Duration::from_millis(250)),
                 until_moved: true,
             },
-            chain_advance: AdvanceWindow::default(),
         }
     }
 
@@ -101,7 +97,6 @@ impl CheckOptions {
                 interval: config.rollout.poll_interval,
                 until_moved: false,
             },
-            chain_advance: AdvanceWindow::default(),
         }
     }
 }
@@ -302,7 +297,7 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Chain => match &deps.chain {
-                Some(ch) => chain::probe_chain(&self.http, ch, self.options.chain_advance).await,
+                Some(ch) => chain::probe_chain(&self.http, ch).await,
                 None => missing(),
             },
             CheckKind::DeploymentService => match &deps.deployment_service {

@@ -245,10 +245,24 @@ pub async fn file_digest(path: &Path) -> Result<Option<String>, DriverError> {
             _ => return Ok(None),
         }
         let mut file = std::fs::File::open(&path).map_err(|e| DriverError::io(&path, e))?;
-        let mut hasher = Sha256::new();
+        let mut hasher = HashWriter(Sha256::new());
         std::io::copy(&mut file, &mut hasher).map_err(|e| DriverError::io(&path, e))?;
-        Ok(Some(format!("sha256:{}", hex::encode(hasher.finalize()))))
+        Ok(Some(format!("sha256:{}", hex::encode(hasher.0.finalize()))))
     })
     .await
     .map_err(|e| DriverError::io("<hashing task>", std::io::Error::other(e)))?
+}
+
+/// Lets `io::copy` stream a file into a hasher (sha2 0.11 no longer implements `io::Write`).
+struct HashWriter(Sha256);
+
+impl std::io::Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }

@@ -114,6 +114,15 @@ struct ChainArgs {
     chain_id: u64,
     #[arg(long, env = "SIM_BLOCK_INTERVAL_MS", default_value_t = 1000)]
     block_interval_ms: u64,
+    /// Stop making blocks this long after the start: the latest block then ages (a stalled chain).
+    #[arg(long, env = "SIM_STALL_AFTER_MS")]
+    stall_after_ms: Option<u64>,
+    /// How old the first block is at the start (with `--stall-after-ms 0`: a chain stalled that long ago).
+    #[arg(long, env = "SIM_HEAD_AGE_MS", default_value_t = 0)]
+    head_age_ms: u64,
+    /// Answer a JSON-RPC batch with one "invalid request" error, as providers without batches do.
+    #[arg(long, env = "SIM_NO_BATCH")]
+    no_batch: bool,
 }
 
 #[derive(Debug, Args)]
@@ -237,6 +246,15 @@ struct UpArgs {
     /// The operator's status shape (`tidy`, `terse`: see `rollgate-sim operator --help`)
     #[arg(long, default_value = "tidy")]
     status_shape: String,
+    /// The chain's block interval.
+    #[arg(long, env = "SIM_CHAIN_BLOCK_MS", default_value_t = 1000)]
+    chain_block_ms: u64,
+    /// The chain stops making blocks this long after it starts (its latest block then ages).
+    #[arg(long, env = "SIM_CHAIN_STALL_AFTER_MS")]
+    chain_stall_after_ms: Option<u64>,
+    /// The chain answers batches with one "invalid request" error.
+    #[arg(long, env = "SIM_CHAIN_NO_BATCH")]
+    chain_no_batch: bool,
 }
 
 /// Exit status for a usage or configuration error (as rollgate's own).
@@ -387,6 +405,9 @@ async fn serve(command: Command) -> Result<ExitCode> {
                 listen: a.listen,
                 chain_id: a.chain_id,
                 block_interval: ms(a.block_interval_ms),
+                stall_after: a.stall_after_ms.map(ms),
+                head_age: ms(a.head_age_ms),
+                batches: !a.no_batch,
                 ..ChainOptions::default()
             })
             .await?;
@@ -496,6 +517,9 @@ fn localnet(args: LocalnetArgs) -> Result<ExitCode> {
                     .as_str()
                     .to_owned(),
                 exe: std::env::current_exe().context("failed to locate rollgate-sim")?,
+                chain_block_ms: a.chain_block_ms,
+                chain_stall_after_ms: a.chain_stall_after_ms,
+                chain_batches: !a.chain_no_batch,
             };
             net.up(&config, a.operator_version.parse()?, a.kyc_version.parse()?)?;
             print_status(&net, false)?;

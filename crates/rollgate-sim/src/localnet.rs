@@ -61,6 +61,23 @@ pub struct LocalnetConfig {
     /// The operator's status shape (`tidy`, `terse`).
     #[serde(default = "tidy")]
     pub status_shape: String,
+    /// The chain's block interval.
+    #[serde(default = "block_ms")]
+    pub chain_block_ms: u64,
+    /// The chain stops making blocks this long after it starts (never when absent).
+    #[serde(default)]
+    pub chain_stall_after_ms: Option<u64>,
+    /// The chain answers JSON-RPC batches.
+    #[serde(default = "yes")]
+    pub chain_batches: bool,
+}
+
+fn block_ms() -> u64 {
+    1000
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn tidy() -> String {
@@ -87,6 +104,9 @@ impl Default for LocalnetConfig {
             pccs_cert: "v1".into(),
             exe: PathBuf::from("rollgate-sim"),
             status_shape: tidy(),
+            chain_block_ms: block_ms(),
+            chain_stall_after_ms: None,
+            chain_batches: true,
         }
     }
 }
@@ -311,7 +331,16 @@ impl Localnet {
             a.push(v);
         };
         match c {
-            "chain" => push("--listen", listen(cfg.chain_port)),
+            "chain" => {
+                push("--listen", listen(cfg.chain_port));
+                push("--block-interval-ms", cfg.chain_block_ms.to_string());
+                if let Some(ms) = cfg.chain_stall_after_ms {
+                    push("--stall-after-ms", ms.to_string());
+                }
+                if !cfg.chain_batches {
+                    a.push("--no-batch".into());
+                }
+            }
             "deployment" => {
                 push("--listen", listen(cfg.deployment_port));
                 push("--app-config", self.app_config().display().to_string());

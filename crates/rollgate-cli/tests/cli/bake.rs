@@ -16,6 +16,7 @@ const OPTIONS: NodeOptions = NodeOptions {
     idle_progression: "fail",
     extra: "",
     status_shape: "tidy",
+    sim_args: &[],
 };
 
 fn start() -> Option<Node> {

@@ -59,6 +59,8 @@ pub struct NodeOptions {
     /// The operator's status shape: `tidy`, or `terse` (`false`/`""` for no fault, requestIndex
     /// a decimal string past 2^64).
     pub status_shape: &'static str,
+    /// Extra `rollgate-sim localnet up` arguments (the chain's `--chain-block-ms`, …).
+    pub sim_args: &'static [&'static str],
 }
 
 /// Fault injection for [`Node::start_with_faults`] (the fault matrix).
@@ -84,6 +86,7 @@ impl Default for NodeOptions {
             idle_progression: "fail",
             extra: "",
             status_shape: "tidy",
+            sim_args: &[],
         }
     }
 }
@@ -154,6 +157,7 @@ impl Node {
             .args(["--pccs-port", &pccs.to_string()])
             .args(["--traffic", if opts.traffic { "on" } else { "off" }])
             .args(["--status-shape", opts.status_shape])
+            .args(opts.sim_args)
             .output()
             .expect("run rollgate-sim localnet up");
         assert!(

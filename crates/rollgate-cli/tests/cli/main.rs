@@ -3,6 +3,7 @@
 //! and crash safety with SIGKILL at every journal step boundary.
 
 mod bake;
+mod chain;
 mod compose;
 mod crash;
 mod fault_matrix;

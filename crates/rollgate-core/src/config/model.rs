@@ -115,6 +115,17 @@ pub struct Chain {
     /// The URL rollgate probes (defaults to `url`).
     pub probe_url: String,
     pub chain_id: Option<u64>,
+    /// The oldest the latest block may be: older is a stalled chain (a failure).
+    pub max_block_age: Duration,
+    /// When set, a latest block older than `max_block_age` is not judged at once: the head is
+    /// watched for this long, and a head that stays put is a warning (automining chains only
+    /// mine with traffic).
+    pub advance_window: Option<Duration>,
+}
+
+impl Chain {
+    /// The default `max_block_age`: five Ethereum mainnet slots, thirty 2 s blocks.
+    pub const DEFAULT_MAX_BLOCK_AGE: Duration = Duration::from_secs(60);
 }
 
 #[derive(Debug, Clone)]

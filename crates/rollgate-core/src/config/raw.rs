@@ -111,6 +111,14 @@ pub struct RawChain {
     /// Extension: the chain id the node must be on (hex or decimal); unchecked when absent.
     #[serde(default)]
     pub chain_id: Option<Str>,
+    /// The oldest the latest block may be (default 60s); older is a stalled chain.
+    #[serde(default)]
+    pub max_block_age: Option<Str>,
+    /// Extension: when the latest block is older than `max_block_age`, watch the head for this
+    /// long instead of failing; a head that stays put is then a warning (an idle automining
+    /// localnet). Off by default.
+    #[serde(default)]
+    pub advance_window: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

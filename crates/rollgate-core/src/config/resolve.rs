@@ -542,10 +542,29 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
                 }
                 None => None,
             };
+            let max_block_age = cx.opt_duration(
+                &c.max_block_age,
+                "dependencies.chain.max_block_age",
+                Chain::DEFAULT_MAX_BLOCK_AGE,
+            )?;
+            if let Some(v) = c.max_block_age.as_ref().filter(|_| max_block_age.is_zero()) {
+                return Err(cx.invalid(
+                    v,
+                    "dependencies.chain.max_block_age",
+                    "must be greater than zero",
+                ));
+            }
+            let advance_window = c
+                .advance_window
+                .as_ref()
+                .map(|v| cx.duration(v, "dependencies.chain.advance_window"))
+                .transpose()?;
             Ok(Chain {
                 url,
                 probe_url,
                 chain_id,
+                max_block_age,
+                advance_window,
             })
         })
         .transpose()?;

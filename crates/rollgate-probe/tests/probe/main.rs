@@ -2,6 +2,7 @@
 //! well, badly, or not at all, and (where available) the real Postgres and Redis.
 
 mod bad_responses;
+mod chain;
 mod pccs;
 mod services;
 mod support;

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use rollgate_core::config::ProbeLimits;
+use rollgate_core::vocab::CheckStatus;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -106,6 +107,25 @@ async fn respond(sock: &mut tokio::net::TcpStream, answer: Answer) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// `o` has this status and a detail that contains `needle` and names the loopback endpoint.
+pub fn assert_outcome(o: &rollgate_probe::Outcome, status: CheckStatus, needle: &str) {
+    assert_eq!(
+        o.status, status,
+        "expected {status:?}, got {:?}: {}",
+        o.status, o.detail
+    );
+    assert!(
+        o.detail.contains(needle),
+        "detail `{}` should contain `{needle}`",
+        o.detail
+    );
+    assert!(
+        o.detail.contains("http://127.0.0.1:"),
+        "detail names the endpoint: {}",
+        o.detail
+    );
 }
 
 pub fn json(body: serde_json::Value) -> Answer {

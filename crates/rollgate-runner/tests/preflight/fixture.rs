@@ -61,6 +61,11 @@ async fn proxy(url: &str) -> FaultProxy {
 impl Node {
     /// Start a node; `None` (test skipped) outside CI when the services are not running.
     pub async fn start(traffic: bool) -> Option<Node> {
+        Node::start_with(traffic, |_| {}).await
+    }
+
+    /// [`Node::start`], with the stack's options edited first (the benchmark's block interval).
+    pub async fn start_with(traffic: bool, edit: impl FnOnce(&mut StackOptions)) -> Option<Node> {
         let services = require_services()?;
         let dir = tempfile::tempdir().unwrap();
         let dbs = NodeDatabases::create(&services.database_url).await.unwrap();
@@ -71,6 +76,7 @@ impl Node {
         );
         opts.traffic = traffic;
         opts.slow_start = Duration::ZERO;
+        edit(&mut opts);
         let stack = SimStack::start(opts).await.unwrap();
         let chain = proxy(&stack.chain_url()).await;
         let deployment = proxy(&stack.deployment_url()).await;

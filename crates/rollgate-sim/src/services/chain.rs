@@ -1,6 +1,12 @@
 //! The simulated chain: Ethereum JSON-RPC 2.0 over HTTP POST `/`, answering `eth_chainId`,
-//! an advancing `eth_blockNumber`, `net_version` and `web3_clientVersion`; anything else gets
-//! the JSON-RPC "method not found" error. Batches are supported as the spec requires.
+//! an advancing `eth_blockNumber`, `eth_getBlockByNumber` (`number`, `timestamp`, `hash`,
+//! `parentHash`), `eth_syncing`, `net_version` and `web3_clientVersion`; anything else gets
+//! the JSON-RPC "method not found" error. Batches are supported as the spec requires, unless
+//! `batches` is off (then a batch gets one "invalid request" error, as some providers answer).
+//!
+//! Blocks come every `block_interval`, until `stall_after` (the latest block then ages, as on a
+//! stalled chain). Block `start_block` is `head_age` old when the chain starts; each later
+//! block is `block_interval` younger than the one before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,6 +31,12 @@ pub struct ChainOptions {
     pub chain_id: u64,
     pub block_interval: Duration,
     pub start_block: u64,
+    /// Stop making blocks this long after the start (`None`: never).
+    pub stall_after: Option<Duration>,
+    /// How old block `start_block` is at the start.
+    pub head_age: Duration,
+    /// Answer JSON-RPC batches (on by default).
+    pub batches: bool,
 }
 
 impl Default for ChainOptions {
@@ -34,6 +46,9 @@ impl Default for ChainOptions {
             chain_id: 1337,
             block_interval: Duration::from_secs(1),
             start_block: 100,
+            stall_after: None,
+            head_age: Duration::ZERO,
+            batches: true,
         }
     }
 }
@@ -41,12 +56,55 @@ impl Default for ChainOptions {
 struct Inner {
     opts: ChainOptions,
     started: Instant,
+    /// Unix time of the start, in milliseconds.
+    started_unix_ms: u128,
 }
 
 impl Inner {
     fn block_number(&self) -> u64 {
         let interval = self.opts.block_interval.as_millis().max(1);
-        self.opts.start_block + (self.started.elapsed().as_millis() / interval) as u64
+        let mut running = self.started.elapsed();
+        if let Some(stall) = self.opts.stall_after {
+            running = running.min(stall);
+        }
+        self.opts.start_block + (running.as_millis() / interval) as u64
+    }
+
+    /// Block `n` (at most the head), as `eth_getBlockByNumber` returns it.
+    fn block(&self, n: u64) -> Value {
+        let o = &self.opts;
+        let since_start =
+            u128::from(n.saturating_sub(o.start_block)) * o.block_interval.as_millis();
+        let before_start =
+            u128::from(o.start_block.saturating_sub(n)) * o.block_interval.as_millis();
+        let ts_ms = (self.started_unix_ms + since_start)
+            .saturating_sub(o.head_age.as_millis() + before_start);
+        let hash = |n: u64| format!("0x{:016x}{:048x}", o.chain_id, n);
+        json!({
+            "number": format!("0x{n:x}"),
+            "timestamp": format!("0x{:x}", ts_ms / 1000),
+            "hash": hash(n),
+            "parentHash": hash(n.saturating_sub(1)),
+            "transactions": [],
+        })
+    }
+
+    /// The block a `eth_getBlockByNumber` tag or hex number names; `None` for a bad tag,
+    /// `Some(None)` for a block not made yet.
+    fn block_by_tag(&self, tag: &Value) -> Option<Option<Value>> {
+        let head = self.block_number();
+        let n = match tag.as_str()? {
+            "latest" | "pending" | "safe" | "finalized" => head,
+            "earliest" => 0,
+            hex => {
+                let digits = hex.strip_prefix("0x")?;
+                if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
+                u64::from_str_radix(digits, 16).ok()?
+            }
+        };
+        Some((n <= head).then(|| self.block(n)))
     }
 }
 
@@ -63,9 +121,13 @@ impl RunningChain {
     }
 
     pub fn start_on(listener: TcpListener, opts: ChainOptions) -> Result<RunningChain, SimError> {
+        let started_unix_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         let inner = Arc::new(Inner {
             opts,
             started: Instant::now(),
+            started_unix_ms,
         });
         let router = Router::new().route("/", post(rpc)).with_state(inner);
         let server = HttpServer::spawn(listener, router)?;
@@ -104,6 +166,10 @@ fn call(inner: &Inner, req: &Value) -> Value {
         "eth_blockNumber" => json!(format!("0x{:x}", inner.block_number())),
         "web3_clientVersion" => json!("rollgate-sim/chain"),
         "eth_syncing" => json!(false),
+        "eth_getBlockByNumber" => match req.pointer("/params/0").map(|t| inner.block_by_tag(t)) {
+            Some(Some(block)) => json!(block),
+            _ => return error(id, -32602, "Invalid params"),
+        },
         _ => return error(id, -32601, "Method not found"),
     };
     json!({"jsonrpc": "2.0", "id": id, "result": result})
@@ -112,7 +178,7 @@ fn call(inner: &Inner, req: &Value) -> Value {
 async fn rpc(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
     let reply = match serde_json::from_slice::<Value>(&body) {
         Err(_) => error(Value::Null, -32700, "Parse error"),
-        Ok(Value::Array(batch)) if batch.is_empty() => {
+        Ok(Value::Array(batch)) if batch.is_empty() || !inner.opts.batches => {
             error(Value::Null, -32600, "Invalid Request")
         }
         Ok(Value::Array(batch)) => Value::Array(batch.iter().map(|r| call(&inner, r)).collect()),

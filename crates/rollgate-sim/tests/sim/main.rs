@@ -2,6 +2,7 @@
 //! observed through its real protocol (HTTP, HTTPS, JSON-RPC, unix socket, Postgres, Redis).
 //! Tests needing Postgres/Redis skip outside CI when `scripts/services` was not run.
 
+mod chain;
 mod common;
 mod compose;
 mod faults;
