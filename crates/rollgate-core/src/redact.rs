@@ -7,32 +7,53 @@
 /// The replacement for a secret.
 pub const REDACTED: &str = "****";
 
+use std::ops::Range;
+
 /// Replace the password of a URL (`scheme://user:password@host`) and the values of query
 /// parameters that usually carry secrets (`password`, `token`, `key`, `secret`, ...).
 ///
 /// Works on text, not on a parsed URL, so it never fails: a string that is not a URL comes back
-/// unchanged.
+/// unchanged. The password is found by [`password_range`].
 pub fn redact_url(url: &str) -> String {
     let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let rest_start = scheme_end + 3;
-        let authority_end = out[rest_start..]
-            .find(['/', '?', '#'])
-            .map(|i| rest_start + i)
-            .unwrap_or(out.len());
-        if let Some(at) = out[rest_start..authority_end].rfind('@') {
-            let userinfo = &out[rest_start..rest_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                let start = rest_start + colon + 1;
-                let end = rest_start + at;
-                out.replace_range(start..end, REDACTED);
-            } else if out[..scheme_end].starts_with("redis") && !userinfo.is_empty() {
-                // `redis://secret@host`: a lone user-info field is the password for Redis.
-                out.replace_range(rest_start..rest_start + at, REDACTED);
-            }
-        }
+    if let Some(range) = password_range(url) {
+        out.replace_range(range, REDACTED);
     }
     redact_query(&out)
+}
+
+/// Where the password of a URL-looking string is (for `redis://secret@host`, the lone user-info
+/// field), as a byte range; `None` when there is none.
+///
+/// The user info runs from `://` to the **last** `@`, not to the first `/`, `?` or `#`: a
+/// password holding those unencoded (base64 passwords do) is accepted by tokio-postgres, so
+/// the authority ends at the first `/`, `?` or `#` *after* the last `@`. In
+/// `postgres://u:a/b?c#d@host/db` the password is `a/b?c#d`. The price is that an `@` later in
+/// the URL (`https://host:8443/to/me@x`) makes `8443/to/me` look like a password: that is
+/// redacted too, since the two cannot be told apart as text.
+pub fn password_range(url: &str) -> Option<Range<usize>> {
+    let scheme_end = url.find("://")?;
+    let start = scheme_end + 3;
+    let at = start + url[start..].rfind('@')?;
+    let userinfo = &url[start..at];
+    match userinfo.find(':') {
+        Some(colon) => Some(start + colon + 1..at),
+        // `redis://secret@host`: a lone user-info field is the password for Redis.
+        None if url[..scheme_end].starts_with("redis") && !userinfo.is_empty() => Some(start..at),
+        None => None,
+    }
+}
+
+/// The query of a URL-looking string (after the first `?` that follows the user info, up to
+/// `#`), or `None`.
+pub fn url_query(url: &str) -> Option<&str> {
+    let after = match (password_range(url), url.find("://")) {
+        (Some(pw), _) => pw.end,
+        (None, Some(scheme_end)) => scheme_end + 3,
+        (None, None) => 0,
+    };
+    let q = after + url[after..].find('?')?;
+    url[q + 1..].split('#').next()
 }
 
 fn redact_query(url: &str) -> String {
@@ -127,6 +148,32 @@ mod tests {
         }
     }
 
+    /// issue 12 item 2: a password holding `/`, `?` or `#` unencoded (base64 passwords do) is
+    /// accepted by tokio-postgres; the user info runs to the last `@`, not to the first `/`.
+    #[test]
+    fn passwords_with_delimiters_are_replaced_whole() {
+        let cases = [
+            ("postgres://u:a/b?c#d@host/db", "postgres://u:****@host/db"),
+            (
+                "postgres://app:Zm9v/YmFy+cXV4==@127.0.0.1:5432/node0?sslmode=disable",
+                "postgres://app:****@127.0.0.1:5432/node0?sslmode=disable",
+            ),
+            ("redis://:p?w#x@h:6379/0", "redis://:****@h:6379/0"),
+            ("redis://p/w@h", "redis://****@h"),
+            ("postgres://u:a@b/c@h/db", "postgres://u:****@h/db"),
+            ("https://u:p#w@h/x?token=t", "https://u:****@h/x?token=****"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(redact_url(input), want, "{input}");
+            let text = format!("error: connect {input} failed");
+            assert_eq!(
+                redact_text(&text),
+                format!("error: connect {want} failed"),
+                "{input}"
+            );
+        }
+    }
+
     #[test]
     fn free_text_is_redacted() {
         let t = "connect postgres://a:b@h/db failed password=xyz user=me";
@@ -134,5 +181,58 @@ mod tests {
             redact_text(t),
             "connect postgres://a:****@h/db failed password=**** user=me"
         );
+    }
+
+    /// Strategies for URLs with user info.
+    mod urls {
+        use proptest::prelude::*;
+
+        /// A password from a wide alphabet: URL delimiters, `%`, quotes, any non-whitespace
+        /// character (non-ASCII and control characters included).
+        pub fn password() -> impl Strategy<Value = String> {
+            let special = prop::sample::select(vec![
+                '/', '?', '#', '@', ':', '%', '&', '=', '+', '[', ']', '\'', '"', '!', '$', ';',
+            ]);
+            prop::collection::vec(
+                prop_oneof![2 => special, 3 => any::<char>().prop_filter("no space", |c| !c.is_whitespace())],
+                1..24,
+            )
+            .prop_map(|cs| cs.into_iter().collect())
+        }
+
+        /// `(scheme, user, host, path)`: what a user and a host can hold, and a path without
+        /// `@` (a path `@` cannot be told apart from a password's; see `password_range`).
+        pub fn parts() -> impl Strategy<Value = (String, String, String, String)> {
+            (
+                prop::sample::select(vec!["postgres", "postgresql", "redis", "rediss", "https"]),
+                "[a-zA-Z0-9._~-]{0,8}",
+                "[a-z0-9.-]{1,12}(:[0-9]{1,5})?",
+                "(/[a-zA-Z0-9._~%=&?#-]{0,10}){0,3}",
+            )
+                .prop_map(|(s, u, h, p)| (s.to_string(), u, h, p))
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// issue 12 item 2: for any URL with user info, the password never survives
+        /// `redact_url`, nor `redact_text` on text holding the URL.
+        #[test]
+        fn the_password_never_survives(
+            (scheme, user, host, path) in urls::parts(),
+            password in urls::password(),
+        ) {
+            let url = format!("{scheme}://{user}:{password}@{host}{path}");
+            let prefix = format!("{scheme}://{user}:{REDACTED}@{host}");
+            // Exactly the URL without user info, redacted the same way, with `user:****@`
+            // put back: the password is gone whole, and nothing else changed.
+            let bare = format!("{scheme}://{host}");
+            let tail = redact_url(&format!("{bare}{path}"))[bare.len()..].to_string();
+            let out = redact_url(&url);
+            proptest::prop_assert_eq!(&out, &format!("{prefix}{tail}"), "{:?}", url);
+            let text = redact_text(&format!("error: connect {url}\tfailed"));
+            proptest::prop_assert_eq!(text, format!("error: connect {out}\tfailed"));
+        }
     }
 }

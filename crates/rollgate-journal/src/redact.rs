@@ -8,7 +8,7 @@
 //! that names a secret (`password`, `token`, …) is replaced whole.
 
 use rollgate_core::config::Config;
-use rollgate_core::redact::{REDACTED, redact_text};
+use rollgate_core::redact::{REDACTED, password_range, redact_text, url_query};
 use serde_json::Value;
 
 /// Removes secrets from text and JSON before they are stored.
@@ -158,22 +158,15 @@ pub fn install(config: &Config) {
     rollgate_core::secrets::install(secrets_of(config));
 }
 
-/// The password of a URL's user info (for `redis://secret@host`, the lone field) and the values
-/// of secret-looking query parameters, each also percent-decoded.
+/// The password of a URL's user info (for `redis://secret@host`, the lone field; up to the last
+/// `@`, see [`password_range`]) and the values of secret-looking query parameters, each also
+/// percent-decoded.
 pub fn url_secrets(url: &str) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some((scheme, rest)) = url.split_once("://") {
-        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-        if let Some((userinfo, _)) = authority.rsplit_once('@') {
-            match userinfo.split_once(':') {
-                Some((_, pw)) => out.push(pw.to_string()),
-                None if scheme.starts_with("redis") => out.push(userinfo.to_string()),
-                None => {}
-            }
-        }
+    if let Some(pw) = password_range(url) {
+        out.push(url[pw].to_string());
     }
-    if let Some((_, query)) = url.split_once('?') {
-        let query = query.split('#').next().unwrap_or("");
+    if let Some(query) = url_query(url) {
         for pair in query.split('&') {
             if let Some((k, v)) = pair.split_once('=')
                 && (is_secret_key(k)
@@ -234,6 +227,26 @@ mod tests {
         );
     }
 
+    /// issue 12 item 2: the literal password of a configured URL is the whole password even
+    /// when it holds `/`, `?`, `#` or `@` unencoded, so a bare echo of it is replaced too.
+    #[test]
+    fn passwords_with_delimiters_are_extracted_whole() {
+        for (url, pw) in [
+            ("postgres://u:a/b?c#d@host/db", "a/b?c#d"),
+            (
+                "postgres://app:Zm9v/YmFy+cXV4==@127.0.0.1/node0",
+                "Zm9v/YmFy+cXV4==",
+            ),
+            ("redis://p/w?x@h:6379", "p/w?x"),
+            ("postgres://u:a@b/c@h/db", "a@b/c"),
+        ] {
+            let secrets = url_secrets(url);
+            assert_eq!(secrets.first().map(String::as_str), Some(pw), "{url}");
+            let r = Redactor::new(secrets);
+            assert_eq!(r.text(&format!("bad password {pw}")), "bad password ****");
+        }
+    }
+
     #[test]
     fn short_or_absent_secrets_leave_text_alone() {
         let r = Redactor::new(vec!["a".to_string()]);
@@ -243,5 +256,25 @@ mod tests {
             url_secrets("https://h/x?token=abc123&a=1"),
             vec!["abc123".to_string()]
         );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(1024))]
+
+        /// issue 12 item 2: the literal secret taken from a configured URL is its whole
+        /// password, whatever it holds, so a bare echo of it is replaced too.
+        #[test]
+        fn the_whole_password_is_a_secret(
+            user in "[a-zA-Z0-9._-]{0,8}",
+            password in "[^\\s*]{4,24}",
+            host in "[a-z0-9.]{1,12}(:[0-9]{1,5})?",
+            path in "(/[a-zA-Z0-9._~%=&?#-]{0,10}){0,3}",
+        ) {
+            let url = format!("postgres://{user}:{password}@{host}{path}");
+            let secrets = url_secrets(&url);
+            proptest::prop_assert_eq!(secrets.first(), Some(&password), "{}", url);
+            let out = Redactor::new(secrets).text(&format!("auth failed for {password}."));
+            proptest::prop_assert!(!out.contains(&password), "{url:?}: {out:?}");
+        }
     }
 }

@@ -422,7 +422,7 @@ pub fn parse_exposition(text: &str) -> Exposition {
 
 /// The label keys of one sample's label set: `text` is what follows its `{`. Quoted values may
 /// hold commas, braces and escaped quotes.
-fn label_keys(text: &str) -> Vec<String> {
+pub fn label_keys(text: &str) -> Vec<String> {
     let mut keys = Vec::new();
     let mut rest = text;
     loop {

@@ -37,9 +37,13 @@ pub fn cert_sha256(der: &[u8]) -> [u8; 32] {
 
 /// The certificates of a PEM file (or of a single DER certificate), as DER.
 pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, std::io::Error> {
-    let data = std::fs::read(path)?;
+    Ok(parse_certificates(&std::fs::read(path)?))
+}
+
+/// The certificates of PEM text (or of a single DER certificate), as DER.
+pub fn parse_certificates(data: &[u8]) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    for pem in x509_parser::pem::Pem::iter_from_buffer(&data) {
+    for pem in x509_parser::pem::Pem::iter_from_buffer(data) {
         match pem {
             Ok(p) if p.label == "CERTIFICATE" || p.label == "TRUSTED CERTIFICATE" => {
                 out.push(p.contents)
@@ -48,10 +52,10 @@ pub fn read_certificates(path: &Path) -> Result<Vec<Vec<u8>>, std::io::Error> {
             Err(_) => break,
         }
     }
-    if out.is_empty() && x509_parser::parse_x509_certificate(&data).is_ok() {
-        out.push(data);
+    if out.is_empty() && x509_parser::parse_x509_certificate(data).is_ok() {
+        out.push(data.to_vec());
     }
-    Ok(out)
+    out
 }
 
 /// The certificate verifier of the PCCS probe. It remembers the leaf it was shown, so a

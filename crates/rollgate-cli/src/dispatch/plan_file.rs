@@ -35,7 +35,12 @@ struct PlanStep {
 pub fn load(path: &Path) -> Result<Vec<(String, String)>, CliError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| CliError::Usage(format!("failed to read plan {}: {e}", path.display())))?;
-    let plan: PlanFile = toml::from_str(&text).map_err(|e| {
+    parse(path, &text)
+}
+
+/// The `(layer, value)` steps of plan-file text read from `path` (named in errors).
+pub fn parse(path: &Path, text: &str) -> Result<Vec<(String, String)>, CliError> {
+    let plan: PlanFile = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1);
         let hint = if e.message().contains("unknown field") {
             " (each [[step]] changes exactly one layer: `layer` and `value` only; put each change in its own step)"

@@ -243,3 +243,35 @@ fn checks_run_without_a_platform_ca_store() {
     assert_eq!(operator["status"], "pass", "{}\n{v}", explain(&out));
     assert_eq!(code(&out), 0, "{}", explain(&out));
 }
+
+/// issue 12 item 2: a database password holding `/`, `?` and `#` unencoded (a base64 password;
+/// tokio-postgres accepts it) was printed in full by `check`, because the URL's authority was
+/// taken to end at the first `/`. The binary must print the URL with the password replaced.
+#[test]
+fn check_never_prints_a_password_holding_url_delimiters() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(code(&rollgate(dir.path()).arg("init").output().unwrap()), 0);
+    let password = "Zm9v/YmFy?cXV4#PQ==";
+    let out = rollgate(dir.path())
+        .args(["--json", "check", "--group", "prerequisites"])
+        .env(
+            "DATABASE_URL",
+            format!("postgres://app:{password}@127.0.0.1:1/node0"),
+        )
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for secret in [password, "YmFy?cXV4", "cXV4#PQ"] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} printed: {}",
+            explain(&out)
+        );
+    }
+    assert!(
+        stdout.contains("postgres://app:****@127.0.0.1:1/node0"),
+        "{}",
+        explain(&out)
+    );
+}
