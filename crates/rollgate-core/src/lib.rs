@@ -12,6 +12,7 @@ pub mod engine;
 pub mod errors;
 pub mod exit;
 pub mod facts;
+pub mod fleet;
 pub mod redact;
 pub mod secrets;
 pub mod stats;
