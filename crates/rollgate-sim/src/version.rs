@@ -30,7 +30,7 @@ pub enum OperatorVersion {
     RenamedField,
     /// `v1.1.0-slow`: every endpoint about 8x slower (+40 ms).
     Slow,
-    /// `v1.1.0-bloat`: writes about 10x more bytes to Postgres per request.
+    /// `v1.1.0-bloat`: writes about 30x more bytes to Postgres per request.
     Bloat,
     /// `v1.1.0-sgx-debug`: enclave artifacts built with `SGX_DEBUG=1`.
     SgxDebug,
@@ -91,7 +91,7 @@ impl OperatorVersion {
                 "raftMetrics.voterIds renamed to raftMetrics.voters; lastTx is a number"
             }
             OperatorVersion::Slow => "every endpoint about 8x slower (+40ms)",
-            OperatorVersion::Bloat => "writes about 10x more bytes to Postgres per request",
+            OperatorVersion::Bloat => "writes about 30x more bytes to Postgres per request",
             OperatorVersion::SgxDebug => {
                 "writes enclave/build-flags.env with SGX_DEBUG=1 SGX_PRERELEASE=0 (runtime flags unchanged)"
             }
