@@ -137,6 +137,28 @@ impl TestDatabase {
         db::connect_pg(&self.url, TIMEOUT).await
     }
 
+    /// Give an operator database the history of a node that has run for a while: 4,000 rows of
+    /// the operator's table (about 2.5 MB, marked version `aged`, request index 0), then
+    /// `VACUUM`, which writes the free-space and visibility maps. A young table grows in jumps
+    /// (its first pages, those maps) that a storage-growth comparison over a few seconds reads
+    /// as a trend; an aged one grows page by page. Safe while the operator runs (it only reads
+    /// the last row at start).
+    pub async fn age_operator_table(&self) -> Result<(), SimError> {
+        let c = self.connect().await?;
+        c.batch_execute(crate::services::operator::CREATE_TABLE)
+            .await?;
+        c.batch_execute(
+            "INSERT INTO operator_requests (request_index, tx_hash, version, payload) \
+             SELECT 0, '0x' || md5(i::text) || md5((i + 1)::text), 'aged', \
+                    decode(repeat(md5(i::text), 32), 'hex') \
+             FROM generate_series(1, 4000) AS i",
+        )
+        .await?;
+        // Its own statement: VACUUM cannot run inside the implicit transaction of a batch.
+        c.batch_execute("VACUUM ANALYZE operator_requests").await?;
+        Ok(())
+    }
+
     /// Drops the database (closing sessions still on it).
     pub async fn drop(mut self) {
         self.dropped = true;

@@ -105,6 +105,14 @@ pub struct Node {
 }
 
 impl Node {
+    /// Give the operator's database a history ([`rollgate_sim::testenv::TestDatabase::age_operator_table`]).
+    pub fn age_operator_table(&self) {
+        let dbs = self.dbs.as_ref().expect("a node with databases");
+        runtime()
+            .block_on(dbs.node0.age_operator_table())
+            .expect("age the operator table");
+    }
+
     /// Start a node, or `None` when the services are missing outside CI (under `CI=true` a
     /// missing service panics: tests never silently skip there).
     pub fn start(opts: NodeOptions) -> Option<Node> {

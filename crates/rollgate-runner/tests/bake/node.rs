@@ -220,7 +220,10 @@ timeout = "2s"
         };
         node.wait_until_ready().await;
         // A fresh database grows in jumps for its first seconds (first pages of the table, its
-        // index and TOAST); a real baseline is frozen on a node that has run for a while.
+        // index and TOAST, the free-space map); a real baseline is frozen on a node that has run
+        // for a while.
+        let dbs = node.dbs.as_ref().unwrap();
+        dbs.node0.age_operator_table().await.unwrap();
         tokio::time::sleep(WARM_UP).await;
         Some(node)
     }

@@ -28,7 +28,7 @@ use crate::server::{HttpServer, now_ms};
 use crate::version::OperatorVersion;
 
 /// Rows the operator writes, one per sequenced request.
-const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS operator_requests (
+pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS operator_requests (
     id BIGSERIAL PRIMARY KEY,
     request_index BIGINT NOT NULL,
     tx_hash TEXT NOT NULL,
