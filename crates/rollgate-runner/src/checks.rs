@@ -211,8 +211,7 @@ impl ProbeClients {
 #[derive(Debug, Clone)]
 pub struct Checker<'a> {
     config: &'a Config,
-    http: HttpClient,
-    pccs: Option<Result<PccsClient, String>>,
+    clients: ProbeClients,
     options: CheckOptions,
 }
 
@@ -233,8 +232,7 @@ impl<'a> Checker<'a> {
     ) -> Checker<'a> {
         Checker {
             config,
-            http: clients.http,
-            pccs: clients.pccs,
+            clients,
             options,
         }
     }
@@ -297,11 +295,13 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Chain => match &deps.chain {
-                Some(ch) => chain::probe_chain(&self.http, ch).await,
+                Some(ch) => chain::probe_chain(&self.clients.http, ch).await,
                 None => missing(),
             },
             CheckKind::DeploymentService => match &deps.deployment_service {
-                Some(d) => http::probe_health(&self.http, &join_url(&d.probe_url, &d.path)).await,
+                Some(d) => {
+                    http::probe_health(&self.clients.http, &join_url(&d.probe_url, &d.path)).await
+                }
                 None => missing(),
             },
             CheckKind::Postgres => match &deps.postgres {
@@ -315,7 +315,7 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Pccs => match &deps.pccs {
-                Some(p) => match &self.pccs {
+                Some(p) => match &self.clients.pccs {
                     Some(Ok(client)) => pccs::probe_pccs_with(client, p).await,
                     Some(Err(detail)) => Outcome::fail(detail.clone(), Value::Null),
                     None => pccs::probe_pccs(p, limits).await,
@@ -331,30 +331,32 @@ impl<'a> Checker<'a> {
                 None => missing(),
             },
             CheckKind::Readiness(i) => match c.readiness.get(i) {
-                Some(r) => http::probe_readiness(&self.http, r).await,
+                Some(r) => http::probe_readiness(&self.clients.http, r).await,
                 None => missing(),
             },
             CheckKind::EncryptionKey => match &c.probes.encryption_key {
-                Some(p) => encryption_key::probe_encryption_key(&self.http, p).await,
+                Some(p) => encryption_key::probe_encryption_key(&self.clients.http, p).await,
                 None => missing(),
             },
             CheckKind::MarkPrice => match &c.probes.mark_price {
-                Some(p) => mark_price::probe_mark_price(&self.http, p).await,
+                Some(p) => mark_price::probe_mark_price(&self.clients.http, p).await,
                 None => missing(),
             },
             CheckKind::Faults => match fault_url(c) {
-                Some(url) => match faults::read_faults(&self.http, url, &c.faults.pointers).await {
-                    Ok(list) if list.is_empty() => Outcome::pass(
-                        format!("no faults at {}", c.faults.pointers.join(", ")),
-                        json!([]),
-                    ),
-                    // Known faults are recorded, not refused: a gate fails only on new ones.
-                    Ok(list) => Outcome::warn(
-                        format!("{} fault(s): {}", list.len(), list.join("; ")),
-                        json!(list),
-                    ),
-                    Err(e) => e.into(),
-                },
+                Some(url) => {
+                    match faults::read_faults(&self.clients.http, url, &c.faults.pointers).await {
+                        Ok(list) if list.is_empty() => Outcome::pass(
+                            format!("no faults at {}", c.faults.pointers.join(", ")),
+                            json!([]),
+                        ),
+                        // Known faults are recorded, not refused: a gate fails only on new ones.
+                        Ok(list) => Outcome::warn(
+                            format!("{} fault(s): {}", list.len(), list.join("; ")),
+                            json!(list),
+                        ),
+                        Err(e) => e.into(),
+                    }
+                }
                 None => missing(),
             },
             CheckKind::Progression(i) => match c.progression.get(i) {
@@ -363,7 +365,7 @@ impl<'a> Checker<'a> {
                     if s.until_moved {
                         s.window = s.window.min(p.window);
                     }
-                    progression::probe_progression(&self.http, p, s).await
+                    progression::probe_progression(&self.clients.http, p, s).await
                 }
                 None => missing(),
             },
