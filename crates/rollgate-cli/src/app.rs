@@ -87,6 +87,8 @@ pub enum Command {
     Freeze(dispatch::freeze::FreezeArgs),
     /// Lift the kill switch
     Unfreeze(dispatch::unfreeze::UnfreezeArgs),
+    /// Database snapshots of layers that migrate: list them, prune the expired ones
+    Snapshot(dispatch::snapshot::SnapshotArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(dispatch::completions::CompletionsArgs),
     /// Print the man page (or write all of them with --dir)
@@ -247,6 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => dispatch::serve::run(&ctx, args).await,
             Command::Freeze(args) => dispatch::freeze::run(&ctx, args).await,
             Command::Unfreeze(args) => dispatch::unfreeze::run(&ctx, args).await,
+            Command::Snapshot(args) => dispatch::snapshot::run(&ctx, args).await,
             Command::Completions(args) => dispatch::completions::run(&ctx, args).await,
             Command::Man(args) => dispatch::completions::man(&ctx, args).await,
         }

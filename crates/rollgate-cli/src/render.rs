@@ -46,6 +46,9 @@ pub fn report(out: &Output, r: &RolloutReport) {
     }
     let t = &r.timings_ms;
     let mut timing = format!("total {}", secs(t.total));
+    if let Some(v) = t.snapshot {
+        timing.push_str(&format!(", snapshot {}", secs(v)));
+    }
     if let Some(v) = t.restart {
         timing.push_str(&format!(", restart {}", secs(v)));
     }
@@ -58,6 +61,22 @@ pub fn report(out: &Output, r: &RolloutReport) {
     crate::outln!("\n  time      {timing}");
     if let Some(p) = &r.promoted_baseline_id {
         crate::outln!("  known-good baseline is now {p}");
+    }
+    for s in &r.snapshots {
+        crate::outln!(
+            "  snapshot  {} of {} ({}, {}{}{})",
+            s.id,
+            s.database,
+            s.method,
+            s.state,
+            s.size_bytes
+                .map(|b| format!(", {}", rollgate_core::units::format_size(b)))
+                .unwrap_or_default(),
+            s.keep_until
+                .as_deref()
+                .map(|k| format!(", kept until {k}"))
+                .unwrap_or_default()
+        );
     }
     crate::outln!("\n  {} {}", out.paint("reason:", Color::Bold), r.reason);
 }

@@ -29,7 +29,7 @@ pub const MAX_STORED_OUTPUT: usize = 64 * 1024;
 /// The SQLite journal. See the crate docs for the guarantees.
 #[derive(Debug)]
 pub struct Journal {
-    conn: Connection,
+    pub(crate) conn: Connection,
     path: PathBuf,
     redactor: Redactor,
 }
@@ -166,7 +166,7 @@ impl Journal {
         Ok(())
     }
 
-    fn text(&self, s: &str) -> String {
+    pub(crate) fn text(&self, s: &str) -> String {
         self.redactor.text(s)
     }
 

@@ -6,6 +6,7 @@
 //!   The state a caller acts on ([`JournalState`]) is rebuilt from it on every open, so
 //!   behaviour after a crash equals behaviour without one.
 //! - [`Lock`] allows one rollout per node; a holder that died is detected and reclaimed.
+//! - [`snapshots`] records the database snapshots taken before a layer change.
 //! - [`report`] renders `rollgate status`, `history` and `show` from the journal.
 //!
 //! The API is synchronous (rusqlite); async callers wrap it in `spawn_blocking`. Everything
@@ -20,6 +21,7 @@ pub mod model;
 pub mod redact;
 pub mod report;
 pub mod schema;
+pub mod snapshots;
 
 pub use errors::{JournalError, LockError};
 pub use journal::Journal;
@@ -27,3 +29,4 @@ pub use lock::{Holder, Lock, LockGuard, LockStatus, Reclaimed, StaleReason};
 pub use model::*;
 pub use redact::Redactor;
 pub use schema::SCHEMA_VERSION;
+pub use snapshots::{NewSnapshot, SnapshotRecord};

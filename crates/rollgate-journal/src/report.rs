@@ -51,6 +51,9 @@ pub struct StatusReport {
     /// The kill switch when set (`rollgate freeze`): `{"reason", "frozen_at", "by"}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frozen: Option<serde_json::Value>,
+    /// Database snapshots not dropped yet, newest first ([`crate::SnapshotRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<crate::SnapshotRecord>,
 }
 
 /// The unfinished rollout as `status` shows it.
@@ -85,6 +88,7 @@ impl StatusReport {
             last_known_good: state.last_known_good,
             last_rollout: state.last_finished,
             frozen: None,
+            snapshots: vec![],
         }
     }
 
@@ -192,6 +196,20 @@ impl StatusReport {
                 h.layer,
                 h.to,
                 outcome_word(h)
+            );
+        }
+        for snap in &self.snapshots {
+            let _ = writeln!(
+                s,
+                "snapshot: {} of {} ({}, {}){}",
+                snap.id,
+                snap.database,
+                snap.method,
+                snap.state,
+                snap.keep_until
+                    .as_deref()
+                    .map(|k| format!(", kept until {k}"))
+                    .unwrap_or_default()
             );
         }
         s

@@ -7,10 +7,12 @@
 //! Changelog of [`SCHEMA_VERSION`]:
 //! - **1**: baselines (immutable, enforced by triggers), promotions (known-good marks),
 //!   rollouts, steps (intent + outcome), gates, driver outputs.
+//! - **2**: snapshots (database snapshots taken before a layer change: where they are, the
+//!   rollout and baseline they belong to, when they were taken and dropped).
 
 /// The schema version this build writes. Bump it with a new entry in [`MIGRATIONS`] and in
 /// the changelog above; never edit a released migration.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One step of the schema history.
 #[derive(Debug)]
@@ -19,10 +21,33 @@ pub struct Migration {
     pub sql: &'static str,
 }
 
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: V1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        sql: V2,
+    },
+];
+
+const V2: &str = r#"
+CREATE TABLE snapshots (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          TEXT NOT NULL UNIQUE,   -- the snapshot database's name, or the dump file's stem
+    rollout_id  TEXT NOT NULL REFERENCES rollouts(id),
+    baseline_id TEXT REFERENCES baselines(id),
+    database    TEXT NOT NULL,          -- the database it saves
+    method      TEXT NOT NULL,          -- template | dump
+    location    TEXT NOT NULL,          -- a database name (template) or a file path (dump)
+    size_bytes  INTEGER,                -- NULL until taken
+    created_at  TEXT NOT NULL,          -- when it was begun
+    taken_at    TEXT,                   -- NULL: begun, not (known to be) complete
+    dropped_at  TEXT
+);
+CREATE INDEX snapshots_by_rollout ON snapshots(rollout_id, seq);
+"#;
 
 const V1: &str = r#"
 CREATE TABLE baselines (

@@ -14,6 +14,7 @@ pub mod observe;
 pub mod progress;
 pub mod report;
 pub mod rollout;
+pub mod snapshot;
 pub mod watch;
 
 pub use errors::RunnerError;

@@ -481,6 +481,7 @@ mod tests {
             promoted_baseline_id: None,
             steps: vec![],
             timings_ms: Default::default(),
+            snapshots: vec![],
         }
     }
 

@@ -36,6 +36,10 @@ pub struct RolloutReport {
     pub steps: Vec<StepRecord>,
     #[serde(default)]
     pub timings_ms: Timings,
+    /// Extension: the database snapshots this rollout took (layers with `snapshot`), with
+    /// where they are and until when they are kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<rollgate_journal::SnapshotRecord>,
 }
 
 /// The rollback part of a decision record: the baseline's re-verification.
@@ -76,6 +80,10 @@ pub struct Timings {
     pub change_to_verified: Option<u64>,
     /// How long the restart(s) of the changed components took.
     pub restart: Option<u64>,
+    /// Extension: how long stopping the components and taking the database snapshot took
+    /// (the downtime a snapshot adds to a rollout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<u64>,
 }
 
 impl RolloutReport {

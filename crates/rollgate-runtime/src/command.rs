@@ -164,24 +164,26 @@ impl RuntimeDriver for CommandDriver {
     }
 
     async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
-        let services = components
-            .iter()
-            .map(|c| c.service.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let names = components
-            .iter()
-            .map(|c| c.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ");
-        let inv = self
-            .invocation(
-                "restart",
-                &self.commands.restart,
-                format!("components {names}"),
-            )
-            .env("ROLLGATE_COMPONENTS", services);
-        run(&inv).await
+        let restart = self.commands.restart.clone();
+        self.components_command("restart", &restart, components)
+            .await
+    }
+
+    async fn stop(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        let Some(stop) = self.commands.stop.clone() else {
+            return Err(DriverError::CannotStop {
+                driver: "command",
+                components: crate::driver::component_names(components),
+            });
+        };
+        self.components_command("stop", &stop, components).await
+    }
+
+    async fn start(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        match self.commands.start.clone() {
+            Some(start) => self.components_command("start", &start, components).await,
+            None => self.restart(components).await,
+        }
     }
 
     async fn state(&self, component: &Component) -> Result<ComponentState, DriverError> {
@@ -213,6 +215,25 @@ impl RuntimeDriver for CommandDriver {
 }
 
 impl CommandDriver {
+    /// Run `restart`, `stop` or `start` with `$ROLLGATE_COMPONENTS` set to these services.
+    async fn components_command(
+        &self,
+        what: &str,
+        script: &str,
+        components: &[Component],
+    ) -> Result<DriverOutput, DriverError> {
+        let services = components
+            .iter()
+            .map(|c| c.service.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let names = crate::driver::component_names(components);
+        let inv = self
+            .invocation(what, script, format!("components {names}"))
+            .env("ROLLGATE_COMPONENTS", services);
+        run(&inv).await
+    }
+
     /// Run the `logs` command (nothing when none is configured), keeping the newest lines.
     async fn logs(
         &self,

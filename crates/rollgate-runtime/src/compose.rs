@@ -552,6 +552,18 @@ impl RuntimeDriver for ComposeDriver {
         run(&inv).await
     }
 
+    /// `compose stop SERVICE…`: the containers stay (with their image), so `start` runs the
+    /// same value again.
+    async fn stop(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        if components.is_empty() {
+            return Ok(DriverOutput::note("no components to stop"));
+        }
+        let mut args = vec!["stop"];
+        args.extend(components.iter().map(|c| c.service.as_str()));
+        let inv = self.compose(&args).await?.timeout(self.timeouts.up);
+        run(&inv).await
+    }
+
     async fn state(&self, component: &Component) -> Result<ComponentState, DriverError> {
         let list = self.inspect_service(&component.service).await?;
         let Some(c) = list.first() else {

@@ -40,6 +40,22 @@ pub trait RuntimeDriver: Send + Sync {
     /// Restart (recreate) exactly these components and nothing else.
     async fn restart(&self, components: &[Component]) -> Result<DriverOutput, DriverError>;
 
+    /// Stop exactly these components (around a database snapshot or restore: nothing may write
+    /// to the database meanwhile). Idempotent: stopping a stopped component succeeds. The
+    /// default refuses, for drivers that cannot stop anything.
+    async fn stop(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        Err(DriverError::CannotStop {
+            driver: self.name(),
+            components: component_names(components),
+        })
+    }
+
+    /// Start these components again after [`RuntimeDriver::stop`] with the value each layer
+    /// has now (the next `restart` would recreate them the same way). The default restarts.
+    async fn start(&self, components: &[Component]) -> Result<DriverOutput, DriverError> {
+        self.restart(components).await
+    }
+
     /// What the runtime says about one component now.
     async fn state(&self, component: &Component) -> Result<ComponentState, DriverError>;
 
@@ -65,6 +81,15 @@ pub trait RuntimeDriver: Send + Sync {
         let text = self.logs_since(component, cursor.since).await?;
         Ok(LogRead::untimed(&text, cursor, started, 0))
     }
+}
+
+/// `a, b`: component names for messages.
+pub fn component_names(components: &[Component]) -> String {
+    components
+        .iter()
+        .map(|c| c.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// How far before its cursor an incremental log read starts again: a line the runtime stamped

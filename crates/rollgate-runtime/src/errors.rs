@@ -76,6 +76,12 @@ pub enum DriverError {
     },
 
     /// A component or layer names something the configuration does not define.
+    #[error("the {driver} driver cannot stop components ({components})")]
+    CannotStop {
+        driver: &'static str,
+        components: String,
+    },
+
     #[error("unknown component `{0}`")]
     UnknownComponent(String),
 

@@ -203,6 +203,10 @@ enum LocalnetCommand {
     /// Restart only these components with their recorded versions
     /// (default: $ROLLGATE_COMPONENTS, space-separated).
     Restart { components: Vec<String> },
+    /// Stop only these components (default: $ROLLGATE_COMPONENTS)
+    Stop { components: Vec<String> },
+    /// Start only these components with their recorded versions (default: $ROLLGATE_COMPONENTS)
+    Start { components: Vec<String> },
 }
 
 #[derive(Debug, Args)]
@@ -539,24 +543,37 @@ fn localnet(args: LocalnetArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         LocalnetCommand::Restart { components } => {
-            let components = if components.is_empty() {
-                std::env::var("ROLLGATE_COMPONENTS")
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .map(str::to_owned)
-                    .collect()
-            } else {
-                components
-            };
-            if components.is_empty() {
-                bail!(SimError::Localnet(
-                    "no component to restart (arguments or ROLLGATE_COMPONENTS)".into()
-                ));
-            }
-            net.restart(&components)?;
+            net.restart(&named_components(components, "restart")?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalnetCommand::Stop { components } => {
+            net.stop_components(&named_components(components, "stop")?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        LocalnetCommand::Start { components } => {
+            net.start_components(&named_components(components, "start")?)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The components given as arguments, else `$ROLLGATE_COMPONENTS` (space-separated).
+fn named_components(components: Vec<String>, what: &str) -> Result<Vec<String>> {
+    let components: Vec<String> = if components.is_empty() {
+        std::env::var("ROLLGATE_COMPONENTS")
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect()
+    } else {
+        components
+    };
+    if components.is_empty() {
+        bail!(SimError::Localnet(format!(
+            "no component to {what} (arguments or ROLLGATE_COMPONENTS)"
+        )));
+    }
+    Ok(components)
 }
 
 fn print_status(net: &Localnet, json: bool) -> Result<ExitCode> {

@@ -280,6 +280,30 @@ impl Localnet {
     /// Restarts exactly these components with their recorded versions.
     pub fn restart(&self, components: &[String]) -> Result<(), SimError> {
         let config = self.config()?;
+        self.known(components)?;
+        for c in components {
+            self.stop(c)?;
+            self.start(c, &config)?;
+        }
+        Ok(())
+    }
+
+    /// Stop only these components (the `stop` command of rollgate's command driver, used
+    /// around a database snapshot). Stopping a stopped component succeeds.
+    pub fn stop_components(&self, components: &[String]) -> Result<(), SimError> {
+        self.known(components)?;
+        for c in components {
+            self.stop(c)?;
+        }
+        Ok(())
+    }
+
+    /// Start only these components with their recorded versions (a running one is restarted).
+    pub fn start_components(&self, components: &[String]) -> Result<(), SimError> {
+        self.restart(components)
+    }
+
+    fn known(&self, components: &[String]) -> Result<(), SimError> {
         for c in components {
             if !COMPONENTS.contains(&c.as_str()) {
                 return Err(err(format!(
@@ -287,10 +311,6 @@ impl Localnet {
                     COMPONENTS.join(", ")
                 )));
             }
-        }
-        for c in components {
-            self.stop(c)?;
-            self.start(c, &config)?;
         }
         Ok(())
     }

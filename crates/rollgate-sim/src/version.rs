@@ -34,11 +34,16 @@ pub enum OperatorVersion {
     Bloat,
     /// `v1.1.0-sgx-debug`: enclave artifacts built with `SGX_DEBUG=1`.
     SgxDebug,
+    /// `v1.1.0-migrate-schema`: migrates the database (adds `operator_requests.schema_v2` and
+    /// writes rows with it), then `lastTx` never changes: a progression gate fails after the
+    /// migration. Every other version refuses a database with that column (health `Degraded`),
+    /// so only a restored database lets the baseline come back.
+    MigrateSchema,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 12] = [
+    pub const ALL: [OperatorVersion; 13] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -51,6 +56,7 @@ impl OperatorVersion {
         OperatorVersion::Slow,
         OperatorVersion::Bloat,
         OperatorVersion::SgxDebug,
+        OperatorVersion::MigrateSchema,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +73,7 @@ impl OperatorVersion {
             OperatorVersion::Slow => "v1.1.0-slow",
             OperatorVersion::Bloat => "v1.1.0-bloat",
             OperatorVersion::SgxDebug => "v1.1.0-sgx-debug",
+            OperatorVersion::MigrateSchema => "v1.1.0-migrate-schema",
         }
     }
 
@@ -94,6 +101,10 @@ impl OperatorVersion {
             OperatorVersion::Bloat => "writes about 30x more bytes to Postgres per request",
             OperatorVersion::SgxDebug => {
                 "writes enclave/build-flags.env with SGX_DEBUG=1 SGX_PRERELEASE=0 (runtime flags unchanged)"
+            }
+            OperatorVersion::MigrateSchema => {
+                "adds operator_requests.schema_v2 and writes rows with it (older versions refuse \
+                 that schema: health Degraded); lastTx never changes"
             }
         }
     }

@@ -14,6 +14,7 @@ pub mod rollback;
 pub mod rollout;
 pub mod serve;
 pub mod show;
+pub mod snapshot;
 pub mod status;
 pub mod unfreeze;
 pub mod validate;

@@ -44,7 +44,8 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
     }
 
     let state_dir = config.node.state_dir.clone();
-    let (state, lock) = tokio::task::spawn_blocking(move || {
+    let retention = config.rollout.snapshot_retention;
+    let (state, lock, snapshots) = tokio::task::spawn_blocking(move || {
         let journal = Journal::open(&state_dir).map_err(|e| {
             CliError::Usage(format!(
                 "failed to open the journal: {}",
@@ -56,7 +57,13 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
             .map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
         let lock = Lock::status(&state_dir)
             .map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?;
-        Ok::<_, CliError>((state, lock))
+        let snapshots = journal
+            .list_snapshots(retention)
+            .map_err(|e| CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&e))))?
+            .into_iter()
+            .filter(|s| s.state != "dropped")
+            .collect::<Vec<_>>();
+        Ok::<_, CliError>((state, lock, snapshots))
     })
     .await
     .map_err(|e| CliError::Internal(anyhow::anyhow!("journal task failed: {e}")))??;
@@ -64,6 +71,7 @@ pub async fn run(ctx: &Ctx, _args: &StatusArgs) -> CmdResult {
     let mut report = StatusReport::new(&config.node.name, layers, state, lock);
     report.frozen = rollgate_runner::killswitch::is_frozen(&config.node.state_dir)
         .and_then(|f| serde_json::to_value(f).ok());
+    report.snapshots = snapshots;
     if ctx.out.is_json() {
         ctx.out.json(&report)?;
     } else {

@@ -190,6 +190,8 @@ env = ["ROLLGATE_SIM_DIR"]
 current = "rollgate-sim localnet current"
 apply = "rollgate-sim localnet set"
 restart = "rollgate-sim localnet restart"
+stop = "rollgate-sim localnet stop"
+start = "rollgate-sim localnet start"
 logs = "{tick}awk -v s=\"$ROLLGATE_SINCE\" 'substr($1, 1, 23) >= substr(s, 1, 23)' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
 timeout = "60s""#
         );
@@ -271,6 +273,12 @@ timeout = "60s""#
             outages,
             ticks,
         })
+    }
+
+    /// The operator's database (`node0_<suffix>`) and a URL connecting to it.
+    pub fn operator_database(&self) -> (String, String) {
+        let dbs = self.dbs.as_ref().expect("a node with databases");
+        (dbs.node0.name().to_string(), dbs.node0.url().to_string())
     }
 
     /// The test Postgres (not through a fault proxy).

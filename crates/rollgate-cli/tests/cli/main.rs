@@ -13,6 +13,7 @@ mod outage;
 mod rollout;
 mod safety;
 mod secrets;
+mod snapshot;
 mod terminal;
 mod usage;
 mod watch;

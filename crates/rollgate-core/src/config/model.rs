@@ -360,6 +360,9 @@ pub struct CommandRuntime {
     pub apply: String,
     pub restart: String,
     pub logs: Option<String>,
+    /// Stop and start `$ROLLGATE_COMPONENTS` around a database snapshot or restore.
+    pub stop: Option<String>,
+    pub start: Option<String>,
     pub timeout: Duration,
     /// Variables of rollgate's environment the commands also get.
     pub env: Vec<String>,
@@ -380,6 +383,36 @@ pub struct Layer {
     pub kind: LayerKind,
     /// The restart set of a change to this layer.
     pub components: Vec<String>,
+    /// Extension: the databases snapshotted before a change to this layer (`snapshot = […]`).
+    pub snapshot: Option<SnapshotPlan>,
+}
+
+/// `snapshot` and `snapshot_method` of a layer: what is saved before its change and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotPlan {
+    /// Names from `[dependencies.postgres] databases`.
+    pub databases: Vec<String>,
+    pub method: SnapshotMethod,
+}
+
+/// How a database snapshot is taken and restored. A closed set chosen in configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotMethod {
+    /// `CREATE DATABASE snap TEMPLATE db STRATEGY FILE_COPY`: a file copy on the same server
+    /// (PostgreSQL 15+); needs the database idle, which it is while the components are stopped.
+    Template,
+    /// `pg_dump -Fc` to a file under `state_dir`, `pg_restore --clean`: any server, slower.
+    Dump,
+}
+
+impl SnapshotMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotMethod::Template => "template",
+            SnapshotMethod::Dump => "dump",
+        }
+    }
 }
 
 /// What to do when the baseline itself did not progress (an idle localnet).
@@ -413,6 +446,8 @@ pub struct RolloutPolicy {
     /// longest progression window), so a version that crashes or degrades soon after its first
     /// green answer is not promoted.
     pub min_healthy: Duration,
+    /// How long a promoted rollout's database snapshots are kept (`rollgate snapshot prune`).
+    pub snapshot_retention: Duration,
 }
 
 #[derive(Debug, Clone)]

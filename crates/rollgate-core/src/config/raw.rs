@@ -320,6 +320,12 @@ pub struct RawCommand {
     /// Extension: a command printing the component's logs since `$ROLLGATE_SINCE` (RFC 3339).
     #[serde(default)]
     pub logs: Option<Str>,
+    /// Extension: stop `$ROLLGATE_COMPONENTS` (required by layers with a `snapshot`).
+    #[serde(default)]
+    pub stop: Option<Str>,
+    /// Extension: start `$ROLLGATE_COMPONENTS` again (required by layers with a `snapshot`).
+    #[serde(default)]
+    pub start: Option<Str>,
     /// Extension: how long any one command may run (default 60s).
     #[serde(default)]
     pub timeout: Option<Str>,
@@ -345,6 +351,14 @@ pub struct RawComponent {
 pub struct RawLayer {
     pub kind: Str,
     pub components: Vec<Str>,
+    /// Extension: databases of `[dependencies.postgres]` snapshotted before a change to this
+    /// layer and restored on its rollback (a layer whose new version migrates them).
+    #[serde(default)]
+    pub snapshot: Vec<Str>,
+    /// Extension: `"dump"` (pg_dump/pg_restore, any server; the default) or `"template"`
+    /// (`CREATE DATABASE … TEMPLATE`, same server, fast).
+    #[serde(default)]
+    pub snapshot_method: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -365,6 +379,9 @@ pub struct RawRollout {
     /// Extension: how long every readiness check must stay green before a promotion.
     #[serde(default)]
     pub min_healthy: Option<Str>,
+    /// Extension: how long the database snapshot of a promoted rollout is kept (default 7d).
+    #[serde(default)]
+    pub snapshot_retention: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -235,7 +235,8 @@ pub fn resolve(
     let alerts = resolve_alerts(&cx, &raw.alerts)?;
     let runtime = resolve_runtime(&cx, &raw.runtime)?;
     let components = resolve_components(&cx, &raw, &readiness)?;
-    let layers = resolve_layers(&cx, &raw.layers, &components)?;
+    let mut layers = resolve_layers(&cx, &raw.layers, &components)?;
+    resolve_snapshots(&cx, &raw.layers, &dependencies, &runtime, &mut layers)?;
 
     let longest_window = progression
         .iter()
@@ -288,6 +289,11 @@ pub fn resolve(
             Duration::from_secs(1),
         )?,
         min_healthy: cx.opt_duration(&r.min_healthy, "rollout.min_healthy", longest_window)?,
+        snapshot_retention: cx.opt_duration(
+            &r.snapshot_retention,
+            "rollout.snapshot_retention",
+            Duration::from_secs(7 * 24 * 3600),
+        )?,
     };
 
     let probe_limits = ProbeLimits {
@@ -1048,6 +1054,16 @@ fn resolve_runtime(cx: &Ctx, r: &raw::RawRuntime) -> Result<Runtime, ConfigError
                     .as_ref()
                     .map(|v| nonempty(v, "runtime.command.logs"))
                     .transpose()?,
+                stop: c
+                    .stop
+                    .as_ref()
+                    .map(|v| nonempty(v, "runtime.command.stop"))
+                    .transpose()?,
+                start: c
+                    .start
+                    .as_ref()
+                    .map(|v| nonempty(v, "runtime.command.start"))
+                    .transpose()?,
                 timeout: cx.opt_duration(
                     &c.timeout,
                     "runtime.command.timeout",
@@ -1181,6 +1197,7 @@ fn resolve_layers(
                 name: name.clone(),
                 kind,
                 components: comps,
+                snapshot: None,
             },
         );
     }
@@ -1192,6 +1209,87 @@ fn resolve_layers(
         ));
     }
     Ok(out)
+}
+
+/// `snapshot` and `snapshot_method` of each layer: the names must be databases of
+/// `[dependencies.postgres]`, and the runtime must be able to stop and start the layer's
+/// components (the command driver needs `stop` and `start` commands).
+fn resolve_snapshots(
+    cx: &Ctx,
+    raw_layers: &BTreeMap<String, raw::RawLayer>,
+    dependencies: &Dependencies,
+    runtime: &Runtime,
+    layers: &mut BTreeMap<String, Layer>,
+) -> Result<(), ConfigError> {
+    for (name, l) in raw_layers {
+        let key = format!("layers.{name}");
+        let method = match &l.snapshot_method {
+            None => SnapshotMethod::Dump,
+            Some(v) => match cx.s(v, &format!("{key}.snapshot_method"))?.as_str() {
+                "template" => SnapshotMethod::Template,
+                "dump" => SnapshotMethod::Dump,
+                other => {
+                    return Err(cx.invalid(
+                        v,
+                        &format!("{key}.snapshot_method"),
+                        format!("`{other}` is not one of template, dump"),
+                    ));
+                }
+            },
+        };
+        if l.snapshot.is_empty() {
+            if let Some(v) = &l.snapshot_method {
+                return Err(cx.invalid(
+                    v,
+                    &format!("{key}.snapshot_method"),
+                    "has no effect without `snapshot = [DATABASE, …]`",
+                ));
+            }
+            continue;
+        }
+        let known = dependencies
+            .postgres
+            .as_ref()
+            .map(|p| p.databases.clone())
+            .unwrap_or_default();
+        let mut databases = Vec::new();
+        for db in &l.snapshot {
+            let d = cx.s(db, &format!("{key}.snapshot"))?;
+            if !known.contains(&d) {
+                return Err(cx.invalid(
+                    db,
+                    &format!("{key}.snapshot"),
+                    if known.is_empty() {
+                        format!(
+                            "`{d}` is not a database of [dependencies.postgres] (none configured)"
+                        )
+                    } else {
+                        format!(
+                            "`{d}` is not a database of [dependencies.postgres] (configured: {})",
+                            known.join(", ")
+                        )
+                    },
+                ));
+            }
+            if !databases.contains(&d) {
+                databases.push(d);
+            }
+        }
+        if let Runtime::Command(c) = runtime
+            && (c.stop.is_none() || c.start.is_none())
+        {
+            return Err(cx.invalid(
+                &l.snapshot[0],
+                &format!("{key}.snapshot"),
+                "a layer with a snapshot needs `stop` and `start` in [runtime.command] (the \
+                 components are stopped around the snapshot and the restore)",
+            ));
+        }
+        if let Some(layer) = layers.get_mut(name) {
+            layer.snapshot = Some(SnapshotPlan { databases, method });
+        }
+    }
+    Ok(())
 }
 
 fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {

@@ -10,7 +10,9 @@ impl Runner {
         value: &str,
         opts: &RolloutOptions,
     ) -> Result<RolloutReport, RunnerError> {
-        let result = self.rollout_steps(layer_name, value, opts).await;
+        let mut result = self.rollout_steps(layer_name, value, opts).await;
+        self.attach_snapshots(&mut result).await;
+        self.prune_after_promotion(&result).await;
         self.notify_finished(&result);
         result
     }
@@ -230,6 +232,16 @@ impl Runner {
                     None,
                     *timings,
                 ))));
+            }
+            // Layers that migrate: stop, snapshot (the components start again with the restart).
+            if let Some(reason) = self
+                .take_snapshots(rec, layer, baseline, &components, timings)
+                .await?
+            {
+                return Ok(Forward::Failed {
+                    reason,
+                    gates: vec![],
+                });
             }
             let s = rec
                 .intent(

@@ -27,6 +27,7 @@ use crate::report::{RollbackRecord, RolloutReport, StepRecord, Timings};
 mod forward;
 mod resume;
 mod rollback;
+mod snapshot;
 
 pub use resume::recorded_bake;
 
@@ -53,22 +54,28 @@ pub struct RolloutOptions {
 /// The steps of a rollout, as journaled.
 pub mod step {
     pub const FREEZE: &str = "freeze_baseline";
+    /// Stop the layer's components and snapshot its databases (layers with `snapshot`).
+    pub const SNAPSHOT: &str = "snapshot";
     pub const APPLY: &str = "apply";
     pub const RESTART: &str = "restart";
     pub const VERIFY: &str = "verify";
     pub const BAKE: &str = "bake";
     pub const PROMOTE: &str = "promote";
+    /// Stop the components and restore the databases from the snapshot (layers with `snapshot`).
+    pub const ROLLBACK_RESTORE_DATA: &str = "rollback_restore_data";
     pub const ROLLBACK_RESTORE: &str = "rollback_restore";
     pub const ROLLBACK_RESTART: &str = "rollback_restart";
     pub const ROLLBACK_VERIFY: &str = "rollback_verify";
     /// Every step in the order a rollout that rolls back passes through them.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 11] = [
         FREEZE,
+        SNAPSHOT,
         APPLY,
         RESTART,
         VERIFY,
         BAKE,
         PROMOTE,
+        ROLLBACK_RESTORE_DATA,
         ROLLBACK_RESTORE,
         ROLLBACK_RESTART,
         ROLLBACK_VERIFY,
@@ -139,8 +146,8 @@ struct Recorder {
     rollout_id: String,
     steps: Vec<StepRecord>,
     started: Instant,
-    /// The apply intent was recorded: the node may have changed, so any way out of this
-    /// rollout goes through the rollback.
+    /// The apply (or snapshot) intent was recorded: the node may have changed (or its
+    /// components be stopped), so any way out of this rollout goes through the rollback.
     changed: bool,
     /// The first journal write that failed while the rollback ran on without it: the outcome
     /// is then "rollback failed" (exit 5) whatever the gates said, because the record is not.
@@ -172,7 +179,7 @@ impl Recorder {
             .journal
             .call(move |j| j.record_intent(&id, kind, detail))
             .await?;
-        if kind == step::APPLY {
+        if kind == step::APPLY || kind == step::SNAPSHOT {
             self.changed = true;
         }
         crash_point(kind, "intent");
@@ -532,6 +539,7 @@ impl Runner {
             promoted_baseline_id,
             steps: rec.steps.clone(),
             timings_ms: timings,
+            snapshots: vec![],
         }
     }
 }

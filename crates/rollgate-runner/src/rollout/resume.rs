@@ -7,7 +7,9 @@ impl Runner {
     /// (nothing changed); after it, when the new value is in place it is restarted and
     /// re-verified (promote or roll back), otherwise the baseline is restored and re-verified.
     pub async fn resume(&self) -> Result<RolloutReport, RunnerError> {
-        let result = self.resume_steps().await;
+        let mut result = self.resume_steps().await;
+        self.attach_snapshots(&mut result).await;
+        self.prune_after_promotion(&result).await;
         self.notify_finished(&result);
         result
     }
@@ -70,7 +72,7 @@ impl Runner {
         }
 
         let layer = self.layer(&detail.layer)?;
-        if !kinds.contains(step::APPLY) {
+        if !kinds.contains(step::APPLY) && !kinds.contains(step::SNAPSHOT) {
             let reason = "interrupted before the change; nothing was changed".to_string();
             rec.finish(Outcome::Refused, &reason).await?;
             drop(lock);
@@ -82,7 +84,14 @@ impl Runner {
         // re-verified (a flaky second look must not promote a version that failed once).
         let recorded_failure = detail.steps.iter().find(|s| {
             s.ok == Some(false)
-                && [step::APPLY, step::RESTART, step::VERIFY, step::BAKE].contains(&s.kind.as_str())
+                && [
+                    step::SNAPSHOT,
+                    step::APPLY,
+                    step::RESTART,
+                    step::VERIFY,
+                    step::BAKE,
+                ]
+                .contains(&s.kind.as_str())
         });
         let promote = detail.steps.iter().rev().find(|s| s.kind == step::PROMOTE);
         // A container gone mid-`up` cannot be read: that is "not the new value", and the way
@@ -240,6 +249,7 @@ impl Runner {
                 total: rec.started.elapsed().as_millis() as u64,
                 ..Timings::default()
             },
+            snapshots: vec![],
         }
     }
 }

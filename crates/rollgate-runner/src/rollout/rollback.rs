@@ -100,6 +100,11 @@ impl Runner {
         baseline: &Baseline,
     ) -> Result<RollbackRecord, RunnerError> {
         let components = self.components_of(layers);
+        // The data first, with the components stopped: the baseline's version must find the
+        // baseline's rows when it starts.
+        if let Some(reason) = self.restore_snapshots(rec, &components).await {
+            return Ok(failed_restore(rec, "restore_data", reason, Value::Null).await);
+        }
         let targets: Vec<(Layer, LayerValue)> = layers
             .iter()
             .filter_map(|l| {
@@ -134,19 +139,8 @@ impl Runner {
         .await;
         if let Some(reason) = restore_error {
             // Exit 5 now: restarting and waiting out the gates on an unknown state proves nothing.
-            let gate = GateResult {
-                name: "restore".into(),
-                verdict: Verdict::Fail,
-                detail: reason.clone(),
-                evidence: json!({"outputs": outputs}),
-            };
-            let r = rec.gates(std::slice::from_ref(&gate)).await;
-            rec.soft(r);
-            return Ok(RollbackRecord {
-                verified: false,
-                gates: vec![gate],
-                reason,
-            });
+            let evidence = json!({"outputs": outputs});
+            return Ok(failed_restore(rec, "restore", reason, evidence).await);
         }
 
         let mut observer =
@@ -334,6 +328,7 @@ impl Runner {
             name: label,
             kind: rollgate_core::vocab::LayerKind::Image,
             components: vec![],
+            snapshot: None,
         };
         let mut report = self.report(
             &rec,
@@ -350,5 +345,28 @@ impl Runner {
         );
         report.from = None;
         Ok(report)
+    }
+}
+
+/// A restore (of the layers, or of the data) failed: the rollback stops here as failed (exit
+/// 5), with one failed gate naming why.
+async fn failed_restore(
+    rec: &mut Recorder,
+    name: &str,
+    reason: String,
+    evidence: Value,
+) -> RollbackRecord {
+    let gate = GateResult {
+        name: name.into(),
+        verdict: Verdict::Fail,
+        detail: reason.clone(),
+        evidence,
+    };
+    let r = rec.gates(std::slice::from_ref(&gate)).await;
+    rec.soft(r);
+    RollbackRecord {
+        verified: false,
+        gates: vec![gate],
+        reason,
     }
 }

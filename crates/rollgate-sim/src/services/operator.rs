@@ -36,6 +36,14 @@ pub const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS operator_requests (
     payload BYTEA NOT NULL,
     created_at TIMESTAMPTZ NOT NULL DEFAULT now())";
 
+/// The migration of `v1.1.0-migrate-schema`: a column older versions do not know.
+pub const MIGRATE: &str = "ALTER TABLE operator_requests ADD COLUMN IF NOT EXISTS schema_v2 BOOLEAN NOT NULL DEFAULT false";
+
+/// Whether the table has been migrated by `v1.1.0-migrate-schema`.
+const MIGRATED: &str = "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = 'operator_requests' \
+     AND column_name = 'schema_v2')";
+
 /// Bytes of payload stored per request by a normal version.
 pub const PAYLOAD_BYTES: usize = 512;
 /// How many times more `v1.1.0-bloat` stores per request: far enough above the bake's default
@@ -396,6 +404,17 @@ impl Inner {
                 return Err(e.into());
             }
         }
+        if self.opts.version == OperatorVersion::MigrateSchema {
+            client.batch_execute(MIGRATE).await?;
+        } else if client.query_one(MIGRATED, &[]).await?.get::<_, bool>(0) {
+            // What a real node does on a schema from a newer release: refuse to run on it.
+            tracing::error!(
+                "database schema is newer than this version (operator_requests.schema_v2 exists): refusing it"
+            );
+            return Err(SimError::Localnet(
+                "database schema is newer than this version".into(),
+            ));
+        }
         let client = Arc::new(client);
         *slot = Some(client.clone());
         Ok(client)
@@ -516,7 +535,10 @@ impl Inner {
         h.update(now_ms().to_be_bytes());
         h.update(body);
         let new_tx: [u8; 32] = h.finalize().into();
-        let tx = if version == OperatorVersion::StallTx {
+        let tx = if matches!(
+            version,
+            OperatorVersion::StallTx | OperatorVersion::MigrateSchema
+        ) {
             prev_tx
         } else {
             new_tx
@@ -530,8 +552,13 @@ impl Inner {
                 Ok(c) => tokio::time::timeout(
                     self.opts.dependency_timeout,
                     c.execute(
-                        "INSERT INTO operator_requests (request_index, tx_hash, version, payload) \
-                         VALUES ($1, $2, $3, $4)",
+                        if version == OperatorVersion::MigrateSchema {
+                            "INSERT INTO operator_requests (request_index, tx_hash, version, payload, schema_v2) \
+                             VALUES ($1, $2, $3, $4, true)"
+                        } else {
+                            "INSERT INTO operator_requests (request_index, tx_hash, version, payload) \
+                             VALUES ($1, $2, $3, $4)"
+                        },
                         &[&(next_index as i64), &tx_hex, &version.as_str(), &payload],
                     ),
                 )

@@ -1,0 +1,278 @@
+//! Database snapshots for layers that migrate (issue 13), on the simulated node and the real
+//! Postgres: `v1.1.0-migrate-schema` adds a column to the operator's table, writes rows with it
+//! and then fails a progression gate; every other version refuses a database with that column.
+//! Without `snapshot` the rollback cannot be verified (exit 5); with it, of either method, the
+//! node is back on the baseline with the baseline's rows (exit 4). Crashes at the new journal
+//! boundaries (`snapshot`, `rollback_restore_data`) are resumed to the same end.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::fixture::{Node, NodeOptions, code, explain};
+
+const MIGRATES: &str = "v1.1.0-migrate-schema";
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The first column of the first row of `sql` on the operator's database, as text.
+fn sql(node: &Node, query: &str) -> Option<String> {
+    let (_, url) = node.operator_database();
+    runtime().block_on(async {
+        let c = rollgate_sim::db::connect_pg(&url, Duration::from_secs(10))
+            .await
+            .expect("connect to the operator's database");
+        let rows = c.simple_query(query).await.expect(query);
+        rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(str::to_string),
+            _ => None,
+        })
+    })
+}
+
+/// Whether the migration's column exists: the database is the migrated one.
+fn migrated(node: &Node) -> bool {
+    sql(
+        node,
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'operator_requests' \
+         AND column_name = 'schema_v2'",
+    )
+    .as_deref()
+        != Some("0")
+}
+
+/// A node whose operator layer snapshots the operator's database with `method` (or none).
+fn node(method: Option<&str>) -> Option<Node> {
+    let node = Node::start(NodeOptions {
+        window: "2s",
+        ..NodeOptions::default()
+    })?;
+    if let Some(method) = method {
+        let (db, _) = node.operator_database();
+        node.edit_config(
+            "[layers.operator-image]\nkind = \"image\"\ncomponents = [\"operator\"]\n",
+            &format!(
+                "[layers.operator-image]\nkind = \"image\"\ncomponents = [\"operator\"]\n\
+                 snapshot = [\"{db}\"]\nsnapshot_method = \"{method}\"\n"
+            ),
+        );
+    }
+    Some(node)
+}
+
+/// Drop every snapshot this node took (the shared server keeps no test leftovers).
+fn cleanup(node: &Node) {
+    let (_, list) = node.run(&["snapshot", "list"]);
+    for s in list["snapshots"].as_array().cloned().unwrap_or_default() {
+        if s["state"] != "dropped" {
+            let id = s["id"].as_str().unwrap().to_string();
+            let (out, _) = node.run(&["snapshot", "prune", "--id", &id]);
+            assert_eq!(code(&out), 0, "{}", explain(&out));
+        }
+    }
+}
+
+/// The baseline's rows are back: no migrated column, no row of the migrating version, and the
+/// rows the baseline wrote before the change are all there.
+fn assert_baseline_data(node: &Node, rows_before: i64) {
+    assert!(!migrated(node), "the migrated schema is still there");
+    let old: i64 = sql(
+        node,
+        "SELECT count(*) FROM operator_requests WHERE version = 'v1.0.0'",
+    )
+    .unwrap()
+    .parse()
+    .unwrap();
+    assert!(
+        old >= rows_before,
+        "baseline rows lost: {old} < {rows_before}"
+    );
+    let theirs = sql(
+        node,
+        &format!("SELECT count(*) FROM operator_requests WHERE version = '{MIGRATES}'"),
+    );
+    assert_eq!(theirs.as_deref(), Some("0"));
+}
+
+fn baseline_rows(node: &Node) -> i64 {
+    sql(node, "SELECT count(*) FROM operator_requests")
+        .unwrap_or_default()
+        .parse()
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_migrating_version_without_a_snapshot_cannot_be_rolled_back_verified() {
+    let Some(node) = node(None) else { return };
+    let (out, record) = node.run(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
+    assert_eq!(code(&out), 5, "{}", explain(&out));
+    assert_eq!(record["outcome"], "rollback_failed", "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    assert!(migrated(&node), "nothing restored the data");
+    let why = record["rollback"]["reason"].as_str().unwrap_or_default();
+    assert!(why.contains("readiness:operator"), "{record:#}");
+}
+
+fn rolled_back_with(method: &str) {
+    let Some(node) = node(Some(method)) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let before = baseline_rows(&node);
+    let (out, record) = node.run(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    assert_baseline_data(&node, before);
+    let kinds: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"snapshot") && kinds.contains(&"rollback_restore_data"),
+        "{kinds:?}"
+    );
+    let snaps = record["snapshots"].as_array().cloned().unwrap_or_default();
+    assert_eq!(snaps.len(), 1, "{record:#}");
+    assert_eq!(snaps[0]["method"], method);
+    assert!(
+        snaps[0]["size_bytes"].as_u64().unwrap_or(0) > 0,
+        "{record:#}"
+    );
+    assert!(
+        record["timings_ms"]["snapshot"].as_u64().is_some(),
+        "{record:#}"
+    );
+    if method == "dump" {
+        use std::os::unix::fs::PermissionsExt;
+        let path = snaps[0]["location"].as_str().unwrap();
+        let mode = std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}");
+    }
+    cleanup(&node);
+}
+
+#[test]
+fn a_template_snapshot_brings_back_the_baselines_rows() {
+    rolled_back_with("template");
+}
+
+#[test]
+fn a_dump_snapshot_brings_back_the_baselines_rows() {
+    rolled_back_with("dump");
+}
+
+/// A good version with a snapshot is promoted; the snapshot is kept, listed, and pruned only
+/// when named or expired.
+#[test]
+fn a_promoted_rollout_keeps_its_snapshot_until_pruned() {
+    let Some(node) = node(Some("template")) else {
+        return;
+    };
+    let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let id = record["snapshots"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(record["snapshots"][0]["state"], "kept", "{record:#}");
+    let (out, pruned) = node.run(&["snapshot", "prune"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(pruned["dropped"].as_array().unwrap().len(), 0, "{pruned:#}");
+    let (_, status) = node.run(&["status"]);
+    assert_eq!(status["snapshots"][0]["id"], id.as_str(), "{status:#}");
+    let exists = |node: &Node| {
+        sql(
+            node,
+            &format!("SELECT count(*) FROM pg_database WHERE datname = '{id}'"),
+        )
+    };
+    assert_eq!(exists(&node).as_deref(), Some("1"));
+    let (out, pruned) = node.run(&["snapshot", "prune", "--id", &id]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(pruned["dropped"][0], id.as_str(), "{pruned:#}");
+    assert_eq!(exists(&node).as_deref(), Some("0"));
+    let (_, list) = node.run(&["snapshot", "list"]);
+    assert_eq!(list["snapshots"][0]["state"], "dropped", "{list:#}");
+}
+
+/// `snapshot_retention = "0s"`: the next promotion drops the previous rollout's snapshot.
+#[test]
+fn promotions_prune_expired_snapshots() {
+    let Some(node) = node(Some("dump")) else {
+        return;
+    };
+    node.edit_config("[rollout]\n", "[rollout]\nsnapshot_retention = \"0s\"\n");
+    let (out, first) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let path = first["snapshots"][0]["location"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Its own promotion already pruned it: retention 0 expires it at the finish.
+    assert!(!std::path::Path::new(&path).exists(), "{first:#}");
+    let (_, list) = node.run(&["snapshot", "list"]);
+    assert_eq!(list["snapshots"][0]["state"], "dropped", "{list:#}");
+}
+
+fn crash_then_resume(method: &str, version: &str, at: &str) {
+    let Some(node) = node(Some(method)) else {
+        return;
+    };
+    std::thread::sleep(Duration::from_secs(1));
+    let before = baseline_rows(&node);
+    node.killed_at(
+        &["rollout", &format!("operator-image={version}"), "--yes"],
+        at,
+    );
+    let (out, record) = node.run(&["resume"]);
+    match record["outcome"].as_str() {
+        Some("promoted") => {
+            assert_eq!(code(&out), 0, "{}", explain(&out));
+            assert_eq!(
+                version, "v1.1.0",
+                "{at}: only the good version may be promoted"
+            );
+            assert_eq!(node.current("operator-image"), version);
+        }
+        Some("rolled_back") => {
+            assert_eq!(code(&out), 4, "{at}: {}", explain(&out));
+            assert_eq!(node.current("operator-image"), "v1.0.0");
+            assert_baseline_data(&node, before);
+        }
+        other => panic!("{at}: unexpected outcome {other:?}: {}", explain(&out)),
+    }
+    let (_, status) = node.run(&["status"]);
+    assert!(status["active_rollout"].is_null(), "{at}: {status:#}");
+    let (_, readiness) = node.run(&["check", "--group", "readiness"]);
+    assert_eq!(
+        readiness["ok"], true,
+        "{at}: the node is not green: {readiness:#}"
+    );
+    cleanup(&node);
+    let _: Value = record;
+}
+
+macro_rules! snapshot_crash_tests {
+    ($($name:ident: $method:expr, $version:expr, $at:expr;)*) => {$(
+        #[test]
+        fn $name() {
+            crash_then_resume($method, $version, $at);
+        }
+    )*};
+}
+
+snapshot_crash_tests! {
+    crash_template_snapshot_intent: "template", MIGRATES, "snapshot:intent";
+    crash_template_snapshot_outcome: "template", MIGRATES, "snapshot:outcome";
+    crash_template_restore_data_intent: "template", MIGRATES, "rollback_restore_data:intent";
+    crash_template_restore_data_outcome: "template", MIGRATES, "rollback_restore_data:outcome";
+    crash_dump_snapshot_intent: "dump", MIGRATES, "snapshot:intent";
+    crash_dump_restore_data_intent: "dump", MIGRATES, "rollback_restore_data:intent";
+    crash_dump_restore_data_outcome: "dump", MIGRATES, "rollback_restore_data:outcome";
+    crash_promote_path_snapshot_outcome: "template", "v1.1.0", "snapshot:outcome";
+}
