@@ -17,7 +17,7 @@ eval "$(scripts/services)"
 export ROLLGATE_TEST_DATABASE_URL ROLLGATE_TEST_REDIS_URL
 echo "==> building rollgate and rollgate-sim" >&2
 cargo build -q -p rollgate-cli -p rollgate-sim
-export PATH="$ROOT/target/debug:$PATH"
+export PATH="${CARGO_TARGET_DIR:-$ROOT/target}/debug:$PATH"
 
 MODE="${ROLLGATE_DEMO_MODE:-auto}"
 if [ "$MODE" = auto ]; then
@@ -112,6 +112,8 @@ env = ["ROLLGATE_SIM_DIR"]
 current = "rollgate-sim localnet current"
 apply = "rollgate-sim localnet set"
 restart = "rollgate-sim localnet restart"
+stop = "rollgate-sim localnet stop"
+start = "rollgate-sim localnet start"
 logs = "awk -v s=\"$ROLLGATE_SINCE\" '"'"'substr($1, 1, 23) >= substr(s, 1, 23)'"'"' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
 timeout = "60s"'
   fill localnet.loopback "$ROLLGATE_SIM_DIR/app_config" "$ROLLGATE_SIM_DIR/runtime.env" \

@@ -579,3 +579,96 @@ fn declared_secrets_child_env_and_serve_access_keys() {
         assert_eq!(err.exit_code(), ExitCode::Usage, "{key}");
     }
 }
+
+/// `snapshot`, `snapshot_method`, `snapshot_retention`, and the command driver's `stop`/`start`.
+#[test]
+fn layer_snapshots() {
+    use rollgate_core::config::{SnapshotMethod, SnapshotPlan};
+    let with = |layer: &str| {
+        PRODUCT_EXAMPLE.replace(
+            "[layers.kyc-image]\nkind = \"image\"\ncomponents = [\"kyc\"]\n",
+            &format!("[layers.kyc-image]\nkind = \"image\"\ncomponents = [\"kyc\"]\n{layer}"),
+        )
+    };
+    let c = load(&with(
+        "snapshot = [\"kyc\", \"kyc\"]\nsnapshot_method = \"template\"\n",
+    ))
+    .unwrap();
+    assert_eq!(
+        c.layers["kyc-image"].snapshot,
+        Some(SnapshotPlan {
+            databases: vec!["kyc".into()],
+            method: SnapshotMethod::Template
+        })
+    );
+    assert_eq!(c.layers["operator-image"].snapshot, None);
+    assert_eq!(
+        c.rollout.snapshot_retention,
+        std::time::Duration::from_secs(7 * 86400)
+    );
+    let pg = c.dependencies.postgres.as_ref().unwrap();
+    assert_eq!(pg.snapshot.template, vec!["kyc".to_string()]);
+    let c = load(&with("snapshot = [\"node0\"]\n").replace(
+        "idle_progression = \"fail\"",
+        "idle_progression = \"fail\"\nsnapshot_retention = \"2d\"",
+    ))
+    .unwrap();
+    let plan = c.layers["kyc-image"].snapshot.clone().unwrap();
+    assert_eq!(plan.method, SnapshotMethod::Dump, "the default method");
+    assert_eq!(
+        c.rollout.snapshot_retention,
+        std::time::Duration::from_secs(2 * 86400)
+    );
+    let pg = c.dependencies.postgres.as_ref().unwrap();
+    assert_eq!(
+        pg.snapshot.dump_dir.as_deref(),
+        Some(Path::new("/var/lib/rollgate/snapshots"))
+    );
+
+    // Errors name the file, line and key, and exit 2.
+    for (layer, needle, says) in [
+        (
+            "snapshot = [\"orders\"]\n",
+            "\"orders\"",
+            "`orders` is not a database of [dependencies.postgres] (configured: node0, kyc)",
+        ),
+        (
+            "snapshot = [\"kyc\"]\nsnapshot_method = \"rsync\"\n",
+            "\"rsync\"",
+            "`rsync` is not one of template, dump",
+        ),
+        (
+            "snapshot_method = \"dump\"\n",
+            "snapshot_method = \"dump\"",
+            "has no effect without `snapshot",
+        ),
+    ] {
+        let text = with(layer);
+        let err = load(&text).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.exit_code(), ExitCode::Usage, "{msg}");
+        assert!(msg.contains(says), "{msg}");
+        assert!(
+            msg.starts_with(&format!("{FILE}:{}", line_of(&text, needle))),
+            "{msg}"
+        );
+    }
+
+    // The command driver must be able to stop and start the components.
+    let command =
+        with("snapshot = [\"kyc\"]\n").replace("driver = \"compose\"", "driver = \"command\"");
+    let msg = load(&command).unwrap_err().to_string();
+    assert!(
+        msg.contains("needs `stop` and `start` in [runtime.command]"),
+        "{msg}"
+    );
+    let command = command.replace(
+        "restart = \"/srv/node/bin/restart $ROLLGATE_COMPONENTS\"",
+        "restart = \"/srv/node/bin/restart $ROLLGATE_COMPONENTS\"\nstop = \"/srv/node/bin/stop\"\nstart = \"/srv/node/bin/start\"",
+    );
+    let c = load(&command).unwrap();
+    let Runtime::Command(cmd) = &c.runtime else {
+        panic!("command runtime")
+    };
+    assert_eq!(cmd.stop.as_deref(), Some("/srv/node/bin/stop"));
+}

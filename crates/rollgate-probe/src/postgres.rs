@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use rollgate_core::config::{DatabaseHeadroom, Postgres};
+use rollgate_core::config::{DatabaseHeadroom, Postgres, SnapshotNeeds};
 use rollgate_core::redact::redact_url;
 use rollgate_core::units::format_size;
 use serde_json::Value;
@@ -31,6 +31,10 @@ pub struct PostgresObservation {
     pub read_only: Option<String>,
     pub data_directory: Option<String>,
     pub data_dir_free_bytes: Option<u64>,
+    /// Free space where `dump` snapshots are written (`state_dir/snapshots`, or the nearest
+    /// existing parent), when a layer takes one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_dir_free_bytes: Option<u64>,
 }
 
 /// Probe the server; the whole probe is bounded by `timeout`.
@@ -51,13 +55,14 @@ pub async fn probe_postgres(
             .into();
         }
     };
-    judge(&endpoint, &obs, headroom)
+    judge(&endpoint, &obs, headroom, &pg.snapshot)
 }
 
 fn judge(
     endpoint: &str,
     obs: &PostgresObservation,
     headroom: Option<&DatabaseHeadroom>,
+    snapshots: &SnapshotNeeds,
 ) -> Outcome {
     let observed = serde_json::to_value(obs).unwrap_or(Value::Null);
     let mut problems = Vec::new();
@@ -79,16 +84,48 @@ fn judge(
         obs.databases.len(),
         format_size(total)
     ));
-    match (headroom, obs.data_dir_free_bytes) {
-        (Some(h), Some(free)) if free < h.max_growth_during_window => problems.push(format!(
-            "{} free on the data directory's filesystem, below max_growth_during_window {}",
-            format_size(free),
-            format_size(h.max_growth_during_window)
-        )),
+    // A template snapshot is a second copy of its database on the same server: its expected
+    // size adds to the room the update window needs.
+    let size_of =
+        |dbs: &[String]| -> u64 { dbs.iter().filter_map(|d| obs.databases.get(d)).sum::<u64>() };
+    let template = size_of(&snapshots.template);
+    let need = headroom.map(|h| h.max_growth_during_window).unwrap_or(0) + template;
+    match (headroom.is_some() || template > 0, obs.data_dir_free_bytes) {
+        (true, Some(free)) if free < need => problems.push(if template > 0 {
+            format!(
+                "{} free on the data directory's filesystem, below {} (max_growth_during_window {} + template snapshots {})",
+                format_size(free),
+                format_size(need),
+                format_size(headroom.map(|h| h.max_growth_during_window).unwrap_or(0)),
+                format_size(template)
+            )
+        } else {
+            format!(
+                "{} free on the data directory's filesystem, below max_growth_during_window {}",
+                format_size(free),
+                format_size(need)
+            )
+        }),
         (_, Some(free)) => notes.push(format!("{} free for the data directory", format_size(free))),
-        (Some(_), None) => notes
+        (true, None) => notes
             .push("data directory not local or not visible: its free space is not measured".into()),
-        (None, None) => {}
+        (false, None) => {}
+    }
+    // A dump is at most about the database's size (compressed, usually much less).
+    let dump = size_of(&snapshots.dump);
+    if let Some(free) = obs.snapshot_dir_free_bytes
+        && free < dump
+    {
+        problems.push(format!(
+            "{} free for dump snapshots under {}, below the dumped databases' size {}",
+            format_size(free),
+            snapshots
+                .dump_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default(),
+            format_size(dump)
+        ));
     }
     if problems.is_empty() {
         Outcome::pass(format!("{endpoint}: {}", notes.join(", ")), observed)
@@ -186,6 +223,14 @@ async fn observe(pg: &Postgres, timeout: Duration) -> Result<PostgresObservation
     if local && let Some(dir) = &obs.data_directory {
         obs.data_dir_free_bytes = disk_usage(Path::new(dir)).ok().map(|u| u.free_bytes);
     }
+    if let Some(dir) = &pg.snapshot.dump_dir {
+        // The directory is made by the first dump: measure its nearest existing ancestor.
+        obs.snapshot_dir_free_bytes = dir
+            .ancestors()
+            .find(|d| d.exists())
+            .and_then(|d| disk_usage(d).ok())
+            .map(|u| u.free_bytes);
+    }
     Ok(obs)
 }
 
@@ -261,7 +306,8 @@ mod tests {
         let h = DatabaseHeadroom {
             max_growth_during_window: 2 << 30,
         };
-        let o = judge("pg", &obs, Some(&h));
+        let none = SnapshotNeeds::default();
+        let o = judge("pg", &obs, Some(&h), &none);
         assert_eq!(o.status, CheckStatus::Fail);
         assert!(
             o.detail.contains("below max_growth_during_window 2.0 GiB"),
@@ -269,13 +315,47 @@ mod tests {
             o.detail
         );
         obs.data_dir_free_bytes = Some(4 << 30);
-        assert_eq!(judge("pg", &obs, Some(&h)).status, CheckStatus::Pass);
+        assert_eq!(judge("pg", &obs, Some(&h), &none).status, CheckStatus::Pass);
         obs.missing.push("kyc".into());
-        let o = judge("pg", &obs, None);
+        let o = judge("pg", &obs, None, &none);
         assert!(
             o.detail.contains("database kyc does not exist"),
             "{}",
             o.detail
         );
+    }
+
+    #[test]
+    fn a_template_snapshot_adds_its_database_to_the_headroom() {
+        let mut obs = PostgresObservation::default();
+        obs.databases.insert("node0".into(), 3 << 30);
+        obs.data_dir_free_bytes = Some(4 << 30);
+        let h = DatabaseHeadroom {
+            max_growth_during_window: 2 << 30,
+        };
+        let none = SnapshotNeeds::default();
+        assert_eq!(judge("pg", &obs, Some(&h), &none).status, CheckStatus::Pass);
+        let template = SnapshotNeeds {
+            template: vec!["node0".into()],
+            ..SnapshotNeeds::default()
+        };
+        let o = judge("pg", &obs, Some(&h), &template);
+        assert_eq!(o.status, CheckStatus::Fail);
+        assert!(
+            o.detail.contains("template snapshots 3.0 GiB"),
+            "{}",
+            o.detail
+        );
+        // Without [headroom.database] the snapshot alone is still checked.
+        obs.data_dir_free_bytes = Some(1 << 30);
+        assert_eq!(judge("pg", &obs, None, &template).status, CheckStatus::Fail);
+        let dump = SnapshotNeeds {
+            dump: vec!["node0".into()],
+            dump_dir: Some("/var/lib/rollgate/snapshots".into()),
+            ..SnapshotNeeds::default()
+        };
+        obs.snapshot_dir_free_bytes = Some(1 << 30);
+        let o = judge("pg", &obs, None, &dump);
+        assert!(o.detail.contains("free for dump snapshots"), "{}", o.detail);
     }
 }

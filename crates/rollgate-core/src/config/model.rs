@@ -140,6 +140,19 @@ pub struct DeploymentService {
 pub struct Postgres {
     pub url: String,
     pub databases: Vec<String>,
+    /// Extension: the room the layers' database snapshots need (from their `snapshot`), which
+    /// the Postgres check adds to its headroom requirement.
+    pub snapshot: SnapshotNeeds,
+}
+
+/// Which databases some layer snapshots, by method: a `template` snapshot takes its size again
+/// on the server's data directory, a `dump` at most its size under `dump_dir`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotNeeds {
+    pub template: Vec<String>,
+    pub dump: Vec<String>,
+    /// `state_dir/snapshots`.
+    pub dump_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]

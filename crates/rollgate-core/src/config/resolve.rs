@@ -184,7 +184,7 @@ pub fn resolve(
 
     let node = resolve_node(&cx, &raw.node)?;
     let sgx = raw.sgx.as_ref().map(|s| resolve_sgx(&cx, s)).transpose()?;
-    let dependencies = resolve_dependencies(&cx, &raw.dependencies)?;
+    let mut dependencies = resolve_dependencies(&cx, &raw.dependencies)?;
     check_mode(&cx, &node, &dependencies)?;
     if node.enclave {
         if sgx.is_none() {
@@ -237,6 +237,9 @@ pub fn resolve(
     let components = resolve_components(&cx, &raw, &readiness)?;
     let mut layers = resolve_layers(&cx, &raw.layers, &components)?;
     resolve_snapshots(&cx, &raw.layers, &dependencies, &runtime, &mut layers)?;
+    if let Some(pg) = dependencies.postgres.as_mut() {
+        pg.snapshot = snapshot_needs(&layers, &node.state_dir);
+    }
 
     let longest_window = progression
         .iter()
@@ -609,6 +612,7 @@ fn resolve_dependencies(cx: &Ctx, d: &raw::RawDependencies) -> Result<Dependenci
                     .iter()
                     .map(|db| cx.s(db, "dependencies.postgres.databases"))
                     .collect::<Result<_, _>>()?,
+                snapshot: SnapshotNeeds::default(),
             })
         })
         .transpose()?;
@@ -1290,6 +1294,26 @@ fn resolve_snapshots(
         }
     }
     Ok(())
+}
+
+/// What the layers' snapshots need, for the Postgres check's headroom.
+fn snapshot_needs(layers: &BTreeMap<String, Layer>, state_dir: &Path) -> SnapshotNeeds {
+    let mut needs = SnapshotNeeds::default();
+    for plan in layers.values().filter_map(|l| l.snapshot.as_ref()) {
+        let list = match plan.method {
+            SnapshotMethod::Template => &mut needs.template,
+            SnapshotMethod::Dump => &mut needs.dump,
+        };
+        for db in &plan.databases {
+            if !list.contains(db) {
+                list.push(db.clone());
+            }
+        }
+    }
+    if !needs.dump.is_empty() {
+        needs.dump_dir = Some(state_dir.join("snapshots"));
+    }
+    needs
 }
 
 fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {

@@ -41,8 +41,32 @@ fn migrates_an_empty_file_and_is_idempotent() {
             "gates",
             "promotions",
             "rollouts",
+            "snapshots",
             "steps"
         ]
+    );
+}
+
+/// A version-1 journal (before snapshots) is migrated to version 2 in place, its rows kept.
+#[test]
+fn a_version_1_journal_gains_the_snapshots_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let mut j = Journal::open(&state).unwrap();
+    j.insert_baseline(&crate::support::baseline("b1")).unwrap();
+    drop(j);
+    // Back to what a version-1 build left behind.
+    let conn = rusqlite::Connection::open(state.join("journal.sqlite")).unwrap();
+    conn.execute_batch("DROP TABLE snapshots; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(conn);
+    let j = Journal::open(&state).unwrap();
+    assert_eq!(j.schema_version().unwrap(), 2);
+    assert!(j.baseline("b1").unwrap().is_some(), "the baseline survived");
+    assert!(
+        j.list_snapshots(std::time::Duration::from_secs(60))
+            .unwrap()
+            .is_empty()
     );
 }
 

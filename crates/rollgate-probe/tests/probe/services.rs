@@ -19,6 +19,7 @@ async fn postgres_real_server() {
     let pg = Postgres {
         url: url.clone(),
         databases: vec!["postgres".into(), "template1".into()],
+        snapshot: Default::default(),
     };
     let o = probe_postgres(
         &pg,
@@ -33,6 +34,7 @@ async fn postgres_real_server() {
     let pg = Postgres {
         url,
         databases: vec!["postgres".into(), "rollgate_no_such_db".into()],
+        snapshot: Default::default(),
     };
     let o = probe_postgres(&pg, None, T).await;
     assert_eq!(o.status, CheckStatus::Fail);
@@ -54,6 +56,7 @@ async fn postgres_down_is_a_clear_failure() {
         &Postgres {
             url,
             databases: vec![],
+            snapshot: Default::default(),
         },
         None,
         T,
@@ -79,6 +82,7 @@ async fn postgres_that_accepts_and_never_answers_times_out() {
         &Postgres {
             url: format!("postgres://postgres:secret@{addr}/node0"),
             databases: vec!["node0".into()],
+            snapshot: Default::default(),
         },
         None,
         timeout,

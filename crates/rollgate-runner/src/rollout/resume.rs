@@ -134,6 +134,10 @@ impl Runner {
             return report;
         } else if in_rollback {
             "resumed an interrupted rollback".to_string()
+        } else if !kinds.contains(step::APPLY) {
+            // Stopped while the database snapshot was taken: nothing was applied, but the
+            // components may be stopped; the rollback starts them and re-verifies the baseline.
+            "interrupted while the database snapshot was taken; nothing was applied".to_string()
         } else {
             format!(
                 "interrupted after the change; {} reads {}, not {}",

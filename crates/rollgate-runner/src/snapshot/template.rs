@@ -201,15 +201,11 @@ fn parse_acl(acl: &str) -> Vec<(String, String)> {
             let item = item.trim_matches('"');
             let (who, rest) = item.split_once('=')?;
             let privs = rest.split('/').next()?;
-            let mut names = Vec::new();
-            for c in privs.chars() {
-                match c {
-                    'c' => names.push("CONNECT"),
-                    'C' => names.push("CREATE"),
-                    'T' => names.push("TEMPORARY"),
-                    _ => {}
-                }
-            }
+            let names: Vec<&str> = [('c', "CONNECT"), ('C', "CREATE"), ('T', "TEMPORARY")]
+                .into_iter()
+                .filter(|(c, _)| privs.contains(*c))
+                .map(|(_, name)| name)
+                .collect();
             if names.is_empty() {
                 return None;
             }
