@@ -169,6 +169,45 @@ fn a_dump_snapshot_brings_back_the_baselines_rows() {
     rolled_back_with("dump");
 }
 
+/// A session nobody stopped is left on the database: the template snapshot refuses (naming
+/// it) rather than terminating a client rollgate does not know, and the rollout rolls back
+/// before anything was applied. The database is not restored (the new version never ran, and
+/// the snapshot is incomplete): restoring it would fail the rollback (exit 5).
+#[test]
+fn a_session_left_on_the_database_refuses_the_template_snapshot() {
+    let Some(node) = node(Some("template")) else {
+        return;
+    };
+    let (_, url) = node.operator_database();
+    let rt = runtime();
+    let held = rt
+        .block_on(rollgate_sim::db::connect_pg(
+            &format!("{url}?application_name=held-by-test"),
+            Duration::from_secs(10),
+        ))
+        .expect("hold a session");
+    let (out, record) = node.run(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
+    drop(held);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    let reason = record["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("other session(s) (held-by-test pid"),
+        "{record:#}"
+    );
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    assert!(!migrated(&node));
+    let kinds: Vec<&str> = record["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect();
+    assert!(!kinds.contains(&"apply"), "{kinds:?}");
+    assert!(!kinds.contains(&"rollback_restore_data"), "{kinds:?}");
+    cleanup(&node);
+}
+
 /// A good version with a snapshot is promoted; the snapshot is kept, listed, and pruned only
 /// when named or expired.
 #[test]
