@@ -369,6 +369,31 @@ async fn compose_restore_to_a_value_the_files_do_not_give_keeps_a_pin() {
     assert!(err.to_string().contains("up -d --no-deps"), "{err}");
 }
 
+/// `stop` (around a database snapshot) stops exactly its services and keeps their containers;
+/// `start` brings them back on the layer's value; nothing else is touched by either.
+#[tokio::test]
+async fn compose_stop_and_start_touch_only_their_services() {
+    if !docker_available("compose_stop_and_start_touch_only_their_services") {
+        return;
+    }
+    let s = Stack::up("compose_stop_and_start_touch_only_their_services").await;
+    let app = s.component("app");
+    let before = s.states().await;
+    s.driver.stop(std::slice::from_ref(&app)).await.unwrap();
+    let stopped = s.states().await;
+    assert_eq!(stopped[0].status, RunStatus::Exited, "{stopped:?}");
+    assert_untouched(&before, &stopped);
+    // Stopping a stopped service succeeds (a resumed rollout redoes it).
+    s.driver.stop(std::slice::from_ref(&app)).await.unwrap();
+    s.driver.start(std::slice::from_ref(&app)).await.unwrap();
+    let after = s.states().await;
+    assert_eq!(after[0].status, RunStatus::Running, "{after:?}");
+    assert_untouched(&before, &after);
+    let layer = s.cfg.layer("app-image").unwrap().clone();
+    let now = s.driver.current(&layer).await.unwrap();
+    assert_eq!(now.value, format!("{}:v1", s.repo));
+}
+
 async fn wait_for_logs(
     driver: &ComposeDriver,
     c: &Component,
