@@ -315,3 +315,83 @@ snapshot_crash_tests! {
     crash_dump_restore_data_outcome: "dump", MIGRATES, "rollback_restore_data:outcome";
     crash_promote_path_snapshot_outcome: "template", "v1.1.0", "snapshot:outcome";
 }
+
+/// The connection's password reaches `pg_dump`/`pg_restore` through `PGPASSWORD` only: never
+/// their command line, never rollgate's output or journal. Wrappers on PATH record each
+/// program's arguments and whether the variable was set, then run the real program.
+#[test]
+fn dump_passwords_travel_in_the_environment_only() {
+    let Some(node) = node(Some("dump")) else {
+        return;
+    };
+    const PASSWORD: &str = "s3cr3t-snap-pw";
+    let bin = node.dir.path().join("pgbin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let log = node.dir.path().join("pg-calls.log");
+    for program in ["pg_dump", "pg_restore"] {
+        let real = ["/usr/bin", "/usr/lib/postgresql/15/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(program))
+            .find(|p| p.exists())
+            .expect("the PostgreSQL client programs");
+        let script = bin.join(program);
+        std::fs::write(
+            &script,
+            format!(
+                "#!/bin/sh\necho \"{program} pw=${{PGPASSWORD:+set}} args=$*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                real.display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    // The test server trusts local connections: any password is accepted, and must be hidden.
+    let url = node.database_url().replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{PASSWORD}@"),
+        1,
+    );
+    assert!(url.contains(PASSWORD), "{url}");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = node.rollgate();
+    cmd.env("ROLLGATE_TEST_DATABASE_URL", &url);
+    // `rollgate()` put the simulator's directory first; the wrappers go before it.
+    let sim_path = format!(
+        "{}:{path}",
+        crate::fixture::sim_bin().parent().unwrap().display()
+    );
+    cmd.env("PATH", sim_path);
+    let out = cmd
+        .args(["rollout", &format!("operator-image={MIGRATES}"), "--yes"])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(calls.contains("pg_dump pw=set args="), "{calls}");
+    assert!(calls.contains("pg_restore pw=set args="), "{calls}");
+    assert!(
+        !calls.contains(PASSWORD),
+        "a password on a command line: {calls}"
+    );
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!text.contains(PASSWORD), "{text}");
+    for file in ["journal.sqlite", "journal.sqlite-wal"] {
+        let bytes = std::fs::read(node.dir.path().join("state").join(file)).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(PASSWORD),
+            "the password is in {file}"
+        );
+    }
+    assert!(!migrated(&node));
+    cleanup(&node);
+}
