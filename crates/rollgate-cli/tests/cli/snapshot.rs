@@ -311,6 +311,7 @@ snapshot_crash_tests! {
     crash_template_restore_data_intent: "template", MIGRATES, "rollback_restore_data:intent";
     crash_template_restore_data_outcome: "template", MIGRATES, "rollback_restore_data:outcome";
     crash_dump_snapshot_intent: "dump", MIGRATES, "snapshot:intent";
+    crash_dump_snapshot_outcome: "dump", MIGRATES, "snapshot:outcome";
     crash_dump_restore_data_intent: "dump", MIGRATES, "rollback_restore_data:intent";
     crash_dump_restore_data_outcome: "dump", MIGRATES, "rollback_restore_data:outcome";
     crash_promote_path_snapshot_outcome: "template", "v1.1.0", "snapshot:outcome";
