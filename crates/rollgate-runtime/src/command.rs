@@ -8,10 +8,13 @@
 //! |---|---|---|
 //! | `ROLLGATE_LAYER` | all | the layer name |
 //! | `ROLLGATE_KIND` | all but `restart`, `logs` | `image`, `binary` or `config` |
-//! | `ROLLGATE_COMPONENTS` | all | the layer's (or restarted) services, space-separated |
+//! | `ROLLGATE_COMPONENTS` | all | the layer's (or restarted, stopped, started) services, space-separated |
 //! | `ROLLGATE_VALUE` | `apply` | the new value; on a restore the recorded value |
 //! | `ROLLGATE_DIGEST` | `apply` on a restore | the recorded digest, when there is one |
 //! | `ROLLGATE_COMPONENT`, `ROLLGATE_SINCE` | `logs` | one service, RFC 3339 time |
+//!
+//! `stop` and `start` (optional; required by layers with a database `snapshot`) run around a
+//! snapshot or a restore, with the same environment as `restart`.
 //!
 //! Besides these, a command gets only PATH, HOME, the locale and what `docker` needs from
 //! rollgate's environment ([`crate::process::BASE_ENV`]), plus the variables
