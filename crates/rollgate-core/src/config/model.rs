@@ -380,6 +380,9 @@ pub struct Layer {
     pub kind: LayerKind,
     /// The restart set of a change to this layer.
     pub components: Vec<String>,
+    /// The files a `config` layer owns, absolute (relative ones are resolved against the
+    /// configuration file's directory). Empty: the runtime driver changes the layer itself.
+    pub files: Vec<PathBuf>,
 }
 
 /// What to do when the baseline itself did not progress (an idle localnet).

@@ -345,6 +345,9 @@ pub struct RawComponent {
 pub struct RawLayer {
     pub kind: Str,
     pub components: Vec<Str>,
+    /// Extension: the files a `config` layer owns (rollgate writes and restores them).
+    #[serde(default)]
+    pub files: Vec<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -334,6 +334,7 @@ impl Runner {
             name: label,
             kind: rollgate_core::vocab::LayerKind::Image,
             components: vec![],
+            files: vec![],
         };
         let mut report = self.report(
             &rec,
