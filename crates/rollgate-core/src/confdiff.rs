@@ -74,6 +74,15 @@ fn mask_assignment(line: &str) -> Option<Cow<'_, str>> {
     )))
 }
 
+/// An `env` layer's `KEY=VALUE,…` with the values of secret-looking keys masked, for display.
+pub fn mask_env_list(value: &str) -> String {
+    value
+        .split(',')
+        .map(mask_line)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Above this many line pairs the diff is the whole old file removed and the new one added.
 const MAX_CELLS: usize = 4_000_000;
 
@@ -213,6 +222,14 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(mask_line(line), want, "{line}");
         }
+    }
+
+    #[test]
+    fn masks_env_lists() {
+        assert_eq!(
+            mask_env_list("RUST_LOG=debug,API_TOKEN=abc,DB_PASSWORD=x"),
+            "RUST_LOG=debug,API_TOKEN=****,DB_PASSWORD=****"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod command;
 pub mod compose;
 pub mod driver;
+pub mod envset;
 pub mod errors;
 pub mod files;
 pub mod process;

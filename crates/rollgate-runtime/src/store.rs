@@ -148,25 +148,36 @@ impl Store {
         Ok(bytes)
     }
 
-    /// Put a manifest; its address `sha256:<hex>`.
-    pub fn put_manifest(&self, manifest: &Manifest) -> Result<String, DriverError> {
-        let bytes = serde_json::to_vec(manifest).unwrap_or_default();
+    /// Put a document as JSON; its address `sha256:<hex>`.
+    pub fn put_json<T: Serialize>(&self, doc: &T) -> Result<String, DriverError> {
+        let bytes = serde_json::to_vec(doc).unwrap_or_default();
         Ok(format!("sha256:{}", self.put(&bytes)?))
     }
 
-    /// The manifest at an address (`sha256:<hex>`).
-    pub fn manifest(&self, address: &str) -> Result<Manifest, DriverError> {
+    /// The JSON document at an address (`sha256:<hex>`); `what` names it in the error.
+    pub fn get_json<T: for<'de> Deserialize<'de>>(
+        &self,
+        address: &str,
+        what: &str,
+    ) -> Result<T, DriverError> {
         let hex = address.strip_prefix("sha256:").unwrap_or(address);
         let bytes = self.get(hex)?;
         serde_json::from_slice(&bytes).map_err(|e| {
             DriverError::io(
                 self.blob_path(hex),
-                std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("not a configuration manifest: {e}"),
-                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not {what}: {e}")),
             )
         })
+    }
+
+    /// Put a manifest; its address `sha256:<hex>`.
+    pub fn put_manifest(&self, manifest: &Manifest) -> Result<String, DriverError> {
+        self.put_json(manifest)
+    }
+
+    /// The manifest at an address (`sha256:<hex>`).
+    pub fn manifest(&self, address: &str) -> Result<Manifest, DriverError> {
+        self.get_json(address, "a configuration manifest")
     }
 
     /// Whether a manifest is stored at this address.

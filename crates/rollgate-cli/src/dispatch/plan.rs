@@ -4,7 +4,8 @@
 //! For a `config` layer with `files`, `diff` holds a unified diff of each file the change
 //! replaces (`[{"file": PATH, "diff": "--- …"}]`, empty text when the file would not change),
 //! with the values of secret-looking keys and every configured secret masked
-//! (`rollgate_core::confdiff`).
+//! (`rollgate_core::confdiff`). For an `env` layer, one entry whose `file` is the layer's name
+//! and whose diff compares the overrides as `KEY=VALUE` lines.
 //!
 //! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
 //! "restart": [{"component": "operator", "service": "operator"}],
@@ -44,7 +45,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
             ))
         })?
         .clone();
-    let diffs = config_diffs(&runner, &layer, &value)?;
+    let diffs = config_diffs(&runner, &layer, &value).await?;
+    // An `env` layer's values may be secret: shown masked like its diff.
+    let value = if layer.kind == rollgate_core::vocab::LayerKind::Env {
+        rollgate_core::confdiff::mask_env_list(&value)
+    } else {
+        value
+    };
     let current = runner.driver.current(&layer).await;
     let from = match &current {
         Ok(v) => json!(v.display()),
@@ -143,13 +150,21 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     })
 }
 
-/// The masked diffs of a `config` layer change (none for other layers). An unknown file name
+/// The masked diffs of a `config` layer change, or of an `env` layer's overrides (`file` is
+/// then the layer's name); none for other layers. An unknown file name
 /// or a protected path is refused (exit 2) like the rollout would.
-fn config_diffs(
+async fn config_diffs(
     runner: &rollgate_runner::Runner,
     layer: &rollgate_core::config::Layer,
     value: &str,
 ) -> Result<Vec<(std::path::PathBuf, String)>, CliError> {
+    if layer.kind == rollgate_core::vocab::LayerKind::Env {
+        let diff = runner
+            .env_diff(layer, value)
+            .await
+            .map_err(crate::dispatch::common::runner_error)?;
+        return Ok(vec![(layer.name.clone().into(), diff)]);
+    }
     if !rollgate_runtime::files::manages(layer) {
         return Ok(Vec::new());
     }

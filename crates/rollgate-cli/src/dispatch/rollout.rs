@@ -60,7 +60,11 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
         }
     }
     if !args.yes && ctx.out.interactive && std::io::stdin().is_terminal() {
-        let list: Vec<String> = steps.iter().map(|(l, v)| format!("{l}={v}")).collect();
+        // An `env` layer's values may be secret: the prompt masks them like `plan`.
+        let list: Vec<String> = steps
+            .iter()
+            .map(|(l, v)| format!("{l}={}", rollgate_core::confdiff::mask_env_list(v)))
+            .collect();
         eprint!(
             "roll out {} on node {}? [y/N] ",
             list.join(", then "),

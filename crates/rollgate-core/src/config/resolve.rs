@@ -236,7 +236,7 @@ pub fn resolve(
     let runtime = resolve_runtime(&cx, &raw.runtime)?;
     let components = resolve_components(&cx, &raw, &readiness)?;
     let layers = resolve_layers(&cx, &raw.layers, &components)?;
-    check_layer_files(&cx, &raw.layers, &layers, &node)?;
+    check_layer_files(&cx, &raw.layers, &layers, &node, &runtime)?;
 
     let longest_window = progression
         .iter()
@@ -1139,11 +1139,12 @@ fn resolve_layers(
             "image" => LayerKind::Image,
             "binary" => LayerKind::Binary,
             "config" => LayerKind::Config,
+            "env" => LayerKind::Env,
             other => {
                 return Err(cx.invalid(
                     &l.kind,
                     &format!("{key}.kind"),
-                    format!("`{other}` is not one of image, binary, config"),
+                    format!("`{other}` is not one of image, binary, config, env"),
                 ));
             }
         };
@@ -1297,18 +1298,27 @@ fn layer_files(
 }
 
 /// Config layers never touch the deployment metadata or `APP_CONFIG/ethereum` (judged here by
-/// the path as written; the runner judges it again with symlinks resolved).
+/// the path as written; the runner judges it again with symlinks resolved); `env` layers need
+/// the compose driver.
 fn check_layer_files(
     cx: &Ctx,
     raw_layers: &BTreeMap<String, raw::RawLayer>,
     layers: &BTreeMap<String, Layer>,
     node: &Node,
+    runtime: &Runtime,
 ) -> Result<(), ConfigError> {
     for (name, layer) in layers {
         let Some(raw_l) = raw_layers.get(name) else {
             continue;
         };
         let key = format!("layers.{name}.files");
+        if layer.kind == LayerKind::Env && !matches!(runtime, Runtime::Compose(_)) {
+            return Err(cx.invalid(
+                &raw_l.kind,
+                &format!("layers.{name}.kind"),
+                "an `env` layer sets environment overrides through the compose driver's override file: it needs `[runtime] driver = \"compose\"`",
+            ));
+        }
         for (f, raw_f) in layer.files.iter().zip(&raw_l.files) {
             if let Some(why) = protected_path(f, node) {
                 return Err(cx.invalid(raw_f, &key, why));

@@ -17,6 +17,7 @@
 use std::path::{Path, PathBuf};
 
 use rollgate_core::config::{Config, Layer, Node, protected_path};
+use rollgate_runtime::envset;
 use rollgate_runtime::files::{MAX_FILE, manages, read_file};
 use rollgate_runtime::store::{FileEntry, MANIFEST_FORMAT, Manifest, Store, sha256_hex};
 
@@ -236,6 +237,9 @@ impl Runner {
         layer: &Layer,
         value: &str,
     ) -> Result<String, RunnerError> {
+        if layer.kind == rollgate_core::vocab::LayerKind::Env {
+            return self.stage_env(layer, value);
+        }
         if !manages(layer) {
             return Ok(value.to_string());
         }
@@ -270,6 +274,44 @@ impl Runner {
         .await
         .map_err(|e| RunnerError::Internal(e.to_string()))?
         .map_err(RunnerError::Driver)
+    }
+
+    /// An `env` layer's `KEY=VALUE,…` (or `-`) stored as a set; its address. A stored set's
+    /// address is accepted as it is.
+    fn stage_env(&self, layer: &Layer, value: &str) -> Result<String, RunnerError> {
+        let store = Store::new(&self.config.node.state_dir);
+        if value.starts_with("sha256:") && envset::get(&store, value).is_ok() {
+            return Ok(value.to_string());
+        }
+        let env = envset::parse(value)
+            .map_err(|e| RunnerError::Usage(format!("layer `{}`: {e}", layer.name)))?;
+        envset::put(&store, &layer.name, &env).map_err(RunnerError::Driver)
+    }
+
+    /// `plan` of an `env` layer: the overrides now and after the change as `KEY=VALUE` lines,
+    /// diffed, secret-looking values masked.
+    pub async fn env_diff(&self, layer: &Layer, value: &str) -> Result<String, RunnerError> {
+        let store = Store::new(&self.config.node.state_dir);
+        let now = self
+            .driver
+            .current(layer)
+            .await
+            .map_err(RunnerError::Driver)?;
+        let now = envset::get(&store, now.digest.as_deref().unwrap_or(&now.value))
+            .map_err(RunnerError::Driver)?;
+        let new = if value.starts_with("sha256:") {
+            envset::get(&store, value).map_err(RunnerError::Driver)?.env
+        } else {
+            envset::parse(value)
+                .map_err(|e| RunnerError::Usage(format!("layer `{}`: {e}", layer.name)))?
+        };
+        Ok(rollgate_core::confdiff::unified_diff(
+            &format!("{} (now)", layer.name),
+            &format!("{} (new)", layer.name),
+            &envset::lines(&now.env),
+            &envset::lines(&new),
+            3,
+        ))
     }
 
     /// Exit 3 when the layer's files no longer hold what the last known-good baseline recorded.
