@@ -77,6 +77,18 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
             return Err(CliError::Usage("aborted: nothing was changed".into()));
         }
     }
+    // A plan file's steps are journaled (resume continues from them): an `env` layer's values
+    // go there as the address of their stored set, never in clear.
+    let mut steps = steps;
+    for (layer, value) in &mut steps {
+        if let Some(l) = runner.config.layer(layer)
+            && l.kind == rollgate_core::vocab::LayerKind::Env
+        {
+            *value = runner
+                .stage_env(l, value)
+                .map_err(crate::dispatch::common::runner_error)?;
+        }
+    }
     let plan_json = args.plan.as_ref().map(|p| json!({"file": p, "steps": steps.iter().map(|(l, v)| json!({"layer": l, "value": v})).collect::<Vec<_>>()}));
     run_steps(ctx, &runner, &steps, 0, args.bake, plan_json, Vec::new()).await
 }

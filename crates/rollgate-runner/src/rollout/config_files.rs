@@ -278,7 +278,7 @@ impl Runner {
 
     /// An `env` layer's `KEY=VALUE,…` (or `-`) stored as a set; its address. A stored set's
     /// address is accepted as it is.
-    fn stage_env(&self, layer: &Layer, value: &str) -> Result<String, RunnerError> {
+    pub fn stage_env(&self, layer: &Layer, value: &str) -> Result<String, RunnerError> {
         let store = Store::new(&self.config.node.state_dir);
         if value.starts_with("sha256:") && envset::get(&store, value).is_ok() {
             return Ok(value.to_string());
