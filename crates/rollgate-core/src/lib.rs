@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod baseline;
+pub mod confdiff;
 pub mod config;
 pub mod engine;
 pub mod errors;

@@ -101,6 +101,9 @@ pub enum LayerKind {
     Binary,
     /// A configuration file; its value is recorded with the file's hash.
     Config,
+    /// Environment overrides of Compose services (`KEY=VALUE,…`), written to the override file
+    /// the compose driver owns; its value is the stored set's hash.
+    Env,
 }
 
 impl LayerKind {
@@ -109,6 +112,7 @@ impl LayerKind {
             LayerKind::Image => "image",
             LayerKind::Binary => "binary",
             LayerKind::Config => "config",
+            LayerKind::Env => "env",
         }
     }
 

@@ -672,3 +672,71 @@ fn layer_snapshots() {
     };
     assert_eq!(cmd.stop.as_deref(), Some("/srv/node/bin/stop"));
 }
+
+#[test]
+fn config_layer_files_resolve_and_protected_paths_are_refused() {
+    let with_files = |files: &str| {
+        PRODUCT_EXAMPLE.replace(
+            "[layers.operator-config]\nkind = \"config\"\ncomponents = [\"operator\"]",
+            &format!(
+                "[layers.operator-config]\nkind = \"config\"\ncomponents = [\"operator\"]\nfiles = {files}"
+            ),
+        )
+    };
+    // Relative to the configuration file's directory; the product example (no files) still loads.
+    let cfg = load(&with_files(
+        r#"["node/operator.env", "/srv/node/./operator.toml"]"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        cfg.layers["operator-config"].files,
+        [
+            Path::new("/etc/rollgate/node/operator.env"),
+            Path::new("/srv/node/operator.toml")
+        ]
+    );
+    assert!(
+        load(PRODUCT_EXAMPLE).unwrap().layers["operator-config"]
+            .files
+            .is_empty()
+    );
+
+    for (files, needle) in [
+        (
+            r#"["/opt/dexlabs/ethereum/addresses.json"]"#,
+            "deployment metadata",
+        ),
+        (
+            r#"["/opt/dexlabs/ethereum/other.env"]"#,
+            "APP_CONFIG/ethereum",
+        ),
+        (
+            r#"["/opt/dexlabs/x/../ethereum/other.env"]"#,
+            "APP_CONFIG/ethereum",
+        ),
+        (r#"["/opt/dexlabs"]"#, "deployment metadata"),
+        (r#"["/a/op.env", "/b/op.env"]"#, "two files are named"),
+        (r#"["/a/op.env", "/a/op.env"]"#, "named twice"),
+    ] {
+        let text = with_files(files);
+        let err = load(&text).unwrap_err();
+        let msg = err.to_string();
+        assert_eq!(err.exit_code(), ExitCode::Usage, "{msg}");
+        assert!(msg.contains("layers.operator-config.files"), "{msg}");
+        assert!(msg.contains(needle), "{files}: {msg}");
+        assert!(
+            msg.starts_with(&format!(
+                "{FILE}:{}",
+                line_of(&text, &format!("files = {files}"))
+            )),
+            "{msg}"
+        );
+    }
+    // Only a config layer owns files.
+    let text = PRODUCT_EXAMPLE.replace(
+        "[layers.kyc-image]\nkind = \"image\"\ncomponents = [\"kyc\"]",
+        "[layers.kyc-image]\nkind = \"image\"\ncomponents = [\"kyc\"]\nfiles = [\"/a\"]",
+    );
+    let msg = load(&text).unwrap_err().to_string();
+    assert!(msg.contains("only a `config` layer owns files"), "{msg}");
+}

@@ -13,6 +13,10 @@ pub enum RunnerError {
     /// Another rollout holds the lock, or an interrupted rollout must be resumed first.
     #[error("{0}")]
     Busy(String),
+    /// The environment is ambiguous (a config file edited by hand since the baseline): exit 3,
+    /// nothing was changed.
+    #[error("{0}")]
+    Ambiguous(String),
     /// Nothing to act on (no rollout to resume, no baseline to roll back to).
     #[error("{0}")]
     NotFound(String),

@@ -125,7 +125,7 @@ impl RuntimeDriver for CommandDriver {
             LayerKind::Binary | LayerKind::Config => {
                 file_digest(&self.resolve_path(&value)).await?
             }
-            LayerKind::Image => None,
+            LayerKind::Image | LayerKind::Env => None,
         };
         Ok(LayerValue {
             kind: layer.kind,

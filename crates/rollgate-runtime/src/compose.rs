@@ -19,6 +19,9 @@
 //!   empty); otherwise the service is pinned to the recorded reference.
 //! - **Restarting**: `up -d --no-deps --no-build --force-recreate <services>`: only the named
 //!   services are recreated, never their dependencies, never a build.
+//! - **`env` layers** set `environment` for the layer's services in the same override file
+//!   (beside any pinned `image`); the layer's value is the address of the stored set
+//!   ([`crate::envset`]), and a restore writes the recorded set back and reads it back.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,12 +36,18 @@ use serde_json::Value;
 use tokio::sync::{Mutex, OnceCell};
 
 use crate::driver::{ComponentState, DriverOutput, LogCursor, LogRead, RunStatus, RuntimeDriver};
+use crate::envset;
 use crate::errors::DriverError;
 use crate::process::{Invocation, run};
+use crate::store::Store;
 
 const LABEL_PROJECT: &str = "com.docker.compose.project";
 const LABEL_SERVICE: &str = "com.docker.compose.service";
 const LABEL_ONEOFF: &str = "com.docker.compose.oneoff";
+
+/// What `docker inspect` prints of a container: the fields the driver reads, without
+/// `Config.Env`.
+const INSPECT_FORMAT: &str = r#"{"Id":{{json .Id}},"Created":{{json .Created}},"Image":{{json .Image}},"Config":{"Image":{{json .Config.Image}}},"State":{"Status":{{json .State.Status}},"StartedAt":{{json .State.StartedAt}},"ExitCode":{{json .State.ExitCode}}},"RestartCount":{{json .RestartCount}}}"#;
 
 /// Which Compose implementation runs the commands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +98,8 @@ pub struct ComposeDriver {
     timeouts: Timeouts,
     /// Serializes read-modify-write of the override file within this process.
     files_lock: Mutex<()>,
+    /// Where `env` layers' sets of overrides are stored ([`crate::envset`]).
+    store: Store,
 }
 
 impl ComposeDriver {
@@ -121,6 +132,7 @@ impl ComposeDriver {
             flavor: OnceCell::new(),
             timeouts: Timeouts::default(),
             files_lock: Mutex::new(()),
+            store: Store::new(&config.node.state_dir),
         })
     }
 
@@ -265,19 +277,25 @@ impl ComposeDriver {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let mut args = vec!["inspect"];
+        // Only the fields the driver reads, one JSON object per line: the whole document holds
+        // the container's environment, whose secrets the output redaction would replace inside
+        // JSON strings (and an `env` layer puts them there).
+        let mut args = vec!["inspect", "--format", INSPECT_FORMAT];
         args.extend(ids.iter().map(String::as_str));
         let out = run(&self.docker(&args, format!("service {service}"))).await?;
-        let mut list: Vec<Value> = match serde_json::from_str(&out.stdout) {
-            Ok(Value::Array(a)) => a,
-            Ok(_) | Err(_) => {
-                return Err(DriverError::Parse {
-                    command: out.command,
-                    unit: format!("service {service}"),
-                    detail: "expected a JSON array".into(),
-                });
+        let mut list = Vec::new();
+        for line in out.stdout.lines().filter(|l| !l.trim().is_empty()) {
+            match serde_json::from_str::<Value>(line) {
+                Ok(v @ Value::Object(_)) => list.push(v),
+                Ok(_) | Err(_) => {
+                    return Err(DriverError::Parse {
+                        command: out.command,
+                        unit: format!("service {service}"),
+                        detail: "expected one JSON object per container".into(),
+                    });
+                }
             }
-        };
+        }
         list.sort_by(|a, b| str_at(b, "/Created").cmp(&str_at(a, "/Created")));
         Ok(list)
     }
@@ -381,40 +399,155 @@ impl ComposeDriver {
         }
     }
 
-    async fn read_override(&self) -> Result<BTreeMap<String, String>, DriverError> {
+    async fn read_overrides(&self) -> Result<Overrides, DriverError> {
         let v: Value = Self::read_json::<Option<Value>>(&self.override_path)
             .await?
             .unwrap_or(Value::Null);
-        let mut pinned = BTreeMap::new();
-        if let Some(services) = v.get("services").and_then(Value::as_object) {
-            for (name, svc) in services {
-                if let Some(image) = svc.get("image").and_then(Value::as_str) {
-                    pinned.insert(name.clone(), image.to_string());
-                }
-            }
-        }
-        Ok(pinned)
+        Ok(Overrides::parse(&v))
     }
 
-    /// Write the override file, or delete it when nothing is pinned.
+    /// The pinned images (service → reference) of the override file.
+    async fn read_override(&self) -> Result<BTreeMap<String, String>, DriverError> {
+        Ok(self.read_overrides().await?.images)
+    }
+
+    /// Write the pinned images, keeping the environment overrides.
     async fn write_override(&self, pinned: &BTreeMap<String, String>) -> Result<(), DriverError> {
-        if pinned.is_empty() {
+        let mut overrides = self.read_overrides().await?;
+        overrides.images = pinned.clone();
+        self.write_overrides(&overrides).await
+    }
+
+    /// Write the override file, or delete it when it would be empty.
+    async fn write_overrides(&self, overrides: &Overrides) -> Result<(), DriverError> {
+        let Some(doc) = overrides.document(self.file_version().await) else {
             return match tokio::fs::remove_file(&self.override_path).await {
                 Ok(()) => Ok(()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
                 Err(e) => Err(DriverError::io(&self.override_path, e)),
             };
+        };
+        write_atomic(&self.override_path, &doc).await
+    }
+
+    /// An `env` layer's overrides now: the same set on every service of the layer, stored; its
+    /// address is the value.
+    async fn env_current(&self, layer: &Layer) -> Result<LayerValue, DriverError> {
+        let overrides = self.read_overrides().await?;
+        let services = self.layer_services(layer)?;
+        let sets: Vec<BTreeMap<String, String>> = services
+            .iter()
+            .map(|s| overrides.env.get(s).cloned().unwrap_or_default())
+            .collect();
+        if sets.windows(2).any(|w| w[0] != w[1]) {
+            return Err(DriverError::Inconsistent {
+                layer: layer.name.clone(),
+                detail: format!(
+                    "services {} have different environment overrides in {}",
+                    services.join(", "),
+                    self.override_path.display()
+                ),
+            });
+        }
+        let env = sets.into_iter().next().unwrap_or_default();
+        let address = envset::put(&self.store, &layer.name, &env)?;
+        Ok(LayerValue {
+            kind: LayerKind::Env,
+            value: address.clone(),
+            digest: Some(address),
+        })
+    }
+
+    /// Set an `env` layer's overrides: `value` is a stored set's address or `KEY=VALUE,…`.
+    async fn env_apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError> {
+        let env = if value.starts_with("sha256:") {
+            envset::get(&self.store, value)?.env
+        } else {
+            envset::parse(value).map_err(|detail| DriverError::Parse {
+                command: "apply".into(),
+                unit: format!("layer {}", layer.name),
+                detail,
+            })?
+        };
+        let services = self.layer_services(layer)?;
+        let _guard = self.files_lock.lock().await;
+        let mut overrides = self.read_overrides().await?;
+        for service in &services {
+            if env.is_empty() {
+                overrides.env.remove(service);
+            } else {
+                overrides.env.insert(service.clone(), env.clone());
+            }
+        }
+        self.write_overrides(&overrides).await?;
+        // Key names only: values may be secret.
+        Ok(DriverOutput::note(format!(
+            "set environment overrides [{}] for service(s) {} in {}",
+            env.keys().cloned().collect::<Vec<_>>().join(", "),
+            services.join(", "),
+            self.override_path.display()
+        )))
+    }
+}
+
+/// What the override file holds: pinned images and environment overrides, per service.
+///
+/// ```json
+/// {"version": "2.4", "services": {"operator": {"image": "rollgate-sim/operator:v1.1.0",
+///   "environment": {"LOG_LEVEL": "debug"}}}}
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Overrides {
+    images: BTreeMap<String, String>,
+    env: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Overrides {
+    fn parse(v: &Value) -> Overrides {
+        let mut o = Overrides::default();
+        let Some(services) = v.get("services").and_then(Value::as_object) else {
+            return o;
+        };
+        for (name, svc) in services {
+            if let Some(image) = svc.get("image").and_then(Value::as_str) {
+                o.images.insert(name.clone(), image.to_string());
+            }
+            if let Some(env) = svc.get("environment").and_then(Value::as_object) {
+                let env: BTreeMap<String, String> = env
+                    .iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+                    .collect();
+                if !env.is_empty() {
+                    o.env.insert(name.clone(), env);
+                }
+            }
+        }
+        o
+    }
+
+    /// The file's document, `None` when nothing is overridden.
+    fn document(&self, version: Option<String>) -> Option<Value> {
+        let mut services = serde_json::Map::new();
+        for (s, image) in &self.images {
+            services.insert(s.clone(), serde_json::json!({ "image": image }));
+        }
+        for (s, env) in self.env.iter().filter(|(_, e)| !e.is_empty()) {
+            let entry = services
+                .entry(s.clone())
+                .or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Value::Object(m) = entry {
+                m.insert("environment".into(), serde_json::json!(env));
+            }
+        }
+        if services.is_empty() {
+            return None;
         }
         let mut doc = serde_json::Map::new();
-        if let Some(v) = self.file_version().await {
+        if let Some(v) = version {
             doc.insert("version".into(), Value::String(v));
         }
-        let services: serde_json::Map<String, Value> = pinned
-            .iter()
-            .map(|(s, image)| (s.clone(), serde_json::json!({ "image": image })))
-            .collect();
         doc.insert("services".into(), Value::Object(services));
-        write_atomic(&self.override_path, &Value::Object(doc)).await
+        Some(Value::Object(doc))
     }
 }
 
@@ -425,6 +558,9 @@ impl RuntimeDriver for ComposeDriver {
     }
 
     async fn current(&self, layer: &Layer) -> Result<LayerValue, DriverError> {
+        if layer.kind == LayerKind::Env {
+            return self.env_current(layer).await;
+        }
         require_image(layer)?;
         let mut values: Vec<(String, LayerValue)> = Vec::new();
         for service in self.layer_services(layer)? {
@@ -452,6 +588,9 @@ impl RuntimeDriver for ComposeDriver {
     }
 
     async fn apply(&self, layer: &Layer, value: &str) -> Result<DriverOutput, DriverError> {
+        if layer.kind == LayerKind::Env {
+            return self.env_apply(layer, value).await;
+        }
         require_image(layer)?;
         let services = self.layer_services(layer)?;
         let _guard = self.files_lock.lock().await;
@@ -472,6 +611,20 @@ impl RuntimeDriver for ComposeDriver {
         layer: &Layer,
         recorded: &LayerValue,
     ) -> Result<DriverOutput, DriverError> {
+        if layer.kind == LayerKind::Env {
+            let address = recorded.digest.as_deref().unwrap_or(&recorded.value);
+            let out = self.env_apply(layer, address).await?;
+            // Prove it: the overrides read back must be the recorded set.
+            let now = self.env_current(layer).await?;
+            if now.digest.as_deref() != Some(address) {
+                return Err(DriverError::Restore {
+                    layer: layer.name.clone(),
+                    recorded: recorded.display(),
+                    detail: format!("after the write the overrides read {}", now.display()),
+                });
+            }
+            return Ok(out);
+        }
         require_image(layer)?;
         let fail = |detail: String| DriverError::Restore {
             layer: layer.name.clone(),
@@ -829,6 +982,29 @@ mod tests {
         );
         assert_eq!(yaml_service_image(yaml, "third"), None);
         assert_eq!(yaml_service_image(yaml, "ghost"), None);
+    }
+
+    #[test]
+    fn override_file_keeps_images_and_environment_apart() {
+        let v: Value = serde_json::from_str(
+            r#"{"version": "2.4", "services": {
+                "operator": {"image": "op:v2", "environment": {"A": "1"}},
+                "kyc": {"environment": {"B": "2"}}}}"#,
+        )
+        .unwrap();
+        let mut o = Overrides::parse(&v);
+        assert_eq!(o.images["operator"], "op:v2");
+        assert_eq!(o.env["kyc"]["B"], "2");
+        assert_eq!(o.document(Some("2.4".into())).unwrap(), v);
+        // Unpinning the image keeps the service's environment, and the reverse.
+        o.images.clear();
+        let doc = o.document(None).unwrap();
+        assert_eq!(
+            doc["services"]["operator"],
+            serde_json::json!({"environment": {"A": "1"}})
+        );
+        o.env.clear();
+        assert_eq!(o.document(None), None);
     }
 
     #[test]

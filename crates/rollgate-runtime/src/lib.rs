@@ -10,8 +10,11 @@
 pub mod command;
 pub mod compose;
 pub mod driver;
+pub mod envset;
 pub mod errors;
+pub mod files;
 pub mod process;
+pub mod store;
 
 use std::sync::Arc;
 
@@ -23,11 +26,17 @@ pub use driver::{
     ComponentState, DriverOutput, LOG_OVERLAP, LogCursor, LogRead, RunStatus, RuntimeDriver,
 };
 pub use errors::DriverError;
+pub use files::FilesDriver;
 
-/// The driver the configuration selects (`[runtime] driver`).
+/// The driver the configuration selects (`[runtime] driver`), wrapped in a [`FilesDriver`]
+/// when a `config` layer names its `files` (rollgate then writes those files itself).
 pub fn driver_for(config: &Config) -> Result<Arc<dyn RuntimeDriver>, DriverError> {
-    Ok(match &config.runtime {
+    let inner: Arc<dyn RuntimeDriver> = match &config.runtime {
         Runtime::Compose(c) => Arc::new(ComposeDriver::new(c.clone(), config)?),
         Runtime::Command(c) => Arc::new(CommandDriver::new(c.clone(), config)),
-    })
+    };
+    if config.layers.values().any(files::manages) {
+        return Ok(Arc::new(FilesDriver::new(inner, &config.node.state_dir)));
+    }
+    Ok(inner)
 }

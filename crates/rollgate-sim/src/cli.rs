@@ -91,6 +91,12 @@ struct OperatorArgs {
     /// fault, requestIndex a decimal string past 2^64)
     #[arg(long, env = "SIM_STATUS_SHAPE", default_value = "tidy")]
     status_shape: String,
+    /// The operator's configuration file (`KEY=VALUE` lines), read at start: the file a
+    /// `config` layer changes. `OPERATOR_MARK_PRICE=on|off` (off: no mark prices, requests
+    /// answer 503), `OPERATOR_SLOW_START_MS=N`; other keys are ignored, a bad value of a known
+    /// key makes the operator refuse to start.
+    #[arg(long, env = "SIM_ENV_FILE")]
+    env_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -359,6 +365,42 @@ async fn terminated() {
     }
 }
 
+/// The operator's `KEY=VALUE` configuration file (see `OperatorArgs::env_file`).
+fn apply_env_file(path: &std::path::Path, opts: &mut OperatorOptions) -> Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("read the operator configuration {}", path.display()))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((key, value)) = line.split_once('=') else {
+            bail!("{}:{}: not KEY=VALUE: {line}", path.display(), n + 1);
+        };
+        let value = value.trim().trim_matches(['"', '\'']);
+        match key.trim() {
+            "OPERATOR_MARK_PRICE" => {
+                opts.mark_price = match value {
+                    "on" => true,
+                    "off" => false,
+                    other => bail!(
+                        "{}:{}: OPERATOR_MARK_PRICE must be on or off, not {other:?}",
+                        path.display(),
+                        n + 1
+                    ),
+                }
+            }
+            "OPERATOR_SLOW_START_MS" => {
+                opts.slow_start = ms(value.parse().with_context(|| {
+                    format!("{}:{}: OPERATOR_SLOW_START_MS", path.display(), n + 1)
+                })?)
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn ms(v: u64) -> Duration {
     Duration::from_millis(v)
 }
@@ -366,7 +408,8 @@ fn ms(v: u64) -> Duration {
 async fn serve(command: Command) -> Result<ExitCode> {
     match command {
         Command::Operator(a) => {
-            let op = RunningOperator::start(OperatorOptions {
+            let env_file = a.env_file.clone();
+            let mut opts = OperatorOptions {
                 listen: a.listen,
                 version: a.version.parse()?,
                 database_url: a.database_url,
@@ -381,8 +424,11 @@ async fn serve(command: Command) -> Result<ExitCode> {
                 mark_price: !a.no_mark_price,
                 shape: a.status_shape.parse().map_err(anyhow::Error::msg)?,
                 ..OperatorOptions::default()
-            })
-            .await?;
+            };
+            if let Some(path) = env_file {
+                apply_env_file(&path, &mut opts)?;
+            }
+            let op = RunningOperator::start(opts).await?;
             tokio::select! {
                 code = op.wait_exit() => return Ok(ExitCode::from(code.clamp(1, 255) as u8)),
                 _ = terminated() => {}

@@ -9,6 +9,7 @@
 //! DIR/logs/<component>.log   stdout and stderr of each process (appended)
 //! DIR/app_config/            APP_CONFIG (ethereum/addresses.json, enclave/build-flags.env)
 //! DIR/runtime.env            runtime SGX_DEBUG / SGX_PRERELEASE
+//! DIR/config/operator.env    the operator's KEY=VALUE configuration, read at start when present
 //! DIR/aesm/aesm.socket       the AESM socket
 //! DIR/pccs/                  the PCCS certificate (cert.pem, cert.der, key.der, cert.sha256)
 //! ```
@@ -163,6 +164,12 @@ impl Localnet {
 
     pub fn aesm_socket(&self) -> PathBuf {
         self.dir.join("aesm").join("aesm.socket")
+    }
+
+    /// The operator's configuration file, read at each start when it exists (what a `config`
+    /// layer of rollgate changes): `DIR/config/operator.env`.
+    pub fn operator_env(&self) -> PathBuf {
+        self.dir.join("config").join("operator.env")
     }
 
     fn config_path(&self) -> PathBuf {
@@ -380,6 +387,10 @@ impl Localnet {
                 push("--traffic-interval-ms", cfg.traffic_interval_ms.to_string());
                 push("--slow-start-ms", cfg.slow_start_ms.to_string());
                 push("--status-shape", cfg.status_shape.clone());
+                let env_file = self.operator_env();
+                if env_file.exists() {
+                    push("--env-file", env_file.display().to_string());
+                }
                 if let Some(u) = &cfg.database_url {
                     push(
                         "--database-url",

@@ -72,6 +72,7 @@ pub fn runner_error(e: RunnerError) -> CliError {
     match e {
         RunnerError::Usage(m) | RunnerError::NotFound(m) => CliError::Usage(m),
         RunnerError::Busy(m) => CliError::Busy(m),
+        RunnerError::Ambiguous(m) => CliError::NotReady(m),
         other => CliError::Internal(anyhow::anyhow!(rollgate_probe::errors::chain(&other))),
     }
 }

@@ -1,6 +1,12 @@
 //! `rollgate plan LAYER=VALUE`: the dry run. Validates the change, shows the restart set and
 //! every gate with its threshold, and runs every read-only check now. Changes nothing.
 //!
+//! For a `config` layer with `files`, `diff` holds a unified diff of each file the change
+//! replaces (`[{"file": PATH, "diff": "--- …"}]`, empty text when the file would not change),
+//! with the values of secret-looking keys and every configured secret masked
+//! (`rollgate_core::confdiff`). For an `env` layer, one entry whose `file` is the layer's name
+//! and whose diff compares the overrides as `KEY=VALUE` lines.
+//!
 //! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
 //! "restart": [{"component": "operator", "service": "operator"}],
 //! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"}],
@@ -39,6 +45,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
             ))
         })?
         .clone();
+    let diffs = config_diffs(&runner, &layer, &value).await?;
+    // An `env` layer's values may be secret: shown masked like its diff.
+    let value = if layer.kind == rollgate_core::vocab::LayerKind::Env {
+        rollgate_core::confdiff::mask_env_list(&value)
+    } else {
+        value
+    };
     let current = runner.driver.current(&layer).await;
     let from = match &current {
         Ok(v) => json!(v.display()),
@@ -91,7 +104,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
     let warnings = rollgate_runner::bake::undecidable_warnings(&config);
     if ctx.out.is_json() {
-        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "gates": gates, "checks": checks, "warnings": warnings}))?;
+        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "diff": diffs.iter().map(|(f, d)| json!({"file": f, "diff": d})).collect::<Vec<_>>(), "gates": gates, "checks": checks, "warnings": warnings}))?;
     } else {
         crate::outln!(
             "plan: {} ({}) {} → {}",
@@ -101,6 +114,13 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
             value
         );
         crate::outln!("restarts: {}", layer.components.join(", "));
+        for (file, diff) in &diffs {
+            if diff.is_empty() {
+                crate::outln!("\n{}: unchanged", file.display());
+            } else {
+                crate::outln!("\n{}", diff.trim_end());
+            }
+        }
         crate::outln!("\ngates:");
         for g in &gates {
             crate::outln!(
@@ -128,4 +148,27 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     } else {
         ExitCode::NotReady
     })
+}
+
+/// The masked diffs of a `config` layer change, or of an `env` layer's overrides (`file` is
+/// then the layer's name); none for other layers. An unknown file name
+/// or a protected path is refused (exit 2) like the rollout would.
+async fn config_diffs(
+    runner: &rollgate_runner::Runner,
+    layer: &rollgate_core::config::Layer,
+    value: &str,
+) -> Result<Vec<(std::path::PathBuf, String)>, CliError> {
+    if layer.kind == rollgate_core::vocab::LayerKind::Env {
+        let diff = runner
+            .env_diff(layer, value)
+            .await
+            .map_err(crate::dispatch::common::runner_error)?;
+        return Ok(vec![(layer.name.clone().into(), diff)]);
+    }
+    if !rollgate_runtime::files::manages(layer) {
+        return Ok(Vec::new());
+    }
+    let change = rollgate_runner::rollout::config_files::read_change(&runner.config, layer, value)
+        .map_err(crate::dispatch::common::runner_error)?;
+    Ok(change.diffs())
 }

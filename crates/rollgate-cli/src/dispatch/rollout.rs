@@ -60,7 +60,11 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
         }
     }
     if !args.yes && ctx.out.interactive && std::io::stdin().is_terminal() {
-        let list: Vec<String> = steps.iter().map(|(l, v)| format!("{l}={v}")).collect();
+        // An `env` layer's values may be secret: the prompt masks them like `plan`.
+        let list: Vec<String> = steps
+            .iter()
+            .map(|(l, v)| format!("{l}={}", rollgate_core::confdiff::mask_env_list(v)))
+            .collect();
         eprint!(
             "roll out {} on node {}? [y/N] ",
             list.join(", then "),
@@ -71,6 +75,18 @@ pub async fn run(ctx: &Ctx, args: &RolloutArgs) -> CmdResult {
         let _ = std::io::stdin().lock().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
             return Err(CliError::Usage("aborted: nothing was changed".into()));
+        }
+    }
+    // A plan file's steps are journaled (resume continues from them): an `env` layer's values
+    // go there as the address of their stored set, never in clear.
+    let mut steps = steps;
+    for (layer, value) in &mut steps {
+        if let Some(l) = runner.config.layer(layer)
+            && l.kind == rollgate_core::vocab::LayerKind::Env
+        {
+            *value = runner
+                .stage_env(l, value)
+                .map_err(crate::dispatch::common::runner_error)?;
         }
     }
     let plan_json = args.plan.as_ref().map(|p| json!({"file": p, "steps": steps.iter().map(|(l, v)| json!({"layer": l, "value": v})).collect::<Vec<_>>()}));

@@ -145,18 +145,18 @@ fn wait_http(url: &str) {
     panic!("timed out waiting for {url}");
 }
 
-#[test]
-fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
-    let Some(services) = testenv::require_services() else {
-        return;
-    };
+/// The simulated stack under Compose with its own databases and ports, and a rollgate
+/// configuration for it (compose driver) with `extra` appended; `None` when the services or
+/// the images are missing outside CI.
+fn start_stack(extra: &str) -> Option<Stack> {
+    let services = testenv::require_services()?;
     if !docker_ok() {
         assert!(
             !testenv::in_ci(),
             "the rollgate-sim images are missing: run scripts/build-images (CI=true)"
         );
         eprintln!("skipped: no rollgate-sim images (run scripts/build-images)");
-        return;
+        return None;
     }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -246,8 +246,16 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
         .replace("@WINDOW@", "3s")
         .replace("@BAKE@", "0s")
         .replace("@RUNTIME@", &runtime);
-    std::fs::write(&stack.config, text).unwrap();
+    std::fs::write(&stack.config, text + extra).unwrap();
     stack.env.push(("NO_COLOR".into(), "1".into()));
+    Some(stack)
+}
+
+#[test]
+fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
+    let Some(stack) = start_stack("") else {
+        return;
+    };
 
     let kyc_before = stack.container("kyc");
     let op_before = stack.container("operator");
@@ -393,4 +401,97 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
         String::from_utf8_lossy(&nets.stdout).trim().is_empty(),
         "networks left behind"
     );
+}
+
+/// The environment of a service's running container, as `KEY=VALUE` lines.
+fn container_env(stack: &Stack, service: &str) -> Vec<String> {
+    let (id, _) = stack.container(service);
+    let out = Command::new("docker")
+        .args(["inspect", "-f", "{{json .Config.Env}}", &id])
+        .output()
+        .unwrap();
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+const ENV_AND_CONFIG_LAYERS: &str = r#"
+
+[layers.operator-env]
+kind = "env"
+components = ["operator"]
+
+[layers.operator-config]
+kind = "config"
+files = ["run/operator.env"]
+components = ["operator"]
+"#;
+
+/// `env` layers under Compose: overrides through rollgate's override file (the operator's
+/// Compose files untouched), values masked, a bad set rolled back to the previous one; and a
+/// `config` layer with `files` under the compose driver.
+#[test]
+fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
+    let Some(stack) = start_stack(ENV_AND_CONFIG_LAYERS) else {
+        return;
+    };
+    // The config layer's file exists from the start: the baselines record it.
+    let file = stack.config.parent().unwrap().join("run/operator.env");
+    std::fs::write(&file, "A=1\n").unwrap();
+    let compose_file = compose_dir().join("compose.yml");
+    let compose_before = std::fs::read(&compose_file).unwrap();
+    let secret = "tok-s3cret-value";
+    let good = format!("operator-env=RUST_LOG=debug,API_TOKEN={secret}");
+
+    let (out, plan) = stack.rollgate(&["plan", &good]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let diff = plan["diff"][0]["diff"].as_str().unwrap_or("").to_string();
+    assert!(
+        diff.contains("+API_TOKEN=****") && diff.contains("+RUST_LOG=debug"),
+        "{diff}"
+    );
+
+    let op_before = stack.container("operator");
+    let (out, record) = stack.rollgate(&["rollout", &good, "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(record["outcome"], "promoted", "{record:#}");
+    assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
+    let env = container_env(&stack, "operator");
+    assert!(env.contains(&"RUST_LOG=debug".to_string()), "{env:?}");
+    assert!(env.contains(&format!("API_TOKEN={secret}")), "{env:?}");
+    let (_, history) = stack.rollgate(&["history"]);
+    let id = record["rollout_id"].as_str().unwrap();
+    let (shown, _) = stack.rollgate(&["show", id]);
+    for text in [
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+        String::from_utf8_lossy(&shown.stdout).to_string(),
+        history.to_string(),
+        plan.to_string(),
+    ] {
+        assert!(!text.contains(secret), "the secret leaked: {text}");
+    }
+
+    // A set the operator cannot serve with (no mark prices): rolled back to the previous set.
+    let (out, record) =
+        stack.rollgate(&["rollout", "operator-env=SIM_NO_MARK_PRICE=true", "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    let env = container_env(&stack, "operator");
+    assert!(env.contains(&format!("API_TOKEN={secret}")), "{env:?}");
+    assert!(
+        !env.iter().any(|e| e.starts_with("SIM_NO_MARK_PRICE")),
+        "{env:?}"
+    );
+    assert_eq!(std::fs::read(&compose_file).unwrap(), compose_before);
+
+    // A config layer with files under the compose driver: written, the operator recreated.
+    let new = stack.config.parent().unwrap().join("new.env");
+    std::fs::write(&new, "A=2\n").unwrap();
+    let (out, record) = stack.rollgate(&[
+        "rollout",
+        &format!("operator-config={}", new.display()),
+        "--yes",
+    ]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(record["outcome"], "promoted", "{record:#}");
+    assert_eq!(std::fs::read(&file).unwrap(), b"A=2\n");
 }

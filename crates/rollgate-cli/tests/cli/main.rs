@@ -5,6 +5,7 @@
 mod bake;
 mod chain;
 mod compose;
+mod config_layer;
 mod crash;
 mod fault_matrix;
 mod fixture;

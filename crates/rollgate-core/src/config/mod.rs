@@ -8,7 +8,7 @@ mod resolve;
 
 pub use env::{EnvSource, MapEnv, ProcessEnv, expand};
 pub use model::*;
-pub use resolve::{load_str, resolve};
+pub use resolve::{load_str, protected_path, resolve};
 
 /// The default profile for an enclave-capable operator node, compiled into the binary and
 /// written by `rollgate init`. Its `@MODE@`, `@CHAIN_URL@` and `@DEPLOYMENT_URL@` placeholders

@@ -396,6 +396,9 @@ pub struct Layer {
     pub kind: LayerKind,
     /// The restart set of a change to this layer.
     pub components: Vec<String>,
+    /// The files a `config` layer owns, absolute (relative ones are resolved against the
+    /// configuration file's directory). Empty: the runtime driver changes the layer itself.
+    pub files: Vec<PathBuf>,
     /// Extension: the databases snapshotted before a change to this layer (`snapshot = […]`).
     pub snapshot: Option<SnapshotPlan>,
 }

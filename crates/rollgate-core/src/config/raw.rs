@@ -359,6 +359,9 @@ pub struct RawLayer {
     /// (`CREATE DATABASE … TEMPLATE`, same server, fast).
     #[serde(default)]
     pub snapshot_method: Option<Str>,
+    /// Extension: the files a `config` layer owns (rollgate writes and restores them).
+    #[serde(default)]
+    pub files: Vec<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -236,6 +236,7 @@ pub fn resolve(
     let runtime = resolve_runtime(&cx, &raw.runtime)?;
     let components = resolve_components(&cx, &raw, &readiness)?;
     let mut layers = resolve_layers(&cx, &raw.layers, &components)?;
+    check_layer_files(&cx, &raw.layers, &layers, &node, &runtime)?;
     resolve_snapshots(&cx, &raw.layers, &dependencies, &runtime, &mut layers)?;
     if let Some(pg) = dependencies.postgres.as_mut() {
         pg.snapshot = snapshot_needs(&layers, &node.state_dir);
@@ -1158,11 +1159,12 @@ fn resolve_layers(
             "image" => LayerKind::Image,
             "binary" => LayerKind::Binary,
             "config" => LayerKind::Config,
+            "env" => LayerKind::Env,
             other => {
                 return Err(cx.invalid(
                     &l.kind,
                     &format!("{key}.kind"),
-                    format!("`{other}` is not one of image, binary, config"),
+                    format!("`{other}` is not one of image, binary, config, env"),
                 ));
             }
         };
@@ -1202,6 +1204,7 @@ fn resolve_layers(
                 kind,
                 components: comps,
                 snapshot: None,
+                files: layer_files(cx, name, l, kind)?,
             },
         );
     }
@@ -1373,4 +1376,116 @@ fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {
         )?,
         no_data,
     })
+}
+
+/// `[layers.NAME] files`: only a `config` layer owns files; each is made absolute against the
+/// configuration file's directory, and a file named twice is an error.
+fn layer_files(
+    cx: &Ctx,
+    name: &str,
+    l: &raw::RawLayer,
+    kind: LayerKind,
+) -> Result<Vec<PathBuf>, ConfigError> {
+    let key = format!("layers.{name}.files");
+    if !l.files.is_empty() && kind != LayerKind::Config {
+        return Err(cx.invalid(
+            &l.files[0],
+            &key,
+            format!(
+                "only a `config` layer owns files; `{name}` is `{}`",
+                kind.as_str()
+            ),
+        ));
+    }
+    let base = cx.path.parent().unwrap_or(Path::new(""));
+    let mut out: Vec<PathBuf> = Vec::new();
+    for f in &l.files {
+        let p = normalize(&base.join(cx.path(f, &key)?));
+        if out.contains(&p) {
+            return Err(cx.invalid(f, &key, format!("{} is named twice", p.display())));
+        }
+        if out.iter().any(|o| o.file_name() == p.file_name()) {
+            return Err(cx.invalid(
+                f,
+                &key,
+                format!(
+                    "two files are named {:?}: a directory given to `rollout` maps onto the layer's files by file name",
+                    p.file_name().unwrap_or_default()
+                ),
+            ));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
+/// Config layers never touch the deployment metadata or `APP_CONFIG/ethereum` (judged here by
+/// the path as written; the runner judges it again with symlinks resolved); `env` layers need
+/// the compose driver.
+fn check_layer_files(
+    cx: &Ctx,
+    raw_layers: &BTreeMap<String, raw::RawLayer>,
+    layers: &BTreeMap<String, Layer>,
+    node: &Node,
+    runtime: &Runtime,
+) -> Result<(), ConfigError> {
+    for (name, layer) in layers {
+        let Some(raw_l) = raw_layers.get(name) else {
+            continue;
+        };
+        let key = format!("layers.{name}.files");
+        if layer.kind == LayerKind::Env && !matches!(runtime, Runtime::Compose(_)) {
+            return Err(cx.invalid(
+                &raw_l.kind,
+                &format!("layers.{name}.kind"),
+                "an `env` layer sets environment overrides through the compose driver's override file: it needs `[runtime] driver = \"compose\"`",
+            ));
+        }
+        for (f, raw_f) in layer.files.iter().zip(&raw_l.files) {
+            if let Some(why) = protected_path(f, node) {
+                return Err(cx.invalid(raw_f, &key, why));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Why rollgate must never write `path`: it is the deployment metadata (written only by the
+/// deployment-service) or under `APP_CONFIG/ethereum`. Both paths are compared as given, so
+/// the caller resolves symlinks first when it can.
+pub fn protected_path(path: &Path, node: &Node) -> Option<String> {
+    let path = normalize(path);
+    let metadata = normalize(&node.deployment_metadata);
+    let ethereum = normalize(&node.app_config.join("ethereum"));
+    if path == metadata || metadata.starts_with(&path) {
+        return Some(format!(
+            "{} is (or holds) the deployment metadata {}: only the deployment-service writes it",
+            path.display(),
+            metadata.display()
+        ));
+    }
+    if path.starts_with(&ethereum) || ethereum.starts_with(&path) {
+        return Some(format!(
+            "{} is (or holds) {}: rollgate never writes under APP_CONFIG/ethereum",
+            path.display(),
+            ethereum.display()
+        ));
+    }
+    None
+}
+
+/// `.` and `..` removed without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component as C;
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            C::CurDir => {}
+            C::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }

@@ -35,6 +35,9 @@ impl Runner {
         let lock = self.lock().await?;
         self.refuse_if_interrupted().await?;
         self.refuse_if_frozen()?;
+        // A `config` layer's PATH becomes the stored address of its new content.
+        let staged = self.stage_config(&layer, value).await?;
+        let value = staged.as_str();
         let current = self
             .driver
             .current(&layer)

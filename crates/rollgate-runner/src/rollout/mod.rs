@@ -24,6 +24,7 @@ use crate::observe::Observer;
 use crate::progress::Progress;
 use crate::report::{RollbackRecord, RolloutReport, StepRecord, Timings};
 
+pub mod config_files;
 mod forward;
 mod resume;
 mod rollback;

@@ -329,6 +329,7 @@ impl Runner {
             kind: rollgate_core::vocab::LayerKind::Image,
             components: vec![],
             snapshot: None,
+            files: vec![],
         };
         let mut report = self.report(
             &rec,
