@@ -22,7 +22,12 @@
 //!   exactly, whatever their size ([`crate::facts::increased`]);
 //! - dependencies must stay healthy (`dependency_failures` failed polls in a row fail, fewer are
 //!   tolerated as noise); a dependency not observed once by `readiness_deadline` fails then;
-//! - a fault absent from the baseline (status pointer or log line) fails at once.
+//! - a fault absent from the baseline (status pointer or log line) fails at once;
+//! - each analysis gate (`[[analysis]]`, [`crate::analysis`]) is measured from the poll on which
+//!   readiness was all green, every `interval` ([`GateEngine::analysis_due`]); it fails as soon as
+//!   its failed measurements pass `failure_limit`, and is decided when the `stable` hold ends
+//!   and it was measured at least once (inconclusive past `inconclusive_limit`, else passed).
+//!   It adds no time of its own: the hold is its window.
 //!
 //! Liveness: the engine decides by [`GateEngine::hard_deadline`] (`readiness_deadline` + the
 //! longest progression window + `min_healthy`). Every pending gate has its own deadline below
@@ -39,7 +44,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::{IdlePolicy, ProgressionMode};
+use crate::analysis::{Sampled, Tally};
+use crate::config::{Analysis, IdlePolicy, ProgressionMode};
 use crate::units::format_duration;
 use crate::vocab::{GateResult, Verdict};
 
@@ -61,6 +67,8 @@ pub struct GatePlan {
     /// Every readiness check must stay green this long after all turned green before the
     /// engine promotes (the `stable` gate).
     pub min_healthy: Duration,
+    /// PromQL analysis gates, measured during the `stable` hold.
+    pub analysis: Vec<Analysis>,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +113,9 @@ pub struct Observation {
     pub log_faults: Vec<String>,
     /// Components the runtime reports as exited or restarting, with the runtime's detail.
     pub crashed: BTreeMap<String, String>,
+    /// Analysis measurements taken with this poll (only those [`GateEngine::analysis_due`]
+    /// asked for; a measurement before readiness is ignored).
+    pub analysis: BTreeMap<String, Sampled>,
 }
 
 /// The engine's answer after an observation.
@@ -170,6 +181,7 @@ pub struct GateEngine {
     new_faults: BTreeSet<String>,
     log_faults: Vec<String>,
     crashed: BTreeMap<String, String>,
+    analysis: BTreeMap<String, Tally>,
     now: Duration,
     polls: u32,
     /// Set by [`GateEngine::expire`] (or an observation past the hard deadline): every gate
@@ -195,6 +207,11 @@ impl GateEngine {
                 .dependencies
                 .iter()
                 .map(|n| (n.clone(), DependencyTrack::default()))
+                .collect(),
+            analysis: plan
+                .analysis
+                .iter()
+                .map(|a| (a.name.clone(), Tally::default()))
                 .collect(),
             plan,
             all_green_at: None,
@@ -371,6 +388,18 @@ impl GateEngine {
                 .or_insert_with(|| detail.clone());
         }
 
+        // Analysis: measured only once the node is ready.
+        if self.all_green_at.is_some() {
+            for gate in &self.plan.analysis {
+                if let (Some(sampled), Some(tally)) = (
+                    obs.analysis.get(&gate.name),
+                    self.analysis.get_mut(&gate.name),
+                ) {
+                    tally.add(gate, now, sampled);
+                }
+            }
+        }
+
         let mut decision = self.decide();
         if !decision.is_final() && now >= self.hard_deadline() {
             // Only a blip that has not resolved can still be pending here: not decided in time.
@@ -381,6 +410,25 @@ impl GateEngine {
             self.final_decision = Some(decision.clone());
         }
         decision
+    }
+
+    /// The analysis gates to measure with an observation taken at `now`: none before readiness
+    /// was all green or after a final decision; then each gate never measured, or measured
+    /// `interval` or more before `now`.
+    pub fn analysis_due(&self, now: Duration) -> Vec<String> {
+        if self.all_green_at.is_none() || self.final_decision.is_some() {
+            return Vec::new();
+        }
+        self.plan
+            .analysis
+            .iter()
+            .filter(|g| {
+                self.analysis
+                    .get(&g.name)
+                    .is_some_and(|t| t.due(g.interval, now))
+            })
+            .map(|g| g.name.clone())
+            .collect()
     }
 
     /// The time since the change by which the engine always decides, given observations at
@@ -557,6 +605,9 @@ impl GateEngine {
             });
         }
         out.push(self.stable_gate());
+        for gate in &self.plan.analysis {
+            out.push(self.analysis_gate(gate));
+        }
         for (component, detail) in &self.crashed {
             out.push(GateResult {
                 name: format!("component:{component}"),
@@ -645,6 +696,37 @@ impl GateEngine {
                 "held_s": held.as_secs_f64(),
                 "pending": verdict == Verdict::Inconclusive,
             }),
+        }
+    }
+
+    /// `analysis:NAME`: its window is the `stable` hold (from all green, `min_healthy` long).
+    fn analysis_gate(&self, gate: &Analysis) -> GateResult {
+        let untracked = Tally::default();
+        let t = self.analysis.get(&gate.name).unwrap_or(&untracked);
+        let closed = self
+            .all_green_at
+            .is_some_and(|g| self.now.saturating_sub(g) >= self.plan.min_healthy);
+        let name = format!("analysis:{}", gate.name);
+        match t.verdict(gate, closed) {
+            Some((verdict, detail)) => GateResult {
+                name,
+                verdict,
+                detail,
+                evidence: t.evidence(gate, false),
+            },
+            None => GateResult {
+                name,
+                verdict: Verdict::Inconclusive,
+                detail: match (&t.last, self.all_green_at) {
+                    (_, None) => "waiting for readiness before measuring".to_string(),
+                    (None, Some(_)) => "waiting for a first measurement".to_string(),
+                    (Some(j), Some(_)) => format!(
+                        "{} measurement(s) so far, {} failed (limit {}); last: {}",
+                        t.measured, t.failed, gate.failure_limit, j.detail
+                    ),
+                },
+                evidence: t.evidence(gate, true),
+            },
         }
     }
 

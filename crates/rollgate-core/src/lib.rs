@@ -6,6 +6,7 @@
 //! or a child process lives in the crates that depend on this one.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod baseline;
 pub mod config;
 pub mod engine;

@@ -66,6 +66,21 @@ impl HttpClient {
         self.send(url, self.client.get(url)).await
     }
 
+    /// GET `url` with a bearer token when given, any status; errors name `endpoint` instead of
+    /// `url` (a query string such as a PromQL query is noise there, and may be long).
+    pub async fn get_as(
+        &self,
+        url: &reqwest::Url,
+        endpoint: &str,
+        bearer: Option<&str>,
+    ) -> Result<Fetched, ProbeError> {
+        let mut req = self.client.get(url.clone());
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        self.send(endpoint, req).await
+    }
+
     /// POST a JSON body to `url`, any status.
     pub async fn post_json(&self, url: &str, body: &Value) -> Result<Fetched, ProbeError> {
         let req = self

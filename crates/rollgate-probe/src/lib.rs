@@ -22,6 +22,7 @@ pub mod outcome;
 pub mod pccs;
 pub mod postgres;
 pub mod progression;
+pub mod prometheus;
 pub mod redis;
 pub mod sgx;
 

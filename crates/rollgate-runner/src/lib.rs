@@ -3,6 +3,7 @@
 //! what to conclude from observations is decided by `rollgate_core::engine`.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod bake;
 pub mod baseline;
 pub mod checks;

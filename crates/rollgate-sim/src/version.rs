@@ -34,11 +34,14 @@ pub enum OperatorVersion {
     Bloat,
     /// `v1.1.0-sgx-debug`: enclave artifacts built with `SGX_DEBUG=1`.
     SgxDebug,
+    /// `v1.1.0-errors`: healthy by its status, but counts an internal error for every request
+    /// in `operator_errors_total` (only Prometheus sees it: an analysis gate's case).
+    Errors,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 12] = [
+    pub const ALL: [OperatorVersion; 13] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -51,6 +54,7 @@ impl OperatorVersion {
         OperatorVersion::Slow,
         OperatorVersion::Bloat,
         OperatorVersion::SgxDebug,
+        OperatorVersion::Errors,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +71,7 @@ impl OperatorVersion {
             OperatorVersion::Slow => "v1.1.0-slow",
             OperatorVersion::Bloat => "v1.1.0-bloat",
             OperatorVersion::SgxDebug => "v1.1.0-sgx-debug",
+            OperatorVersion::Errors => "v1.1.0-errors",
         }
     }
 
@@ -94,6 +99,9 @@ impl OperatorVersion {
             OperatorVersion::Bloat => "writes about 30x more bytes to Postgres per request",
             OperatorVersion::SgxDebug => {
                 "writes enclave/build-flags.env with SGX_DEBUG=1 SGX_PRERELEASE=0 (runtime flags unchanged)"
+            }
+            OperatorVersion::Errors => {
+                "healthy status, but operator_errors_total counts one error per request (/metrics)"
             }
         }
     }

@@ -24,6 +24,10 @@ pub struct Config {
     pub progression: Vec<Progression>,
     pub faults: Faults,
     pub alerts: Alerts,
+    /// Extension: the operator's Prometheus (required by `analysis`).
+    pub prometheus: Option<Prometheus>,
+    /// Extension: PromQL analysis gates, in file order.
+    pub analysis: Vec<Analysis>,
     pub runtime: Runtime,
     pub components: BTreeMap<String, Component>,
     pub layers: BTreeMap<String, Layer>,
@@ -324,6 +328,33 @@ pub struct Alerts {
     pub rules_files: Vec<PathBuf>,
     pub url: Option<String>,
     pub metrics_urls: Vec<String>,
+}
+
+/// The operator's Prometheus HTTP API (`/api/v1/query`).
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    /// Base URL (`http://127.0.0.1:9090`, or with a path prefix); basic auth in its user info.
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// One analysis gate (see [`crate::analysis`]): `query` measured every `interval` once the
+/// node is ready, each sample judged by `success`.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub name: String,
+    pub query: String,
+    pub success: crate::analysis::Comparison,
+    pub interval: Duration,
+    /// Failed measurements tolerated; one more fails the gate (Argo's `failureLimit`, default 0).
+    pub failure_limit: u32,
+    /// Inconclusive measurements tolerated; one more makes the gate inconclusive (recorded,
+    /// not a rollback; default 0).
+    pub inconclusive_limit: u32,
+    /// How a measurement without data (no series, only NaN, Prometheus unavailable) counts
+    /// (default `fail`).
+    pub no_data: NoDataPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -4,6 +4,9 @@
 use super::*;
 use proptest::prelude::*;
 
+use crate::analysis::Sample;
+use crate::config::NoDataPolicy;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -27,6 +30,7 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
         dependency_failures: 2,
         // Most tests are about other gates; `min_healthy_holds_promotion_back` sets it.
         min_healthy: Duration::ZERO,
+        analysis: Vec::new(),
     }
 }
 
@@ -658,6 +662,152 @@ fn arb_sig(noise: Noise) -> impl Strategy<Value = Sig> {
     ]
 }
 
+fn error_rate(failure_limit: u32, no_data: NoDataPolicy) -> Analysis {
+    Analysis {
+        name: "error-rate".into(),
+        query: "sum(rate(operator_errors_total[30s]))".into(),
+        success: "< 0.01".parse().unwrap(),
+        interval: secs(1.0),
+        failure_limit,
+        inconclusive_limit: 0,
+        no_data,
+    }
+}
+
+fn with_rate(mut o: Observation, v: Option<f64>) -> Observation {
+    o.analysis.insert(
+        "error-rate".into(),
+        match v {
+            Some(value) => Sampled::Values(vec![Sample {
+                labels: String::new(),
+                value,
+            }]),
+            None => Sampled::Unavailable("prometheus: connection refused".into()),
+        },
+    );
+    o
+}
+
+#[test]
+fn analysis_is_measured_after_readiness_and_holds_promotion_until_measured() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    p.analysis = vec![error_rate(0, NoDataPolicy::Fail)];
+    let mut engine = GateEngine::new(p);
+    assert!(
+        engine.analysis_due(secs(0.5)).is_empty(),
+        "measured before readiness"
+    );
+    // Before readiness a measurement is ignored, even a failing one.
+    engine.step(&with_rate(
+        obs(0.5, Reading::Transient("421".into()), 1),
+        Some(9.0),
+    ));
+    engine.step(&obs(1.0, green(), 2));
+    assert_eq!(
+        engine.analysis_due(secs(2.0)),
+        vec!["error-rate".to_string()]
+    );
+    engine.step(&with_rate(obs(2.0, green(), 3), Some(0.0)));
+    assert!(
+        engine.analysis_due(secs(2.5)).is_empty(),
+        "interval not over"
+    );
+    // The hold is over at 4.0 and the gate measured: promote.
+    let d = engine.step(&with_rate(obs(4.0, green(), 4), Some(0.001)));
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    let g = gates
+        .iter()
+        .find(|g| g.name == "analysis:error-rate")
+        .unwrap();
+    assert_eq!(g.verdict, Verdict::Pass, "{g:?}");
+    assert_eq!(g.evidence["measured"], json!(2));
+    assert_eq!(
+        g.evidence["measurements"][0]["samples"][0]["value"],
+        json!(0.0)
+    );
+
+    // Without a measurement the hold alone does not promote.
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.analysis = vec![error_rate(0, NoDataPolicy::Fail)];
+    let d = run(&p, &[obs(1.0, green(), 2), obs(2.0, green(), 3)]);
+    assert!(
+        matches!(d, Decision::Wait { ref pending, .. } if pending.contains(&"analysis:error-rate".to_string())),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn analysis_fails_once_failures_pass_the_limit() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(10.0);
+    p.analysis = vec![error_rate(1, NoDataPolicy::Fail)];
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with_rate(obs(2.0, green(), 2), Some(0.5)),
+            with_rate(obs(3.0, green(), 3), Some(0.0)),
+        ],
+    );
+    assert!(
+        !d.is_final(),
+        "one failure is within failure_limit = 1: {d:?}"
+    );
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with_rate(obs(2.0, green(), 2), Some(0.5)),
+            with_rate(obs(3.0, green(), 3), Some(0.0)),
+            with_rate(obs(4.0, green(), 4), Some(0.2)),
+        ],
+    );
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "analysis:error-rate");
+    assert!(
+        g.detail
+            .contains("2 failed measurement(s), more than failure_limit = 1"),
+        "{}",
+        g.detail
+    );
+    assert!(g.detail.contains("0.2 not < 0.01"), "{}", g.detail);
+}
+
+#[test]
+fn analysis_without_data_follows_no_data_and_says_so() {
+    for (policy, expect) in [
+        (NoDataPolicy::Fail, Verdict::Fail),
+        (NoDataPolicy::Inconclusive, Verdict::Inconclusive),
+        (NoDataPolicy::Pass, Verdict::Pass),
+    ] {
+        let mut p = plan(false, IdlePolicy::Fail);
+        p.analysis = vec![error_rate(0, policy)];
+        let d = run(
+            &p,
+            &[obs(1.0, green(), 1), with_rate(obs(2.0, green(), 2), None)],
+        );
+        assert!(d.is_final(), "{d:?}");
+        let gates = match &d {
+            Decision::Promote { gates } | Decision::RollBack { gates, .. } => gates,
+            _ => unreachable!(),
+        };
+        let g = gates
+            .iter()
+            .find(|g| g.name == "analysis:error-rate")
+            .unwrap();
+        assert_eq!(g.verdict, expect, "{policy:?}: {g:?}");
+        assert!(g.detail.contains("connection refused"), "{}", g.detail);
+        assert!(g.detail.contains("no_data = "), "{}", g.detail);
+        assert_eq!(
+            expect == Verdict::Fail,
+            matches!(d, Decision::RollBack { .. })
+        );
+    }
+}
+
 /// One poll: the time since the previous one (at most a second), what it saw.
 #[derive(Debug, Clone)]
 struct Poll {
@@ -671,6 +821,8 @@ struct Poll {
     new_fault: bool,
     log_fault: bool,
     crash: bool,
+    /// The analysis query's value on this poll: `None` unmeasured, `Some(None)` no data.
+    error_rate: Option<Option<f64>>,
 }
 
 fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
@@ -692,13 +844,20 @@ fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
             prop::bool::weighted(rare),
             prop::bool::weighted(rare),
         ),
+        prop::option::of(prop::option::of(prop_oneof![
+            8 => Just(0.0),
+            1 => Just(0.5),
+            1 => Just(f64::NAN),
+        ])),
     )
         .prop_map(
             |(
                 (dt_ms, operator, kyc),
                 (index, hash, dep),
                 (old_fault, new_fault, log_fault, crash),
+                error_rate,
             )| Poll {
+                error_rate,
                 dt_ms,
                 operator,
                 kyc,
@@ -736,9 +895,17 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
         arb_policy(),
         0u64..8,
         1u32..=3,
+        prop::option::of(arb_analysis()),
     )
         .prop_map(
-            |(deadline, (w1, idle1, w2, idle2), idle_policy, min_healthy, dependency_failures)| {
+            |(
+                deadline,
+                (w1, idle1, w2, idle2),
+                idle_policy,
+                min_healthy,
+                dependency_failures,
+                analysis,
+            )| {
                 GatePlan {
                     readiness_deadline: secs(deadline as f64),
                     readiness: vec!["operator".into(), "kyc".into()],
@@ -765,9 +932,29 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
                         .collect(),
                     dependency_failures,
                     min_healthy: secs(min_healthy as f64),
+                    analysis: analysis.into_iter().collect(),
                 }
             },
         )
+}
+
+/// An analysis gate `error-rate < 0.01` with any limits, interval and no-data policy.
+fn arb_analysis() -> impl Strategy<Value = Analysis> {
+    (0u32..3, 0u32..3, 1u64..4, 0usize..3).prop_map(
+        |(failure_limit, inconclusive_limit, interval, nd)| Analysis {
+            name: "error-rate".into(),
+            query: "rate(errors[1m])".into(),
+            success: "< 0.01".parse().unwrap(),
+            interval: secs(interval as f64),
+            failure_limit,
+            inconclusive_limit,
+            no_data: [
+                NoDataPolicy::Fail,
+                NoDataPolicy::Inconclusive,
+                NoDataPolicy::Pass,
+            ][nd],
+        },
+    )
 }
 
 /// The bound by which the engine must have decided, computed here from the plan alone.
@@ -826,6 +1013,16 @@ fn observation(t_ms: u64, poll: &Poll, idx: &mut i64, tx: &mut i64) -> Observati
     }
     if poll.crash {
         o.crashed.insert("operator".into(), "exited".into());
+    }
+    if let Some(v) = poll.error_rate {
+        let sampled = match v {
+            Some(v) => Sampled::Values(vec![crate::analysis::Sample {
+                labels: String::new(),
+                value: v,
+            }]),
+            None => Sampled::Unavailable("connection refused".into()),
+        };
+        o.analysis.insert("error-rate".into(), sampled);
     }
     o
 }

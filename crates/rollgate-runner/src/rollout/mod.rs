@@ -478,7 +478,14 @@ impl Runner {
             }
             let poll_started = observer.gate_clock();
             let left = limit.saturating_sub(poll_started);
-            let obs = match tokio::time::timeout(left, observer.observe()).await {
+            // The analysis queries due now ride along with the poll (and share its timeout).
+            let due = engine.analysis_due(poll_started);
+            let poll_once = async {
+                let mut obs = observer.observe().await;
+                obs.analysis = observer.measure(&due).await;
+                obs
+            };
+            let obs = match tokio::time::timeout(left, poll_once).await {
                 Ok(obs) => obs,
                 Err(_) => return engine.expire(observer.gate_clock()),
             };
@@ -611,6 +618,7 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
         baseline_faults: baseline.faults.iter().cloned().collect(),
         dependency_failures: 2,
         min_healthy: config.rollout.min_healthy,
+        analysis: config.analysis.clone(),
     }
 }
 
@@ -627,6 +635,7 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
     );
     v.extend(plan.dependencies.iter().cloned());
     v.push("stable".into());
+    v.extend(plan.analysis.iter().map(|a| format!("analysis:{}", a.name)));
     v.push("faults".into());
     v
 }

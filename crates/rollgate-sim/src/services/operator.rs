@@ -831,6 +831,11 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let (pg, redis) = inner.deps();
     let healthy = u8::from(inner.health() == "Healthy");
     let version = inner.opts.version.as_str();
+    let errors = if inner.opts.version == OperatorVersion::Errors {
+        p[0]
+    } else {
+        0
+    };
     let text = format!(
         "# HELP operator_up Whether the operator process is up.\n\
          # TYPE operator_up gauge\n\
@@ -847,6 +852,9 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
          # HELP operator_requests_rejected_total Requests rejected (421 or 503).\n\
          # TYPE operator_requests_rejected_total counter\n\
          operator_requests_rejected_total {}\n\
+         # HELP operator_errors_total Requests that hit an internal error.\n\
+         # TYPE operator_errors_total counter\n\
+         operator_errors_total {errors}\n\
          # HELP operator_request_index The last sequenced request index.\n\
          # TYPE operator_request_index gauge\n\
          operator_request_index {}\n\
