@@ -706,3 +706,53 @@ fn analysis_errors_name_line_and_key() {
         assert_eq!(err.exit_code(), ExitCode::Usage, "{from}");
     }
 }
+
+#[test]
+fn alertmanager_matchers_parse_and_silence_needs_one() {
+    let am = r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+silence = true
+matchers = ['node="node0"', 'alertname!="Watchdog"', 'severity=~"page|warn"', 'job!~"test.*"']
+"#;
+    let c = load(&format!("{PRODUCT_EXAMPLE}{am}")).unwrap();
+    let a = c.alertmanager.unwrap();
+    assert!(a.silence);
+    let shown: Vec<String> = a.matchers.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "node=\"node0\"",
+            "alertname!=\"Watchdog\"",
+            "severity=~\"page|warn\"",
+            "job!~\"test.*\""
+        ]
+    );
+    for (edit, key, fragment) in [
+        (
+            ("'node=\"node0\"', ", "'node=node0', "),
+            "alertmanager.matchers[0]",
+            "not a label matcher",
+        ),
+        (
+            ("'node=\"node0\"', ", "'1node=\"x\"', "),
+            "alertmanager.matchers[0]",
+            "not a label matcher",
+        ),
+        (
+            (
+                "'node=\"node0\"', 'alertname!=\"Watchdog\"', 'severity=~\"page|warn\"', ",
+                "",
+            ),
+            "alertmanager.matchers",
+            "at least one matcher",
+        ),
+    ] {
+        let text = format!("{PRODUCT_EXAMPLE}{am}").replacen(edit.0, edit.1, 1);
+        let err = load(&text).expect_err(key);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("`{key}`")), "{msg}");
+        assert!(msg.contains(fragment), "{msg}");
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+    }
+}

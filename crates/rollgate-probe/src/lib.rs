@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aesm;
+pub mod alertmanager;
 pub mod alerts;
 pub mod chain;
 pub mod disk;

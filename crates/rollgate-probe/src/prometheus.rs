@@ -34,65 +34,15 @@ pub struct PrometheusClient {
 
 impl PrometheusClient {
     pub fn new(config: &Prometheus, limits: &ProbeLimits) -> Result<PrometheusClient, ProbeError> {
-        let endpoint = redact_url(&config.url);
-        let certs: Vec<reqwest::Certificate> = match &config.ca_file {
-            Some(path) => {
-                let ders =
-                    crate::pccs::read_certificates(path).map_err(|source| ProbeError::Io {
-                        endpoint: endpoint.clone(),
-                        what: format!("cannot read prometheus.ca_file {}", path.display()),
-                        source,
-                    })?;
-                let certs: Vec<reqwest::Certificate> = ders
-                    .iter()
-                    .filter_map(|d| reqwest::Certificate::from_der(d).ok())
-                    .collect();
-                if certs.is_empty() {
-                    return Err(ProbeError::Invalid {
-                        endpoint,
-                        message: format!(
-                            "prometheus.ca_file {} holds no certificate",
-                            path.display()
-                        ),
-                    });
-                }
-                certs
-            }
-            None => trust_roots().certs.clone(),
-        };
-        let client = base_builder(limits)
-            .tls_certs_only(certs)
-            .build()
-            .map_err(|source| ProbeError::Request {
-                endpoint: endpoint.clone(),
-                source,
-            })?;
-        let bearer = match &config.bearer_token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ProbeError::Io {
-                    endpoint: endpoint.clone(),
-                    what: format!(
-                        "cannot read prometheus.bearer_token_file {}",
-                        path.display()
-                    ),
-                    source,
-                })?;
-                let token = text.trim().to_string();
-                if token.is_empty() {
-                    return Err(ProbeError::Invalid {
-                        endpoint,
-                        message: format!(
-                            "prometheus.bearer_token_file {} is empty",
-                            path.display()
-                        ),
-                    });
-                }
-                Some(token)
-            }
-            None => None,
-        };
+        let (http, bearer) = api_client(
+            &config.url,
+            config.bearer_token_file.as_deref(),
+            config.ca_file.as_deref(),
+            limits,
+            "prometheus",
+        )?;
         Ok(PrometheusClient {
-            http: HttpClient::with_client(client, limits),
+            http,
             base: config.url.trim_end_matches('/').to_string(),
             bearer,
         })
@@ -119,6 +69,66 @@ impl PrometheusClient {
             .await?;
         parse_answer(&endpoint, &fetched)
     }
+}
+
+/// The HTTP client of an operator's API (Prometheus, Alertmanager) and its bearer token:
+/// `ca_file`'s certificates (else the probes' trust roots), the token read from
+/// `bearer_token_file`. `section` names the configuration table in errors.
+pub(crate) fn api_client(
+    url: &str,
+    bearer_token_file: Option<&std::path::Path>,
+    ca_file: Option<&std::path::Path>,
+    limits: &ProbeLimits,
+    section: &str,
+) -> Result<(HttpClient, Option<String>), ProbeError> {
+    let endpoint = redact_url(url);
+    let certs: Vec<reqwest::Certificate> = match ca_file {
+        Some(path) => {
+            let ders = crate::pccs::read_certificates(path).map_err(|source| ProbeError::Io {
+                endpoint: endpoint.clone(),
+                what: format!("cannot read {section}.ca_file {}", path.display()),
+                source,
+            })?;
+            let certs: Vec<reqwest::Certificate> = ders
+                .iter()
+                .filter_map(|d| reqwest::Certificate::from_der(d).ok())
+                .collect();
+            if certs.is_empty() {
+                return Err(ProbeError::Invalid {
+                    endpoint,
+                    message: format!("{section}.ca_file {} holds no certificate", path.display()),
+                });
+            }
+            certs
+        }
+        None => trust_roots().certs.clone(),
+    };
+    let client = base_builder(limits)
+        .tls_certs_only(certs)
+        .build()
+        .map_err(|source| ProbeError::Request {
+            endpoint: endpoint.clone(),
+            source,
+        })?;
+    let bearer = match bearer_token_file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|source| ProbeError::Io {
+                endpoint: endpoint.clone(),
+                what: format!("cannot read {section}.bearer_token_file {}", path.display()),
+                source,
+            })?;
+            let token = text.trim().to_string();
+            if token.is_empty() {
+                return Err(ProbeError::Invalid {
+                    endpoint,
+                    message: format!("{section}.bearer_token_file {} is empty", path.display()),
+                });
+            }
+            Some(token)
+        }
+        None => None,
+    };
+    Ok((HttpClient::with_client(client, limits), bearer))
 }
 
 /// The samples of an answer, or why there are none: Prometheus' own error (`errorType`,

@@ -15,6 +15,7 @@ pub mod observe;
 pub mod progress;
 pub mod report;
 pub mod rollout;
+pub mod silence;
 pub mod watch;
 
 pub use errors::RunnerError;

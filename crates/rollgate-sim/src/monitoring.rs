@@ -1,6 +1,8 @@
-//! A real Prometheus for tests and the demo: the Debian `prometheus` binary started on a free
-//! loopback port with a generated configuration that scrapes the simulated stack every second
-//! and evaluates a rule file, its TSDB in a temporary directory. Dropping the handle kills it.
+//! A real Prometheus and Alertmanager for tests and the demo: the Debian `prometheus` binary
+//! started on a free loopback port with a generated configuration that scrapes the simulated
+//! stack every second and evaluates a rule file, its TSDB in a temporary directory; and
+//! `prometheus-alertmanager` with a receiver that drops everything (clustering off). Dropping a
+//! handle kills the process.
 //!
 //! Outside CI a missing binary means "skip this test" (`None`); under `CI=true` it panics, like
 //! [`crate::testenv`]'s services: a CI without Prometheus cannot pass by skipping.
@@ -177,6 +179,87 @@ impl Drop for Prometheus {
         if self.owned_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
+    }
+}
+
+/// A running Alertmanager.
+pub struct Alertmanager {
+    child: Child,
+    port: u16,
+    dir: PathBuf,
+}
+
+impl Alertmanager {
+    /// Start `prometheus-alertmanager` in a new temporary directory and wait until it is
+    /// ready. `None` when the binary is missing outside CI.
+    pub fn start() -> Option<Alertmanager> {
+        require_binary("prometheus-alertmanager")?;
+        let dir = std::env::temp_dir().join(format!(
+            "rollgate-alertmanager-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(dir.join("data")).expect("create the Alertmanager directory");
+        std::fs::write(
+            dir.join("alertmanager.yml"),
+            "route:\n  receiver: drop\nreceivers:\n  - name: drop\n",
+        )
+        .expect("write alertmanager.yml");
+        let port = free_port();
+        let log = std::fs::File::create(dir.join("alertmanager.log")).expect("create the log");
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // No gossip: tests run many instances side by side.
+            .arg("--cluster.listen-address=")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn prometheus-alertmanager");
+        let mut am = Alertmanager { child, port, dir };
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = am.child.try_wait() {
+                panic!(
+                    "alertmanager exited ({status}) before it was ready: {}",
+                    std::fs::read_to_string(am.dir.join("alertmanager.log")).unwrap_or_default()
+                );
+            }
+            if http_get(am.port, "/-/ready").is_some_and(|(code, _)| code == 200) {
+                break;
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                panic!(
+                    "alertmanager not ready within {READY_TIMEOUT:?}: {}",
+                    std::fs::read_to_string(am.dir.join("alertmanager.log")).unwrap_or_default()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(am)
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The body of `GET path` (`/api/v2/silences`).
+    pub fn get(&self, path: &str) -> Option<String> {
+        http_get(self.port, path).map(|(_, body)| body)
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

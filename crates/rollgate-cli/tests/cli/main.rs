@@ -14,6 +14,7 @@ mod outage;
 mod rollout;
 mod safety;
 mod secrets;
+mod silence;
 mod terminal;
 mod usage;
 mod watch;

@@ -37,6 +37,9 @@ pub struct RawConfig {
     /// Extension: PromQL analysis gates (verify and bake).
     #[serde(default)]
     pub analysis: Vec<RawAnalysis>,
+    /// Extension: the operator's Alertmanager, silenced during the restart.
+    #[serde(default)]
+    pub alertmanager: Option<RawAlertmanager>,
     pub runtime: RawRuntime,
     /// Extension: the components that run, and how the runtime names them. When absent, the
     /// components are the names of the `[readiness]` entries.
@@ -299,6 +302,22 @@ pub struct RawPrometheus {
     #[serde(default)]
     pub bearer_token_file: Option<Str>,
     /// PEM certificates trusted for an `https` URL instead of the platform's roots.
+    #[serde(default)]
+    pub ca_file: Option<Str>,
+}
+
+/// `[alertmanager]`: quiet restarts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    pub url: Str,
+    #[serde(default)]
+    pub silence: Option<Spanned<bool>>,
+    /// Label matchers of the silence, in Prometheus syntax (`node="node0"`, `alertname=~"A|B"`).
+    #[serde(default)]
+    pub matchers: Vec<Str>,
+    #[serde(default)]
+    pub bearer_token_file: Option<Str>,
     #[serde(default)]
     pub ca_file: Option<Str>,
 }

@@ -239,6 +239,11 @@ pub fn resolve(
         .map(|p| resolve_prometheus(&cx, p))
         .transpose()?;
     let analysis = resolve_analysis(&cx, &raw.analysis, prometheus.is_some())?;
+    let alertmanager = raw
+        .alertmanager
+        .as_ref()
+        .map(|a| resolve_alertmanager(&cx, a))
+        .transpose()?;
     let runtime = resolve_runtime(&cx, &raw.runtime)?;
     let components = resolve_components(&cx, &raw, &readiness)?;
     let layers = resolve_layers(&cx, &raw.layers, &components)?;
@@ -372,6 +377,7 @@ pub fn resolve(
         alerts,
         prometheus,
         analysis,
+        alertmanager,
         runtime,
         components,
         layers,
@@ -1215,6 +1221,48 @@ fn resolve_prometheus(cx: &Ctx, p: &raw::RawPrometheus) -> Result<Prometheus, Co
             .ca_file
             .as_ref()
             .map(|v| cx.path(v, "prometheus.ca_file"))
+            .transpose()?,
+    })
+}
+
+fn resolve_alertmanager(cx: &Ctx, a: &raw::RawAlertmanager) -> Result<Alertmanager, ConfigError> {
+    let url = cx.http(&a.url, "alertmanager.url")?;
+    let silence = a.silence.as_ref().is_some_and(|s| *s.get_ref());
+    let mut matchers = Vec::new();
+    for (i, m) in a.matchers.iter().enumerate() {
+        let key = format!("alertmanager.matchers[{i}]");
+        let text = cx.s(m, &key)?;
+        matchers.push(
+            text.parse::<LabelMatcher>()
+                .map_err(|msg| cx.invalid(m, &key, msg))?,
+        );
+    }
+    if let Some(s) = &a.silence
+        && *s.get_ref()
+    {
+        // Alertmanager refuses a silence whose matchers all match the empty string, and one
+        // without matchers would silence everything: at least one positive matcher.
+        if !matchers.iter().any(|m| m.is_equal && !m.value.is_empty()) {
+            return Err(cx.invalid(
+                s,
+                "alertmanager.matchers",
+                "`silence = true` needs at least one matcher selecting this node's alerts, e.g. matchers = ['node=\"node0\"']",
+            ));
+        }
+    }
+    Ok(Alertmanager {
+        url: url.trim_end_matches('/').to_string(),
+        silence,
+        matchers,
+        bearer_token_file: a
+            .bearer_token_file
+            .as_ref()
+            .map(|v| cx.path(v, "alertmanager.bearer_token_file"))
+            .transpose()?,
+        ca_file: a
+            .ca_file
+            .as_ref()
+            .map(|v| cx.path(v, "alertmanager.ca_file"))
             .transpose()?,
     })
 }
