@@ -14,6 +14,7 @@ pub mod errors;
 pub mod exit;
 pub mod facts;
 pub mod fleet;
+pub mod monitoring;
 pub mod redact;
 pub mod secrets;
 pub mod stats;

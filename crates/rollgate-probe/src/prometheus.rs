@@ -71,6 +71,154 @@ impl PrometheusClient {
     }
 }
 
+/// One rule of `/api/v1/rules`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rule {
+    pub group: String,
+    pub name: String,
+    pub kind: String,
+    pub query: String,
+    pub health: String,
+    pub last_error: Option<String>,
+}
+
+/// One alert of `/api/v1/alerts`: its labels and state (`firing`, `pending`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Alert {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub state: String,
+}
+
+impl PrometheusClient {
+    async fn api_get(&self, path: &str) -> Result<Value, ProbeError> {
+        let endpoint = self.endpoint(path);
+        let url = reqwest::Url::parse(&format!("{}{path}", self.base)).map_err(|e| {
+            ProbeError::Invalid {
+                endpoint: endpoint.clone(),
+                message: format!("not a URL: {e}"),
+            }
+        })?;
+        let fetched = self
+            .http
+            .get_as(&url, &endpoint, self.bearer.as_deref())
+            .await?;
+        data_of(&endpoint, &fetched)
+    }
+
+    /// Every rule Prometheus evaluates (`/api/v1/rules`).
+    pub async fn rules(&self) -> Result<Vec<Rule>, ProbeError> {
+        let endpoint = self.endpoint("/api/v1/rules");
+        let data = self.api_get("/api/v1/rules").await?;
+        parse_rules(&endpoint, &data)
+    }
+
+    /// Every active alert (`/api/v1/alerts`).
+    pub async fn alerts(&self) -> Result<Vec<Alert>, ProbeError> {
+        let endpoint = self.endpoint("/api/v1/alerts");
+        let data = self.api_get("/api/v1/alerts").await?;
+        parse_alerts(&endpoint, &data)
+    }
+}
+
+/// The `data` of a successful API answer (errors as [`parse_answer`] reports them).
+fn data_of(endpoint: &str, fetched: &Fetched) -> Result<Value, ProbeError> {
+    let doc: Option<Value> = serde_json::from_slice(&fetched.body).ok();
+    if let Some(doc) = &doc
+        && doc.get("status").and_then(Value::as_str) == Some("error")
+    {
+        // Reuse the query path's wording of API errors.
+        return parse_answer(endpoint, fetched).map(|_| Value::Null);
+    }
+    if !(200..300).contains(&fetched.status) {
+        return Err(ProbeError::Status {
+            endpoint: endpoint.to_string(),
+            status: fetched.status,
+            body: snippet(&fetched.body, 120),
+        });
+    }
+    let doc = doc.ok_or_else(|| ProbeError::Invalid {
+        endpoint: endpoint.to_string(),
+        message: format!("response is not JSON ({})", snippet(&fetched.body, 40)),
+    })?;
+    if doc.get("status").and_then(Value::as_str) != Some("success") {
+        return Err(ProbeError::Invalid {
+            endpoint: endpoint.to_string(),
+            message: "not a successful Prometheus API answer".into(),
+        });
+    }
+    doc.get("data").cloned().ok_or_else(|| ProbeError::Invalid {
+        endpoint: endpoint.to_string(),
+        message: "answer without `data`".into(),
+    })
+}
+
+fn text(v: Option<&Value>, max: usize) -> String {
+    rollgate_core::text::truncate_chars(v.and_then(Value::as_str).unwrap_or(""), max).to_string()
+}
+
+/// `data.groups[].rules[]` of `/api/v1/rules`.
+pub fn parse_rules(endpoint: &str, data: &Value) -> Result<Vec<Rule>, ProbeError> {
+    let groups = data
+        .get("groups")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ProbeError::Invalid {
+            endpoint: endpoint.to_string(),
+            message: "`data.groups` is not a list".into(),
+        })?;
+    let mut out = Vec::new();
+    for g in groups {
+        let group = text(g.get("name"), 200);
+        for r in g
+            .get("rules")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .take(MAX_SERIES)
+        {
+            out.push(Rule {
+                group: group.clone(),
+                name: text(r.get("name"), 200),
+                kind: text(r.get("type"), 20),
+                query: text(r.get("query"), 2000),
+                health: text(r.get("health"), 20),
+                last_error: r
+                    .get("lastError")
+                    .and_then(Value::as_str)
+                    .filter(|e| !e.is_empty())
+                    .map(|e| rollgate_core::text::truncate_chars(e, 300).to_string()),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// `data.alerts[]` of `/api/v1/alerts`.
+pub fn parse_alerts(endpoint: &str, data: &Value) -> Result<Vec<Alert>, ProbeError> {
+    let alerts = data
+        .get("alerts")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ProbeError::Invalid {
+            endpoint: endpoint.to_string(),
+            message: "`data.alerts` is not a list".into(),
+        })?;
+    Ok(alerts
+        .iter()
+        .take(MAX_SERIES)
+        .map(|a| Alert {
+            labels: a
+                .get("labels")
+                .and_then(Value::as_object)
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| (k.clone(), text(Some(v), 200)))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            state: text(a.get("state"), 20),
+        })
+        .collect())
+}
+
 /// The HTTP client of an operator's API (Prometheus, Alertmanager) and its bearer token:
 /// `ca_file`'s certificates (else the probes' trust roots), the token read from
 /// `bearer_token_file`. `section` names the configuration table in errors.

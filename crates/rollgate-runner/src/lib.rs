@@ -10,6 +10,7 @@ pub mod checks;
 pub mod errors;
 pub mod journal;
 pub mod killswitch;
+pub mod monitoring;
 pub mod notify;
 pub mod observe;
 pub mod progress;

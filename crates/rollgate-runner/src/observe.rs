@@ -345,6 +345,11 @@ impl Observer {
         crate::analysis::measure(&self.config, &self.clients, names).await
     }
 
+    /// Ask the operator's Prometheus about its rules and this node's alerts.
+    pub async fn monitoring(&self) -> Result<rollgate_core::monitoring::MonitoringRecord, String> {
+        crate::monitoring::snapshot(&self.config, &self.clients).await
+    }
+
     async fn observe_components(&mut self, obs: &mut Observation) {
         for c in self.components.clone() {
             if let Ok(state) = self.driver.state(&c).await {

@@ -37,11 +37,14 @@ pub enum OperatorVersion {
     /// `v1.1.0-errors`: healthy by its status, but counts an internal error for every request
     /// in `operator_errors_total` (only Prometheus sees it: an analysis gate's case).
     Errors,
+    /// `v1.1.0-renamed-metric`: healthy, but exports `operator_requests_total` as
+    /// `operator_requests_sequenced_total` (a rule over the old name returns nothing).
+    RenamedMetric,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 13] = [
+    pub const ALL: [OperatorVersion; 14] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -55,6 +58,7 @@ impl OperatorVersion {
         OperatorVersion::Bloat,
         OperatorVersion::SgxDebug,
         OperatorVersion::Errors,
+        OperatorVersion::RenamedMetric,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +76,7 @@ impl OperatorVersion {
             OperatorVersion::Bloat => "v1.1.0-bloat",
             OperatorVersion::SgxDebug => "v1.1.0-sgx-debug",
             OperatorVersion::Errors => "v1.1.0-errors",
+            OperatorVersion::RenamedMetric => "v1.1.0-renamed-metric",
         }
     }
 
@@ -102,6 +107,9 @@ impl OperatorVersion {
             }
             OperatorVersion::Errors => {
                 "healthy status, but operator_errors_total counts one error per request (/metrics)"
+            }
+            OperatorVersion::RenamedMetric => {
+                "healthy, but /metrics exports operator_requests_total as operator_requests_sequenced_total"
             }
         }
     }

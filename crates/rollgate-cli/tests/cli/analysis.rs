@@ -1,7 +1,8 @@
-//! Analysis gates against a real Prometheus scraping the simulated operator's `/metrics`: a
-//! version whose error counter climbs is rolled back by the query, a good version is promoted
-//! with the analysis recorded as gate evidence, and with Prometheus unreachable the gates follow
-//! their `no_data` policy and say so.
+//! Analysis gates and rule health against a real Prometheus scraping the simulated operator's
+//! `/metrics`: a version whose error counter climbs is rolled back by the query, a version that
+//! renames a recorded metric is rolled back by rule health, a good version is promoted with the
+//! analysis recorded as gate evidence, and with Prometheus unreachable the gates follow their
+//! `no_data` policy and say so.
 
 use rollgate_sim::monitoring::Prometheus;
 use serde_json::Value;
@@ -14,6 +15,7 @@ fn analysis(url: &str, no_data: &str) -> String {
         r#"
 [prometheus]
 url = "{url}"
+alert_selectors = ['node="node0"']
 
 [[analysis]]
 name = "errors"
@@ -25,14 +27,30 @@ no_data = "{no_data}"
     )
 }
 
+/// The operator's rules: a recording rule over the request counter, an alert for this node.
+const RULES: &str = r#"groups:
+  - name: node
+    rules:
+      - record: node:operator_requests:sum
+        expr: sum(operator_requests_total)
+      - alert: OperatorUnhealthy
+        expr: operator_healthy == 0
+        labels: {severity: page}
+"#;
+
 /// A node whose verify window is long enough for several measurements, and a Prometheus that
-/// has scraped its operator (`None` when a service is missing outside CI).
+/// has scraped its operator and evaluated its rules (`None` when a service is missing outside
+/// CI).
 fn node_with_prometheus() -> Option<(Node, Prometheus)> {
     let node = Node::start(NodeOptions::default())?;
-    let prom = Prometheus::start(
-        &[format!("127.0.0.1:{}", node.operator_port)],
-        "groups: []\n",
-    )?;
+    let prom = Prometheus::start(&[format!("127.0.0.1:{}", node.operator_port)], RULES)?;
+    assert!(
+        prom.wait_for_series(
+            "node:operator_requests:sum",
+            std::time::Duration::from_secs(20)
+        ),
+        "prometheus never evaluated the recording rule"
+    );
     assert!(
         prom.wait_for_series("operator_errors_total", std::time::Duration::from_secs(20)),
         "prometheus never scraped the operator"
@@ -106,6 +124,8 @@ fn a_good_version_passes_analysis_and_is_promoted() {
     assert_eq!(record["outcome"], "promoted", "{record:#}");
     let g = gate(&record, "analysis:errors");
     assert_eq!(g["verdict"], "pass", "{record:#}");
+    assert_eq!(gate(&record, "rules")["verdict"], "pass", "{record:#}");
+    assert_eq!(gate(&record, "alerts")["verdict"], "pass", "{record:#}");
     // Measured every second through the 6 s hold.
     assert!(g["evidence"]["measured"].as_u64().unwrap() >= 3, "{g:#}");
     assert_eq!(g["evidence"]["failed"], 0);
@@ -146,5 +166,36 @@ fn prometheus_unreachable_follows_no_data_and_says_so() {
     assert!(
         detail.contains("inconclusive_limit") && detail.contains("no_data = inconclusive"),
         "{detail}"
+    );
+}
+
+#[test]
+fn a_version_renaming_a_recorded_metric_is_rolled_back_by_rule_health() {
+    let Some((node, _prom)) = node_with_prometheus() else {
+        return;
+    };
+    // The baseline records the rules: healthy, with series.
+    let (out, record) = node.run(&["rollout", "operator-image=v1.1.0-renamed-metric", "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["outcome"], "rolled_back", "{record:#}");
+    let g = gate(&record, "rules");
+    assert_eq!(g["verdict"], "fail", "{record:#}");
+    let detail = g["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("node/node:operator_requests:sum") && detail.contains("none now"),
+        "{detail}"
+    );
+    // Every other gate of verify passed: only Prometheus saw it.
+    let others: Vec<&Value> = record["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|g| g["verdict"] == "fail" && g["name"] != "rules")
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
+    let (_, baseline) = node.run(&["baseline", "show", record["baseline_id"].as_str().unwrap()]);
+    assert!(
+        baseline.to_string().contains("node:operator_requests:sum"),
+        "the baseline records the rules: {baseline:#}"
     );
 }

@@ -339,6 +339,8 @@ pub struct Prometheus {
     pub url: String,
     pub bearer_token_file: Option<PathBuf>,
     pub ca_file: Option<PathBuf>,
+    /// This node's alerts (all must match); empty: no `alerts` gate.
+    pub alert_selectors: Vec<LabelMatcher>,
 }
 
 /// The operator's Alertmanager: with `silence`, a silence with `matchers` covers the restart

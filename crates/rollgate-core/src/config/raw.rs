@@ -304,6 +304,9 @@ pub struct RawPrometheus {
     /// PEM certificates trusted for an `https` URL instead of the platform's roots.
     #[serde(default)]
     pub ca_file: Option<Str>,
+    /// Label matchers selecting this node's alerts (`node="node0"`): a new firing one fails.
+    #[serde(default)]
+    pub alert_selectors: Vec<Str>,
 }
 
 /// `[alertmanager]`: quiet restarts.

@@ -1208,9 +1208,22 @@ fn resolve_layers(
     Ok(out)
 }
 
+fn resolve_matchers(cx: &Ctx, raw: &[Str], key: &str) -> Result<Vec<LabelMatcher>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let key = format!("{key}[{i}]");
+            cx.s(m, &key)?
+                .parse::<LabelMatcher>()
+                .map_err(|msg| cx.invalid(m, &key, msg))
+        })
+        .collect()
+}
+
 fn resolve_prometheus(cx: &Ctx, p: &raw::RawPrometheus) -> Result<Prometheus, ConfigError> {
     let url = cx.http(&p.url, "prometheus.url")?;
     Ok(Prometheus {
+        alert_selectors: resolve_matchers(cx, &p.alert_selectors, "prometheus.alert_selectors")?,
         url: url.trim_end_matches('/').to_string(),
         bearer_token_file: p
             .bearer_token_file
@@ -1228,15 +1241,7 @@ fn resolve_prometheus(cx: &Ctx, p: &raw::RawPrometheus) -> Result<Prometheus, Co
 fn resolve_alertmanager(cx: &Ctx, a: &raw::RawAlertmanager) -> Result<Alertmanager, ConfigError> {
     let url = cx.http(&a.url, "alertmanager.url")?;
     let silence = a.silence.as_ref().is_some_and(|s| *s.get_ref());
-    let mut matchers = Vec::new();
-    for (i, m) in a.matchers.iter().enumerate() {
-        let key = format!("alertmanager.matchers[{i}]");
-        let text = cx.s(m, &key)?;
-        matchers.push(
-            text.parse::<LabelMatcher>()
-                .map_err(|msg| cx.invalid(m, &key, msg))?,
-        );
-    }
+    let matchers = resolve_matchers(cx, &a.matchers, "alertmanager.matchers")?;
     if let Some(s) = &a.silence
         && *s.get_ref()
     {

@@ -31,6 +31,8 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
         // Most tests are about other gates; `min_healthy_holds_promotion_back` sets it.
         min_healthy: Duration::ZERO,
         analysis: Vec::new(),
+        monitoring: None,
+        alert_gate: false,
     }
 }
 
@@ -823,6 +825,9 @@ struct Poll {
     crash: bool,
     /// The analysis query's value on this poll: `None` unmeasured, `Some(None)` no data.
     error_rate: Option<Option<f64>>,
+    /// What Prometheus said: `None` not asked, `Some(None)` unreachable, else (series of the
+    /// rule, a new alert firing).
+    prom: Option<Option<(u64, bool)>>,
 }
 
 fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
@@ -844,20 +849,24 @@ fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
             prop::bool::weighted(rare),
             prop::bool::weighted(rare),
         ),
-        prop::option::of(prop::option::of(prop_oneof![
-            8 => Just(0.0),
-            1 => Just(0.5),
-            1 => Just(f64::NAN),
-        ])),
+        (
+            prop::option::of(prop::option::of(prop_oneof![
+                8 => Just(0.0),
+                1 => Just(0.5),
+                1 => Just(f64::NAN),
+            ])),
+            prop::option::of(prop::option::of((0u64..2, prop::bool::weighted(0.2)))),
+        ),
     )
         .prop_map(
             |(
                 (dt_ms, operator, kyc),
                 (index, hash, dep),
                 (old_fault, new_fault, log_fault, crash),
-                error_rate,
+                (error_rate, prom),
             )| Poll {
                 error_rate,
+                prom,
                 dt_ms,
                 operator,
                 kyc,
@@ -896,6 +905,7 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
         0u64..8,
         1u32..=3,
         prop::option::of(arb_analysis()),
+        any::<bool>(),
     )
         .prop_map(
             |(
@@ -905,6 +915,7 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
                 min_healthy,
                 dependency_failures,
                 analysis,
+                monitored,
             )| {
                 GatePlan {
                     readiness_deadline: secs(deadline as f64),
@@ -933,6 +944,8 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
                     dependency_failures,
                     min_healthy: secs(min_healthy as f64),
                     analysis: analysis.into_iter().collect(),
+                    monitoring: monitored.then(monitoring_baseline),
+                    alert_gate: monitored,
                 }
             },
         )
@@ -1024,7 +1037,95 @@ fn observation(t_ms: u64, poll: &Poll, idx: &mut i64, tx: &mut i64) -> Observati
         };
         o.analysis.insert("error-rate".into(), sampled);
     }
+    if let Some(p) = poll.prom {
+        o.monitoring = Some(match p {
+            None => Err("connection refused".into()),
+            Some((series, alert)) => Ok(monitoring_now(series, alert)),
+        });
+    }
     o
+}
+
+/// A baseline with one recording rule returning one series, no firing alert.
+fn monitoring_baseline() -> MonitoringRecord {
+    monitoring_now(1, false)
+}
+
+fn monitoring_now(series: u64, alert: bool) -> MonitoringRecord {
+    MonitoringRecord {
+        rules: vec![crate::monitoring::RuleRecord {
+            group: "node".into(),
+            name: "node:requests:sum".into(),
+            kind: "recording".into(),
+            query: "sum(operator_requests_total)".into(),
+            healthy: true,
+            last_error: None,
+            series: Some(series),
+        }],
+        firing: if alert {
+            vec!["OperatorDown{node=\"node0\"}".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+#[test]
+fn rules_are_judged_at_the_end_of_the_hold_and_alerts_on_two_in_a_row() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    p.monitoring = Some(monitoring_baseline());
+    p.alert_gate = true;
+    let with = |mut o: Observation, series: u64, alert: bool| {
+        o.monitoring = Some(Ok(monitoring_now(series, alert)));
+        o
+    };
+    // Series missing right after readiness (no scrape yet), back by the end: passes; one
+    // firing of the restart's own alert is tolerated.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(1.5, green(), 2), 0, true),
+            with(obs(2.5, green(), 3), 1, false),
+            with(obs(4.0, green(), 4), 1, false),
+        ],
+    );
+    assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
+    // Series still missing at the end: a renamed metric. Rolled back by `rules`.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(2.0, green(), 2), 0, false),
+            with(obs(4.0, green(), 4), 0, false),
+        ],
+    );
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "rules");
+    assert!(g.detail.contains("none now"), "{}", g.detail);
+    // A new alert on two measurements in a row: rolled back by `alerts` before the hold ends.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(1.5, green(), 2), 1, true),
+            with(obs(2.5, green(), 3), 1, true),
+        ],
+    );
+    assert_eq!(failed_gate(&d).name, "alerts");
+    // Prometheus unreachable: both inconclusive (recorded), not a rollback.
+    let mut o = obs(4.0, green(), 4);
+    o.monitoring = Some(Err("connection refused".into()));
+    let d = run(&p, &[obs(1.0, green(), 1), o]);
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    for name in ["rules", "alerts"] {
+        let g = gates.iter().find(|g| g.name == name).unwrap();
+        assert_eq!(g.verdict, Verdict::Inconclusive, "{g:?}");
+        assert!(g.detail.contains("connection refused"), "{g:?}");
+    }
 }
 
 proptest! {

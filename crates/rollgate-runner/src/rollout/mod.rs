@@ -519,9 +519,13 @@ impl Runner {
             let left = limit.saturating_sub(poll_started);
             // The analysis queries due now ride along with the poll (and share its timeout).
             let due = engine.analysis_due(poll_started);
+            let ask_prometheus = engine.monitoring_due(poll_started);
             let poll_once = async {
                 let mut obs = observer.observe().await;
                 obs.analysis = observer.measure(&due).await;
+                if ask_prometheus {
+                    obs.monitoring = Some(observer.monitoring().await);
+                }
                 obs
             };
             let obs = match tokio::time::timeout(left, poll_once).await {
@@ -696,6 +700,11 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
         dependency_failures: 2,
         min_healthy: config.rollout.min_healthy,
         analysis: config.analysis.clone(),
+        monitoring: config.prometheus.as_ref().and(baseline.monitoring.clone()),
+        alert_gate: config
+            .prometheus
+            .as_ref()
+            .is_some_and(|p| !p.alert_selectors.is_empty()),
     }
 }
 
@@ -713,6 +722,12 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
     v.extend(plan.dependencies.iter().cloned());
     v.push("stable".into());
     v.extend(plan.analysis.iter().map(|a| format!("analysis:{}", a.name)));
+    if plan.monitoring.is_some() {
+        v.push("rules".into());
+    }
+    if plan.monitoring.is_some() && plan.alert_gate {
+        v.push("alerts".into());
+    }
     v.push("faults".into());
     v
 }

@@ -217,6 +217,7 @@ impl Runner {
         // cover the rolled-back version, and a Prometheus outage must not turn a restored
         // baseline into `rollback_failed`. The restored node is judged by its own gates.
         plan.analysis.clear();
+        plan.monitoring = None;
         let decision = self.run_gates(&mut observer, plan, "rollback").await;
         let (engine_gates, failure) = match decision {
             Decision::Promote { gates } => (gates, None),

@@ -831,6 +831,11 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let (pg, redis) = inner.deps();
     let healthy = u8::from(inner.health() == "Healthy");
     let version = inner.opts.version.as_str();
+    let requests = if inner.opts.version == OperatorVersion::RenamedMetric {
+        "operator_requests_sequenced_total"
+    } else {
+        "operator_requests_total"
+    };
     let errors = if inner.opts.version == OperatorVersion::Errors {
         p[0]
     } else {
@@ -846,9 +851,9 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
          # HELP operator_info Version of the running operator.\n\
          # TYPE operator_info gauge\n\
          operator_info{{version=\"{version}\"}} 1\n\
-         # HELP operator_requests_total Requests sequenced.\n\
-         # TYPE operator_requests_total counter\n\
-         operator_requests_total {}\n\
+         # HELP {requests} Requests sequenced.\n\
+         # TYPE {requests} counter\n\
+         {requests} {}\n\
          # HELP operator_requests_rejected_total Requests rejected (421 or 503).\n\
          # TYPE operator_requests_rejected_total counter\n\
          operator_requests_rejected_total {}\n\
