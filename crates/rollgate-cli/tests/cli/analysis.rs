@@ -41,8 +41,11 @@ const RULES: &str = r#"groups:
 /// A node whose verify window is long enough for several measurements, and a Prometheus that
 /// has scraped its operator and evaluated its rules (`None` when a service is missing outside
 /// CI).
-fn node_with_prometheus() -> Option<(Node, Prometheus)> {
-    let node = Node::start(NodeOptions::default())?;
+fn node_with_prometheus(bake: &'static str) -> Option<(Node, Prometheus)> {
+    let node = Node::start(NodeOptions {
+        bake,
+        ..NodeOptions::default()
+    })?;
     let prom = Prometheus::start(&[format!("127.0.0.1:{}", node.operator_port)], RULES)?;
     assert!(
         prom.wait_for_series(
@@ -72,7 +75,7 @@ fn gate<'a>(record: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn a_version_raising_the_error_query_is_rolled_back_by_analysis() {
-    let Some((node, _prom)) = node_with_prometheus() else {
+    let Some((node, _prom)) = node_with_prometheus("0s") else {
         return;
     };
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0-errors", "--yes"]);
@@ -116,7 +119,7 @@ fn a_version_raising_the_error_query_is_rolled_back_by_analysis() {
 
 #[test]
 fn a_good_version_passes_analysis_and_is_promoted() {
-    let Some((node, _prom)) = node_with_prometheus() else {
+    let Some((node, _prom)) = node_with_prometheus("3s") else {
         return;
     };
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0", "--yes"]);
@@ -126,6 +129,17 @@ fn a_good_version_passes_analysis_and_is_promoted() {
     assert_eq!(g["verdict"], "pass", "{record:#}");
     assert_eq!(gate(&record, "rules")["verdict"], "pass", "{record:#}");
     assert_eq!(gate(&record, "alerts")["verdict"], "pass", "{record:#}");
+    // The bake goes on asking: the query and the node's alerts.
+    assert_eq!(
+        gate(&record, "bake:analysis:errors")["verdict"],
+        "pass",
+        "{record:#}"
+    );
+    assert_eq!(
+        gate(&record, "bake:alerts")["verdict"],
+        "pass",
+        "{record:#}"
+    );
     // Measured every second through the 6 s hold.
     assert!(g["evidence"]["measured"].as_u64().unwrap() >= 3, "{g:#}");
     assert_eq!(g["evidence"]["failed"], 0);
@@ -171,7 +185,7 @@ fn prometheus_unreachable_follows_no_data_and_says_so() {
 
 #[test]
 fn a_version_renaming_a_recorded_metric_is_rolled_back_by_rule_health() {
-    let Some((node, _prom)) = node_with_prometheus() else {
+    let Some((node, _prom)) = node_with_prometheus("0s") else {
         return;
     };
     // The baseline records the rules: healthy, with series.

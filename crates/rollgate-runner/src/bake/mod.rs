@@ -14,7 +14,8 @@
 //!   more than `bake.max_restarts` times fails at once; memory is sampled where the runtime
 //!   exposes it;
 //! - **analysis** (`[[analysis]]`, the operator's Prometheus): each query every `interval`; a
-//!   gate past its `failure_limit` fails at once ([`analysis`]).
+//!   gate past its `failure_limit` fails at once; with `alert_selectors`, a new alert for this
+//!   node firing on two answers in a row fails at once (`bake:alerts`) ([`analysis`]).
 //!
 //! When the period ends the trends are judged against the baseline's ([`Baseline::trends`],
 //! sampled the same way while freezing): latency (Mann–Whitney U and an effect size, see
@@ -114,7 +115,7 @@ pub async fn bake(
             interval,
             &stop
         ),
-        analysis::analysis_loop(config, started, duration, &stop),
+        analysis::analysis_loop(config, baseline, started, duration, &stop),
     );
 
     let mut failures: Vec<GateResult> = Vec::new();
