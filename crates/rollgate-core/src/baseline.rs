@@ -107,6 +107,11 @@ pub struct Baseline {
     /// `bake.no_data` policy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trends: Option<Trends>,
+    /// The operator's Prometheus at freeze: its rules' health and series counts, this node's
+    /// firing alerts ([`crate::monitoring`]). Absent without `[prometheus]`, when it could not
+    /// be asked, and in baselines recorded before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<crate::monitoring::MonitoringRecord>,
 }
 
 /// The baseline's behaviour over its sampling window, in the same cadence and units the bake

@@ -22,7 +22,18 @@
 //!   exactly, whatever their size ([`crate::facts::increased`]);
 //! - dependencies must stay healthy (`dependency_failures` failed polls in a row fail, fewer are
 //!   tolerated as noise); a dependency not observed once by `readiness_deadline` fails then;
-//! - a fault absent from the baseline (status pointer or log line) fails at once.
+//! - a fault absent from the baseline (status pointer or log line) fails at once;
+//! - each analysis gate (`[[analysis]]`, [`crate::analysis`]) is measured from the poll on which
+//!   readiness was all green, every `interval` ([`GateEngine::analysis_due`]); it fails as soon as
+//!   its failed measurements pass `failure_limit`, and is decided when the `stable` hold ends
+//!   and it was measured at least once (inconclusive past `inconclusive_limit`, else passed).
+//!   It adds no time of its own: the hold is its window;
+//! - with the operator's Prometheus frozen in the baseline ([`crate::monitoring`]), `rules` is
+//!   judged on the last measurement when the hold ends (every rule healthy at freeze still is,
+//!   every rule with series still has them: Prometheus needs a scrape and an evaluation after
+//!   the restart, so earlier measurements are recorded, not judged), and `alerts` fails when a
+//!   new alert for this node is firing on two measurements in a row (the restart's own alerts
+//!   resolve at the next evaluation).
 //!
 //! Liveness: the engine decides by [`GateEngine::hard_deadline`] (`readiness_deadline` + the
 //! longest progression window + `min_healthy`). Every pending gate has its own deadline below
@@ -39,7 +50,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::config::{IdlePolicy, ProgressionMode};
+use crate::analysis::{Sampled, Tally};
+use crate::config::{Analysis, IdlePolicy, ProgressionMode};
+use crate::monitoring::{MonitoringRecord, new_alerts, rule_regressions};
 use crate::units::format_duration;
 use crate::vocab::{GateResult, Verdict};
 
@@ -61,6 +74,13 @@ pub struct GatePlan {
     /// Every readiness check must stay green this long after all turned green before the
     /// engine promotes (the `stable` gate).
     pub min_healthy: Duration,
+    /// PromQL analysis gates, measured during the `stable` hold.
+    pub analysis: Vec<Analysis>,
+    /// The operator's Prometheus at freeze: with it, the `rules` gate (and `alerts`, with
+    /// `alert_gate`) compare what Prometheus says after the change.
+    pub monitoring: Option<MonitoringRecord>,
+    /// Judge new firing alerts (`[prometheus] alert_selectors` is set).
+    pub alert_gate: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -105,6 +125,29 @@ pub struct Observation {
     pub log_faults: Vec<String>,
     /// Components the runtime reports as exited or restarting, with the runtime's detail.
     pub crashed: BTreeMap<String, String>,
+    /// Analysis measurements taken with this poll (only those [`GateEngine::analysis_due`]
+    /// asked for; a measurement before readiness is ignored).
+    pub analysis: BTreeMap<String, Sampled>,
+    /// What the operator's Prometheus said now (only when [`GateEngine::monitoring_due`]), or
+    /// why it could not be asked.
+    pub monitoring: Option<Result<MonitoringRecord, String>>,
+}
+
+/// Monitoring is asked at most this often.
+const MONITORING_EVERY: Duration = Duration::from_secs(1);
+
+/// What the `rules` and `alerts` gates saw.
+#[derive(Debug, Clone, Default)]
+struct MonitoringTrack {
+    last_at: Option<Duration>,
+    /// The last measurement: rule regressions, or why Prometheus could not be asked.
+    last: Option<Result<Vec<String>, String>>,
+    measured: u32,
+    answered: u32,
+    /// Consecutive measurements on which each new alert was firing.
+    alert_streak: BTreeMap<String, u32>,
+    alert_failed: Option<String>,
+    history: Vec<Value>,
 }
 
 /// The engine's answer after an observation.
@@ -170,6 +213,8 @@ pub struct GateEngine {
     new_faults: BTreeSet<String>,
     log_faults: Vec<String>,
     crashed: BTreeMap<String, String>,
+    analysis: BTreeMap<String, Tally>,
+    monitoring: MonitoringTrack,
     now: Duration,
     polls: u32,
     /// Set by [`GateEngine::expire`] (or an observation past the hard deadline): every gate
@@ -196,6 +241,12 @@ impl GateEngine {
                 .iter()
                 .map(|n| (n.clone(), DependencyTrack::default()))
                 .collect(),
+            analysis: plan
+                .analysis
+                .iter()
+                .map(|a| (a.name.clone(), Tally::default()))
+                .collect(),
+            monitoring: MonitoringTrack::default(),
             plan,
             all_green_at: None,
             new_faults: BTreeSet::new(),
@@ -371,6 +422,59 @@ impl GateEngine {
                 .or_insert_with(|| detail.clone());
         }
 
+        // Analysis: measured only once the node is ready.
+        if self.all_green_at.is_some() {
+            for gate in &self.plan.analysis {
+                if let (Some(sampled), Some(tally)) = (
+                    obs.analysis.get(&gate.name),
+                    self.analysis.get_mut(&gate.name),
+                ) {
+                    tally.add(gate, now, sampled);
+                }
+            }
+        }
+
+        // The operator's Prometheus: measured only once the node is ready.
+        if let (Some(base), Some(seen), Some(_)) =
+            (&self.plan.monitoring, &obs.monitoring, self.all_green_at)
+        {
+            let t = &mut self.monitoring;
+            t.measured = t.measured.saturating_add(1);
+            t.last_at = Some(now);
+            match seen {
+                Ok(rec) => {
+                    t.answered = t.answered.saturating_add(1);
+                    let regressions = rule_regressions(base, rec);
+                    let alerts = if self.plan.alert_gate {
+                        new_alerts(base, rec)
+                    } else {
+                        Vec::new()
+                    };
+                    t.alert_streak.retain(|a, _| alerts.contains(a));
+                    for a in &alerts {
+                        let n = t.alert_streak.entry(a.clone()).or_default();
+                        *n = n.saturating_add(1);
+                        if *n >= 2 {
+                            t.alert_failed.get_or_insert_with(|| {
+                                format!("new alert firing on 2 measurements in a row: {a}")
+                            });
+                        }
+                    }
+                    if t.history.len() < 120 {
+                        t.history.push(json!({"at_s": now.as_secs_f64(), "rule_regressions": regressions, "new_alerts": alerts}));
+                    }
+                    t.last = Some(Ok(regressions));
+                }
+                Err(e) => {
+                    if t.history.len() < 120 {
+                        t.history
+                            .push(json!({"at_s": now.as_secs_f64(), "error": e}));
+                    }
+                    t.last = Some(Err(e.clone()));
+                }
+            }
+        }
+
         let mut decision = self.decide();
         if !decision.is_final() && now >= self.hard_deadline() {
             // Only a blip that has not resolved can still be pending here: not decided in time.
@@ -381,6 +485,37 @@ impl GateEngine {
             self.final_decision = Some(decision.clone());
         }
         decision
+    }
+
+    /// The analysis gates to measure with an observation taken at `now`: none before readiness
+    /// was all green or after a final decision; then each gate never measured, or measured
+    /// `interval` or more before `now`.
+    pub fn analysis_due(&self, now: Duration) -> Vec<String> {
+        if self.all_green_at.is_none() || self.final_decision.is_some() {
+            return Vec::new();
+        }
+        self.plan
+            .analysis
+            .iter()
+            .filter(|g| {
+                self.analysis
+                    .get(&g.name)
+                    .is_some_and(|t| t.due(g.interval, now))
+            })
+            .map(|g| g.name.clone())
+            .collect()
+    }
+
+    /// Whether to ask the operator's Prometheus with an observation taken at `now`: with a
+    /// frozen monitoring record, once readiness was all green, at most every second.
+    pub fn monitoring_due(&self, now: Duration) -> bool {
+        self.plan.monitoring.is_some()
+            && self.all_green_at.is_some()
+            && self.final_decision.is_none()
+            && self
+                .monitoring
+                .last_at
+                .is_none_or(|t| now.saturating_sub(t) >= MONITORING_EVERY)
     }
 
     /// The time since the change by which the engine always decides, given observations at
@@ -557,6 +692,10 @@ impl GateEngine {
             });
         }
         out.push(self.stable_gate());
+        for gate in &self.plan.analysis {
+            out.push(self.analysis_gate(gate));
+        }
+        out.extend(self.monitoring_gates());
         for (component, detail) in &self.crashed {
             out.push(GateResult {
                 name: format!("component:{component}"),
@@ -645,6 +784,141 @@ impl GateEngine {
                 "held_s": held.as_secs_f64(),
                 "pending": verdict == Verdict::Inconclusive,
             }),
+        }
+    }
+
+    /// `rules` and `alerts` (see the module doc), when the baseline has a monitoring record.
+    fn monitoring_gates(&self) -> Vec<GateResult> {
+        let Some(base) = &self.plan.monitoring else {
+            return Vec::new();
+        };
+        let t = &self.monitoring;
+        let closed = self
+            .all_green_at
+            .is_some_and(|g| self.now.saturating_sub(g) >= self.plan.min_healthy);
+        let evidence = |pending: bool| {
+            json!({
+                "baseline_rules": base.rules.len(),
+                "baseline_firing": base.firing,
+                "measured": t.measured,
+                "measurements": t.history,
+                "pending": pending,
+            })
+        };
+        let waiting = |what: &str| GateResult {
+            name: what.into(),
+            verdict: Verdict::Inconclusive,
+            detail: if self.all_green_at.is_none() {
+                "waiting for readiness before asking Prometheus".into()
+            } else {
+                format!(
+                    "asking Prometheus until the {} hold ends",
+                    format_duration(self.plan.min_healthy)
+                )
+            },
+            evidence: evidence(true),
+        };
+        let mut out = Vec::new();
+        out.push(match (&t.last, closed) {
+            (Some(Ok(regressions)), true) if regressions.is_empty() => GateResult {
+                name: "rules".into(),
+                verdict: Verdict::Pass,
+                detail: format!(
+                    "{} rule(s): every rule healthy at freeze still is, every rule with series still has them",
+                    base.rules.len()
+                ),
+                evidence: evidence(false),
+            },
+            (Some(Ok(regressions)), true) => GateResult {
+                name: "rules".into(),
+                verdict: Verdict::Fail,
+                detail: regressions.iter().take(3).cloned().collect::<Vec<_>>().join("; "),
+                evidence: evidence(false),
+            },
+            (Some(Err(e)), true) => GateResult {
+                name: "rules".into(),
+                verdict: Verdict::Inconclusive,
+                detail: format!("rule health unknown: Prometheus could not be asked: {e}"),
+                evidence: evidence(false),
+            },
+            _ => waiting("rules"),
+        });
+        if self.plan.alert_gate {
+            let once: Vec<&String> = t.alert_streak.keys().collect();
+            out.push(match &t.alert_failed {
+                Some(f) => GateResult {
+                    name: "alerts".into(),
+                    verdict: Verdict::Fail,
+                    detail: f.clone(),
+                    evidence: evidence(false),
+                },
+                None if !closed || t.measured == 0 => waiting("alerts"),
+                None if !once.is_empty() => GateResult {
+                    name: "alerts".into(),
+                    verdict: Verdict::Inconclusive,
+                    detail: format!(
+                        "new alert firing on the last measurement (fails on 2 in a row): {}",
+                        once.iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    evidence: evidence(true),
+                },
+                None if t.answered == 0 => GateResult {
+                    name: "alerts".into(),
+                    verdict: Verdict::Inconclusive,
+                    detail: format!(
+                        "firing alerts unknown: Prometheus could not be asked: {}",
+                        match &t.last {
+                            Some(Err(e)) => e.as_str(),
+                            _ => "",
+                        }
+                    ),
+                    evidence: evidence(false),
+                },
+                None => GateResult {
+                    name: "alerts".into(),
+                    verdict: Verdict::Pass,
+                    detail: format!(
+                        "no new firing alert for this node ({} firing at freeze)",
+                        base.firing.len()
+                    ),
+                    evidence: evidence(false),
+                },
+            });
+        }
+        out
+    }
+
+    /// `analysis:NAME`: its window is the `stable` hold (from all green, `min_healthy` long).
+    fn analysis_gate(&self, gate: &Analysis) -> GateResult {
+        let untracked = Tally::default();
+        let t = self.analysis.get(&gate.name).unwrap_or(&untracked);
+        let closed = self
+            .all_green_at
+            .is_some_and(|g| self.now.saturating_sub(g) >= self.plan.min_healthy);
+        let name = format!("analysis:{}", gate.name);
+        match t.verdict(gate, closed) {
+            Some((verdict, detail)) => GateResult {
+                name,
+                verdict,
+                detail,
+                evidence: t.evidence(gate, false),
+            },
+            None => GateResult {
+                name,
+                verdict: Verdict::Inconclusive,
+                detail: match (&t.last, self.all_green_at) {
+                    (_, None) => "waiting for readiness before measuring".to_string(),
+                    (None, Some(_)) => "waiting for a first measurement".to_string(),
+                    (Some(j), Some(_)) => format!(
+                        "{} measurement(s) so far, {} failed (limit {}); last: {}",
+                        t.measured, t.failed, gate.failure_limit, j.detail
+                    ),
+                },
+                evidence: t.evidence(gate, true),
+            },
         }
     }
 

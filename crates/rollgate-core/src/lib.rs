@@ -6,6 +6,7 @@
 //! or a child process lives in the crates that depend on this one.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod baseline;
 pub mod confdiff;
 pub mod config;
@@ -14,6 +15,7 @@ pub mod errors;
 pub mod exit;
 pub mod facts;
 pub mod fleet;
+pub mod monitoring;
 pub mod redact;
 pub mod secrets;
 pub mod stats;

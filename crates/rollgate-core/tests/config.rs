@@ -740,3 +740,180 @@ fn config_layer_files_resolve_and_protected_paths_are_refused() {
     let msg = load(&text).unwrap_err().to_string();
     assert!(msg.contains("only a `config` layer owns files"), "{msg}");
 }
+
+const ANALYSIS: &str = r#"
+[prometheus]
+url = "http://127.0.0.1:9090/"
+bearer_token_file = "/etc/rollgate/prom.token"
+
+[[analysis]]
+name = "errors"
+query = 'sum(increase(operator_errors_total[1m]))'
+success = "< 1"
+
+[[analysis]]
+name = "rejections"
+query = "node:rejections:ratio1m"
+success = ">= 0.5"
+interval = "2s"
+failure_limit = 2
+inconclusive_limit = 1
+no_data = "inconclusive"
+"#;
+
+#[test]
+fn analysis_gates_resolve_with_argo_defaults() {
+    let c = load(&format!("{PRODUCT_EXAMPLE}{ANALYSIS}")).unwrap();
+    let p = c.prometheus.as_ref().unwrap();
+    assert_eq!(p.url, "http://127.0.0.1:9090");
+    assert_eq!(
+        p.bearer_token_file.as_deref(),
+        Some(Path::new("/etc/rollgate/prom.token"))
+    );
+    let [errors, rejections] = &c.analysis[..] else {
+        panic!("{:?}", c.analysis)
+    };
+    assert_eq!(errors.success.to_string(), "< 1");
+    assert_eq!(errors.interval, std::time::Duration::from_secs(5));
+    assert_eq!((errors.failure_limit, errors.inconclusive_limit), (0, 0));
+    assert_eq!(errors.no_data, rollgate_core::config::NoDataPolicy::Fail);
+    assert_eq!(
+        rejections.success.op,
+        rollgate_core::analysis::CompareOp::Ge
+    );
+    assert_eq!(rejections.interval, std::time::Duration::from_secs(2));
+    assert_eq!(
+        (rejections.failure_limit, rejections.inconclusive_limit),
+        (2, 1)
+    );
+    assert_eq!(
+        rejections.no_data,
+        rollgate_core::config::NoDataPolicy::Inconclusive
+    );
+}
+
+#[test]
+fn analysis_errors_name_line_and_key() {
+    let text = format!("{PRODUCT_EXAMPLE}{ANALYSIS}");
+    // (edit, line needle, key, fragment)
+    let cases: &[((&str, &str), &str, &str, &str)] = &[
+        (
+            ("success = \"< 1\"", "success = \"0.01\""),
+            "success = \"0.01\"",
+            "analysis.success",
+            "not a comparison",
+        ),
+        (
+            ("success = \"< 1\"", "success = \"< lots\""),
+            "success = \"< lots\"",
+            "analysis.success",
+            "not a finite number",
+        ),
+        (
+            ("no_data = \"inconclusive\"", "no_data = \"skip\""),
+            "no_data = \"skip\"",
+            "analysis.no_data",
+            "pass, inconclusive, fail",
+        ),
+        (
+            ("failure_limit = 2", "failure_limit = -1"),
+            "failure_limit = -1",
+            "analysis.failure_limit",
+            "must not be negative",
+        ),
+        (
+            ("interval = \"2s\"", "interval = \"0s\""),
+            "interval = \"0s\"",
+            "analysis.interval",
+            "greater than zero",
+        ),
+        (
+            ("name = \"rejections\"", "name = \"errors\" "),
+            "name = \"errors\" ",
+            "analysis.name",
+            "duplicate",
+        ),
+        (
+            (
+                "url = \"http://127.0.0.1:9090/\"",
+                "url = \"127.0.0.1:9090\"",
+            ),
+            "url = \"127.0.0.1:9090\"",
+            "prometheus.url",
+            "not a URL",
+        ),
+        (
+            (
+                "[prometheus]\nurl = \"http://127.0.0.1:9090/\"\nbearer_token_file = \"/etc/rollgate/prom.token\"\n",
+                "",
+            ),
+            "name = \"errors\"",
+            "analysis",
+            "add a [prometheus] section",
+        ),
+    ];
+    for ((from, to), needle, key, fragment) in cases {
+        assert!(text.contains(from), "{from}: edit does not apply");
+        let edited = text.replacen(from, to, 1);
+        let err = load(&edited).expect_err(from);
+        let msg = err.to_string();
+        let line = line_of(&edited, needle);
+        assert!(
+            msg.starts_with(&format!("{FILE}:{line}")),
+            "{from}: wrong location: {msg}"
+        );
+        assert!(msg.contains(&format!("`{key}`")), "{from}: {msg}");
+        assert!(msg.contains(fragment), "{from}: {msg}");
+        assert_eq!(err.exit_code(), ExitCode::Usage, "{from}");
+    }
+}
+
+#[test]
+fn alertmanager_matchers_parse_and_silence_needs_one() {
+    let am = r#"
+[alertmanager]
+url = "http://127.0.0.1:9093"
+silence = true
+matchers = ['node="node0"', 'alertname!="Watchdog"', 'severity=~"page|warn"', 'job!~"test.*"']
+"#;
+    let c = load(&format!("{PRODUCT_EXAMPLE}{am}")).unwrap();
+    let a = c.alertmanager.unwrap();
+    assert!(a.silence);
+    let shown: Vec<String> = a.matchers.iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        shown,
+        [
+            "node=\"node0\"",
+            "alertname!=\"Watchdog\"",
+            "severity=~\"page|warn\"",
+            "job!~\"test.*\""
+        ]
+    );
+    for (edit, key, fragment) in [
+        (
+            ("'node=\"node0\"', ", "'node=node0', "),
+            "alertmanager.matchers[0]",
+            "not a label matcher",
+        ),
+        (
+            ("'node=\"node0\"', ", "'1node=\"x\"', "),
+            "alertmanager.matchers[0]",
+            "not a label matcher",
+        ),
+        (
+            (
+                "'node=\"node0\"', 'alertname!=\"Watchdog\"', 'severity=~\"page|warn\"', ",
+                "",
+            ),
+            "alertmanager.matchers",
+            "at least one matcher",
+        ),
+    ] {
+        let text = format!("{PRODUCT_EXAMPLE}{am}").replacen(edit.0, edit.1, 1);
+        let err = load(&text).expect_err(key);
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("`{key}`")), "{msg}");
+        assert!(msg.contains(fragment), "{msg}");
+        assert_eq!(err.exit_code(), ExitCode::Usage);
+    }
+}

@@ -126,11 +126,28 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     urls.extend(config.alerts.url.iter().map(String::as_str));
     urls.extend(config.alerts.metrics_urls.iter().map(String::as_str));
     urls.extend(config.serve.webhook_url.iter().map(String::as_str));
+    urls.extend(config.prometheus.iter().map(|p| p.url.as_str()));
+    urls.extend(config.alertmanager.iter().map(|a| a.url.as_str()));
     let mut secrets: Vec<String> = urls.into_iter().flat_map(url_secrets).collect();
     let serve = &config.serve;
     secrets.extend(serve.token.iter().chain(&serve.read_token).cloned());
     // A token file's content is as secret as the token (read now: it may be unreadable later).
-    for file in serve.token_file.iter().chain(&serve.read_token_file) {
+    let api_tokens = config
+        .prometheus
+        .iter()
+        .filter_map(|p| p.bearer_token_file.as_ref())
+        .chain(
+            config
+                .alertmanager
+                .iter()
+                .filter_map(|a| a.bearer_token_file.as_ref()),
+        );
+    for file in serve
+        .token_file
+        .iter()
+        .chain(&serve.read_token_file)
+        .chain(api_tokens)
+    {
         if let Ok(text) = std::fs::read_to_string(file) {
             secrets.push(text.trim().to_string());
         }

@@ -66,6 +66,40 @@ impl HttpClient {
         self.send(url, self.client.get(url)).await
     }
 
+    /// GET `url` with a bearer token when given, any status; errors name `endpoint` instead of
+    /// `url` (a query string such as a PromQL query is noise there, and may be long).
+    pub async fn get_as(
+        &self,
+        url: &reqwest::Url,
+        endpoint: &str,
+        bearer: Option<&str>,
+    ) -> Result<Fetched, ProbeError> {
+        self.request_as(reqwest::Method::GET, url, endpoint, bearer, None)
+            .await
+    }
+
+    /// Any method on `url` with a bearer token and a JSON body when given, any status; errors
+    /// name `endpoint` (see [`HttpClient::get_as`]).
+    pub async fn request_as(
+        &self,
+        method: reqwest::Method,
+        url: &reqwest::Url,
+        endpoint: &str,
+        bearer: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<Fetched, ProbeError> {
+        let mut req = self.client.request(method, url.clone());
+        if let Some(token) = bearer {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        self.send(endpoint, req).await
+    }
+
     /// POST a JSON body to `url`, any status.
     pub async fn post_json(&self, url: &str, body: &Value) -> Result<Fetched, ProbeError> {
         let req = self

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod aesm;
+pub mod alertmanager;
 pub mod alerts;
 pub mod chain;
 pub mod disk;
@@ -22,6 +23,7 @@ pub mod outcome;
 pub mod pccs;
 pub mod postgres;
 pub mod progression;
+pub mod prometheus;
 pub mod redis;
 pub mod sgx;
 

@@ -112,6 +112,16 @@ pub async fn freeze(
     let mut baseline = assemble(config, &checks, results, values);
     baseline.trends = trends;
     baseline.log_faults = baseline_log_faults(config, driver, logs_since).await;
+    // The operator's Prometheus: what its rules and this node's alerts look like now. One it
+    // cannot reach leaves no record (the `rules` and `alerts` gates are then not run).
+    if config.prometheus.is_some()
+        && let Ok(clients) = crate::checks::ProbeClients::new(config)
+    {
+        match crate::monitoring::snapshot(config, &clients).await {
+            Ok(record) => baseline.monitoring = Some(record),
+            Err(e) => tracing::warn!("the baseline has no Prometheus record: {e}"),
+        }
+    }
     judge(config, &baseline, &mut reasons);
     if reasons.is_empty() {
         Ok(baseline)
@@ -273,6 +283,7 @@ fn assemble(
         checks: results,
         storage,
         trends: None,
+        monitoring: None,
     }
 }
 

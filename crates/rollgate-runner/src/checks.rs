@@ -25,6 +25,7 @@ use rollgate_core::vocab::{CheckGroup, CheckResult, CheckStatus};
 use rollgate_probe::errors::ProbeError;
 use rollgate_probe::pccs::PccsClient;
 use rollgate_probe::progression::Sampling;
+use rollgate_probe::prometheus::PrometheusClient;
 use rollgate_probe::{HttpClient, Outcome};
 use serde_json::{Value, json};
 use tokio::time::Instant;
@@ -192,6 +193,9 @@ pub struct ProbeClients {
     pub http: HttpClient,
     /// The PCCS client, or why it could not be built (the PCCS check's failed detail).
     pccs: Option<Result<PccsClient, String>>,
+    /// The operator's Prometheus, or why its client could not be built (every analysis
+    /// measurement then reports it as no data).
+    pub prometheus: Option<Result<PrometheusClient, String>>,
 }
 
 impl ProbeClients {
@@ -203,6 +207,10 @@ impl ProbeClients {
                 .pccs
                 .as_ref()
                 .map(|p| PccsClient::new(p, &config.probe_limits)),
+            prometheus: config
+                .prometheus
+                .as_ref()
+                .map(|p| PrometheusClient::new(p, &config.probe_limits).map_err(|e| e.detail())),
         })
     }
 }

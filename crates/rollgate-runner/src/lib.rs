@@ -3,17 +3,20 @@
 //! what to conclude from observations is decided by `rollgate_core::engine`.
 #![forbid(unsafe_code)]
 
+pub mod analysis;
 pub mod bake;
 pub mod baseline;
 pub mod checks;
 pub mod errors;
 pub mod journal;
 pub mod killswitch;
+pub mod monitoring;
 pub mod notify;
 pub mod observe;
 pub mod progress;
 pub mod report;
 pub mod rollout;
+pub mod silence;
 pub mod snapshot;
 pub mod watch;
 

@@ -24,6 +24,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
 use regex::Regex;
+use rollgate_core::analysis::Sampled;
 use rollgate_core::baseline::Baseline;
 use rollgate_core::config::{Component, Config};
 use rollgate_core::engine::{Observation, Reading};
@@ -337,6 +338,16 @@ impl Observer {
         }
         self.observe_components(&mut obs).await;
         obs
+    }
+
+    /// Ask Prometheus the named analysis queries (those the engine says are due).
+    pub async fn measure(&self, names: &[String]) -> BTreeMap<String, Sampled> {
+        crate::analysis::measure(&self.config, &self.clients, names).await
+    }
+
+    /// Ask the operator's Prometheus about its rules and this node's alerts.
+    pub async fn monitoring(&self) -> Result<rollgate_core::monitoring::MonitoringRecord, String> {
+        crate::monitoring::snapshot(&self.config, &self.clients).await
     }
 
     async fn observe_components(&mut self, obs: &mut Observation) {

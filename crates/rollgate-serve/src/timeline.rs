@@ -1,7 +1,7 @@
 //! The rollout timeline as inline SVG: the steps on a time axis, every gate verdict in its own
 //! row, readiness waits, the decision, and a small chart for every series the evidence holds
-//! (progression `samples: [[ms, value], …]` and any other `[[ms, number], …]` array, e.g.
-//! latencies), so a reader sees at a glance where and why a rollout stopped.
+//! (progression `samples: [[ms, value], …]`, analysis `values` and any other `[[ms, number], …]`
+//! array, e.g. latencies; analysis gates get a row each), so a reader sees at a glance where and why a rollout stopped.
 //!
 //! Times in the evidence count from the change they judge (the preceding `restart` or
 //! `rollback_restart` intent); they are placed on the same axis as the journal's timestamps.
@@ -186,6 +186,7 @@ pub fn timeline_svg(a: &Analysis<'_>, id: &str) -> String {
         }
         let own_row = name.starts_with("readiness:")
             || name.starts_with("progression:")
+            || name.starts_with("analysis:")
             || a.gates
                 .iter()
                 .any(|o| o.gate.name == name && o.gate.verdict != Verdict::Pass);

@@ -8,12 +8,14 @@
 //! - [`version`] is the catalogue of versions and their behaviours (`docs/sim.md`).
 //! - [`testenv`] finds the real services for tests and creates per-test databases.
 //! - [`localnet`] runs the stack as background processes (`rollgate-sim localnet …`).
+//! - [`monitoring`] starts a real Prometheus scraping it (tests and the demo).
 #![forbid(unsafe_code)]
 
 pub mod cert;
 pub mod db;
 pub mod errors;
 pub mod localnet;
+pub mod monitoring;
 pub mod proxy;
 pub mod server;
 pub mod services;

@@ -39,11 +39,17 @@ pub enum OperatorVersion {
     /// migration. Every other version refuses a database with that column (health `Degraded`),
     /// so only a restored database lets the baseline come back.
     MigrateSchema,
+    /// `v1.1.0-errors`: healthy by its status, but counts an internal error for every request
+    /// in `operator_errors_total` (only Prometheus sees it: an analysis gate's case).
+    Errors,
+    /// `v1.1.0-renamed-metric`: healthy, but exports `operator_requests_total` as
+    /// `operator_requests_sequenced_total` (a rule over the old name returns nothing).
+    RenamedMetric,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 13] = [
+    pub const ALL: [OperatorVersion; 15] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -57,6 +63,8 @@ impl OperatorVersion {
         OperatorVersion::Bloat,
         OperatorVersion::SgxDebug,
         OperatorVersion::MigrateSchema,
+        OperatorVersion::Errors,
+        OperatorVersion::RenamedMetric,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +82,8 @@ impl OperatorVersion {
             OperatorVersion::Bloat => "v1.1.0-bloat",
             OperatorVersion::SgxDebug => "v1.1.0-sgx-debug",
             OperatorVersion::MigrateSchema => "v1.1.0-migrate-schema",
+            OperatorVersion::Errors => "v1.1.0-errors",
+            OperatorVersion::RenamedMetric => "v1.1.0-renamed-metric",
         }
     }
 
@@ -105,6 +115,12 @@ impl OperatorVersion {
             OperatorVersion::MigrateSchema => {
                 "adds operator_requests.schema_v2 and writes rows with it (older versions refuse \
                  that schema: health Degraded); lastTx never changes"
+            }
+            OperatorVersion::Errors => {
+                "healthy status, but operator_errors_total counts one error per request (/metrics)"
+            }
+            OperatorVersion::RenamedMetric => {
+                "healthy, but /metrics exports operator_requests_total as operator_requests_sequenced_total"
             }
         }
     }

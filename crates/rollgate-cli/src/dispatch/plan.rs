@@ -1,5 +1,6 @@
 //! `rollgate plan LAYER=VALUE`: the dry run. Validates the change, shows the restart set and
-//! every gate with its threshold, and runs every read-only check now. Changes nothing.
+//! every gate with its threshold, runs every read-only check now and every analysis query once
+//! (its current value, judged as a measurement would be). Changes nothing.
 //!
 //! For a `config` layer with `files`, `diff` holds a unified diff of each file the change
 //! replaces (`[{"file": PATH, "diff": "--- …"}]`, empty text when the file would not change),
@@ -9,10 +10,13 @@
 //!
 //! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
 //! "restart": [{"component": "operator", "service": "operator"}],
-//! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"}],
+//! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"},
+//! {"name": "analysis:errors", "threshold": "…", "now": {"verdict": "successful",
+//! "detail": "0 < 1", "no_data": false, "samples": [{"labels": "", "value": 0}]}}],
 //! "checks": [CheckResult, …], "warnings": ["…"]}`. Exit 0 when every check is green, 3
 //! otherwise. `warnings` names the configuration keys that leave a bake signal undecidable
-//! (`rollgate_runner::bake::undecidable_warnings`); they do not change `ok`.
+//! (`rollgate_runner::bake::undecidable_warnings`) and the analysis queries that would fail on
+//! the running version now; they do not change `ok`.
 
 use clap::Args;
 use rollgate_core::ExitCode;
@@ -88,6 +92,42 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     gates.push(json!({"name": "stable", "threshold": format!("every readiness check stays green for {} before a promotion", format_duration(r.min_healthy))}));
     gates.push(json!({"name": "dependency:*", "threshold": "every prerequisite stays healthy (two failed polls in a row fail)"}));
     gates.push(json!({"name": "faults", "threshold": format!("no fault absent from the baseline at {:?} or in logs matching {:?}", config.faults.pointers, config.faults.log_patterns)}));
+    let mut warnings = rollgate_runner::bake::undecidable_warnings(&config);
+    if !config.analysis.is_empty() {
+        let clients = rollgate_runner::checks::ProbeClients::new(&config)
+            .map_err(|e| CliError::Internal(anyhow::anyhow!(e.detail())))?;
+        let now = rollgate_runner::analysis::measure_all(&config, &clients).await;
+        for a in &config.analysis {
+            let sampled = now.get(&a.name).cloned().unwrap_or_else(|| {
+                rollgate_core::analysis::Sampled::Unavailable("not measured".into())
+            });
+            let judged = rollgate_core::analysis::judge(&a.success, a.no_data, &sampled);
+            if judged.verdict == rollgate_core::analysis::MeasurementVerdict::Failed {
+                warnings.push(format!(
+                    "analysis:{} fails on the running version now: {}",
+                    a.name, judged.detail
+                ));
+            }
+            let samples = match &sampled {
+                rollgate_core::analysis::Sampled::Values(v) => json!(v),
+                rollgate_core::analysis::Sampled::Unavailable(_) => json!(null),
+            };
+            gates.push(json!({
+                "name": format!("analysis:{}", a.name),
+                "threshold": format!(
+                    "every sample of `{}` {} (every {}, from readiness through the {} hold; failure_limit {}, inconclusive_limit {}, no_data {})",
+                    a.query,
+                    a.success,
+                    format_duration(a.interval),
+                    format_duration(r.min_healthy),
+                    a.failure_limit,
+                    a.inconclusive_limit,
+                    rollgate_core::analysis::no_data_str(a.no_data)
+                ),
+                "now": {"verdict": judged.verdict, "detail": judged.detail, "no_data": judged.no_data, "samples": samples},
+            }));
+        }
+    }
     if !r.bake.is_zero() {
         gates.push(json!({"name": "bake", "threshold": format!("{} of no regression against the baseline", format_duration(r.bake))}));
     }
@@ -102,7 +142,6 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     )
     .await;
     let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
-    let warnings = rollgate_runner::bake::undecidable_warnings(&config);
     if ctx.out.is_json() {
         ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "diff": diffs.iter().map(|(f, d)| json!({"file": f, "diff": d})).collect::<Vec<_>>(), "gates": gates, "checks": checks, "warnings": warnings}))?;
     } else {
@@ -128,6 +167,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
                 g["name"].as_str().unwrap_or(""),
                 g["threshold"].as_str().unwrap_or("")
             );
+            if let Some(now) = g["now"]["detail"].as_str() {
+                crate::outln!("  {:<34} now: {now}", "");
+            }
         }
         crate::outln!("\nchecks now:");
         crate::outln!("{}", crate::render::checks_table(&ctx.out, &checks));

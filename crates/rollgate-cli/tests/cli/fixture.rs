@@ -102,6 +102,8 @@ pub struct Node {
     /// The fault proxies of [`NodeFaults::proxied`] (dropped before the localnet goes down).
     outages: Option<Outages>,
     ticks: PathBuf,
+    /// The simulated operator's port (its `/metrics` is what a test's Prometheus scrapes).
+    pub operator_port: u16,
 }
 
 impl Node {
@@ -272,6 +274,7 @@ timeout = "60s""#
             redis_url: services.redis_url,
             outages,
             ticks,
+            operator_port: op,
         })
     }
 
@@ -328,6 +331,13 @@ timeout = "60s""#
         let out = self.rollgate().args(args).output().expect("run rollgate");
         let json = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out, json)
+    }
+
+    /// Append `text` (tables) to this node's rollgate configuration.
+    pub fn append_config(&self, text: &str) {
+        let mut config = std::fs::read_to_string(&self.config).unwrap();
+        config.push_str(text);
+        std::fs::write(&self.config, config).unwrap();
     }
 
     /// Replace `from` (which must occur) with `to` in this node's rollgate configuration.

@@ -2,6 +2,7 @@
 //! the simulated node (process localnet, command driver; and Docker Compose, compose driver),
 //! and crash safety with SIGKILL at every journal step boundary.
 
+mod analysis;
 mod bake;
 mod chain;
 mod compose;
@@ -14,6 +15,7 @@ mod outage;
 mod rollout;
 mod safety;
 mod secrets;
+mod silence;
 mod snapshot;
 mod terminal;
 mod usage;

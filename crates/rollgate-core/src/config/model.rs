@@ -24,6 +24,12 @@ pub struct Config {
     pub progression: Vec<Progression>,
     pub faults: Faults,
     pub alerts: Alerts,
+    /// Extension: the operator's Prometheus (required by `analysis`).
+    pub prometheus: Option<Prometheus>,
+    /// Extension: PromQL analysis gates, in file order.
+    pub analysis: Vec<Analysis>,
+    /// Extension: the operator's Alertmanager (quiet restarts).
+    pub alertmanager: Option<Alertmanager>,
     pub runtime: Runtime,
     pub components: BTreeMap<String, Component>,
     pub layers: BTreeMap<String, Layer>,
@@ -337,6 +343,117 @@ pub struct Alerts {
     pub rules_files: Vec<PathBuf>,
     pub url: Option<String>,
     pub metrics_urls: Vec<String>,
+}
+
+/// The operator's Prometheus HTTP API (`/api/v1/query`).
+#[derive(Debug, Clone)]
+pub struct Prometheus {
+    /// Base URL (`http://127.0.0.1:9090`, or with a path prefix); basic auth in its user info.
+    pub url: String,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    /// This node's alerts (all must match); empty: no `alerts` gate.
+    pub alert_selectors: Vec<LabelMatcher>,
+}
+
+/// The operator's Alertmanager: with `silence`, a silence with `matchers` covers the restart
+/// and the verify window of every rollout (never the bake).
+#[derive(Debug, Clone)]
+pub struct Alertmanager {
+    pub url: String,
+    pub silence: bool,
+    pub matchers: Vec<LabelMatcher>,
+    pub bearer_token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+}
+
+/// A label matcher as Prometheus and Alertmanager write it: `name="v"`, `name!="v"`,
+/// `name=~"re"`, `name!~"re"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LabelMatcher {
+    pub name: String,
+    pub value: String,
+    #[serde(rename = "isRegex")]
+    pub is_regex: bool,
+    #[serde(rename = "isEqual")]
+    pub is_equal: bool,
+}
+
+impl std::fmt::Display for LabelMatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let op = match (self.is_equal, self.is_regex) {
+            (true, false) => "=",
+            (false, false) => "!=",
+            (true, true) => "=~",
+            (false, true) => "!~",
+        };
+        write!(f, "{}{op}{:?}", self.name, self.value)
+    }
+}
+
+impl std::str::FromStr for LabelMatcher {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LabelMatcher, String> {
+        let s = s.trim();
+        let bad = || {
+            format!(
+                "`{s}` is not a label matcher: expected name=\"value\" (or !=, =~, !~ with a quoted value)"
+            )
+        };
+        let at = s.find(['=', '!']).ok_or_else(bad)?;
+        let name = s[..at].trim();
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .enumerate()
+                .all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if !valid_name {
+            return Err(bad());
+        }
+        let rest = &s[at..];
+        let (is_equal, is_regex, quoted) = if let Some(r) = rest.strip_prefix("=~") {
+            (true, true, r)
+        } else if let Some(r) = rest.strip_prefix("!~") {
+            (false, true, r)
+        } else if let Some(r) = rest.strip_prefix("!=") {
+            (false, false, r)
+        } else if let Some(r) = rest.strip_prefix('=') {
+            (true, false, r)
+        } else {
+            return Err(bad());
+        };
+        let quoted = quoted.trim();
+        let value = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .filter(|v| !v.contains('"'))
+            .ok_or_else(bad)?;
+        Ok(LabelMatcher {
+            name: name.to_string(),
+            value: value.to_string(),
+            is_regex,
+            is_equal,
+        })
+    }
+}
+
+/// One analysis gate (see [`crate::analysis`]): `query` measured every `interval` once the
+/// node is ready, each sample judged by `success`.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    pub name: String,
+    pub query: String,
+    pub success: crate::analysis::Comparison,
+    pub interval: Duration,
+    /// Failed measurements tolerated; one more fails the gate (Argo's `failureLimit`, default 0).
+    pub failure_limit: u32,
+    /// Inconclusive measurements tolerated; one more makes the gate inconclusive (recorded,
+    /// not a rollback; default 0).
+    pub inconclusive_limit: u32,
+    /// How a measurement without data (no series, only NaN, Prometheus unavailable) counts
+    /// (default `fail`).
+    pub no_data: NoDataPolicy,
 }
 
 #[derive(Debug, Clone)]

@@ -31,6 +31,15 @@ pub struct RawConfig {
     pub faults: RawFaults,
     #[serde(default)]
     pub alerts: RawAlerts,
+    /// Extension: the operator's Prometheus, asked by the analysis gates.
+    #[serde(default)]
+    pub prometheus: Option<RawPrometheus>,
+    /// Extension: PromQL analysis gates (verify and bake).
+    #[serde(default)]
+    pub analysis: Vec<RawAnalysis>,
+    /// Extension: the operator's Alertmanager, silenced during the restart.
+    #[serde(default)]
+    pub alertmanager: Option<RawAlertmanager>,
     pub runtime: RawRuntime,
     /// Extension: the components that run, and how the runtime names them. When absent, the
     /// components are the names of the `[readiness]` entries.
@@ -281,6 +290,56 @@ pub struct RawAlerts {
     /// Extension: the Prometheus endpoints whose metric names the rules may reference.
     #[serde(default)]
     pub metrics_urls: Vec<Str>,
+}
+
+/// `[prometheus]`: the operator's Prometheus HTTP API. Basic auth goes in the URL's user info
+/// (`https://user:${PW}@prom:9090`), redacted like every URL password.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrometheus {
+    pub url: Str,
+    /// A file holding a bearer token (read at each start; never printed).
+    #[serde(default)]
+    pub bearer_token_file: Option<Str>,
+    /// PEM certificates trusted for an `https` URL instead of the platform's roots.
+    #[serde(default)]
+    pub ca_file: Option<Str>,
+    /// Label matchers selecting this node's alerts (`node="node0"`): a new firing one fails.
+    #[serde(default)]
+    pub alert_selectors: Vec<Str>,
+}
+
+/// `[alertmanager]`: quiet restarts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlertmanager {
+    pub url: Str,
+    #[serde(default)]
+    pub silence: Option<Spanned<bool>>,
+    /// Label matchers of the silence, in Prometheus syntax (`node="node0"`, `alertname=~"A|B"`).
+    #[serde(default)]
+    pub matchers: Vec<Str>,
+    #[serde(default)]
+    pub bearer_token_file: Option<Str>,
+    #[serde(default)]
+    pub ca_file: Option<Str>,
+}
+
+/// One `[[analysis]]` gate.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAnalysis {
+    pub name: Str,
+    pub query: Str,
+    pub success: Str,
+    #[serde(default)]
+    pub interval: Option<Str>,
+    #[serde(default)]
+    pub failure_limit: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub inconclusive_limit: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub no_data: Option<Str>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -233,6 +233,17 @@ pub fn resolve(
     }
     let faults = resolve_faults(&cx, &raw.faults)?;
     let alerts = resolve_alerts(&cx, &raw.alerts)?;
+    let prometheus = raw
+        .prometheus
+        .as_ref()
+        .map(|p| resolve_prometheus(&cx, p))
+        .transpose()?;
+    let analysis = resolve_analysis(&cx, &raw.analysis, prometheus.is_some())?;
+    let alertmanager = raw
+        .alertmanager
+        .as_ref()
+        .map(|a| resolve_alertmanager(&cx, a))
+        .transpose()?;
     let runtime = resolve_runtime(&cx, &raw.runtime)?;
     let components = resolve_components(&cx, &raw, &readiness)?;
     let mut layers = resolve_layers(&cx, &raw.layers, &components)?;
@@ -374,6 +385,9 @@ pub fn resolve(
         progression,
         faults,
         alerts,
+        prometheus,
+        analysis,
+        alertmanager,
         runtime,
         components,
         layers,
@@ -1319,22 +1333,156 @@ fn snapshot_needs(layers: &BTreeMap<String, Layer>, state_dir: &Path) -> Snapsho
     needs
 }
 
-fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {
-    let no_data = match &b.no_data {
-        None => NoDataPolicy::Inconclusive,
-        Some(v) => match cx.s(v, "bake.no_data")?.as_str() {
-            "pass" => NoDataPolicy::Pass,
-            "inconclusive" => NoDataPolicy::Inconclusive,
-            "fail" => NoDataPolicy::Fail,
-            other => {
-                return Err(cx.invalid(
-                    v,
-                    "bake.no_data",
-                    format!("`{other}` is not one of pass, inconclusive, fail"),
-                ));
-            }
-        },
+fn resolve_matchers(cx: &Ctx, raw: &[Str], key: &str) -> Result<Vec<LabelMatcher>, ConfigError> {
+    raw.iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let key = format!("{key}[{i}]");
+            cx.s(m, &key)?
+                .parse::<LabelMatcher>()
+                .map_err(|msg| cx.invalid(m, &key, msg))
+        })
+        .collect()
+}
+
+fn resolve_prometheus(cx: &Ctx, p: &raw::RawPrometheus) -> Result<Prometheus, ConfigError> {
+    let url = cx.http(&p.url, "prometheus.url")?;
+    Ok(Prometheus {
+        alert_selectors: resolve_matchers(cx, &p.alert_selectors, "prometheus.alert_selectors")?,
+        url: url.trim_end_matches('/').to_string(),
+        bearer_token_file: p
+            .bearer_token_file
+            .as_ref()
+            .map(|v| cx.path(v, "prometheus.bearer_token_file"))
+            .transpose()?,
+        ca_file: p
+            .ca_file
+            .as_ref()
+            .map(|v| cx.path(v, "prometheus.ca_file"))
+            .transpose()?,
+    })
+}
+
+fn resolve_alertmanager(cx: &Ctx, a: &raw::RawAlertmanager) -> Result<Alertmanager, ConfigError> {
+    let url = cx.http(&a.url, "alertmanager.url")?;
+    let silence = a.silence.as_ref().is_some_and(|s| *s.get_ref());
+    let matchers = resolve_matchers(cx, &a.matchers, "alertmanager.matchers")?;
+    if let Some(s) = &a.silence
+        && *s.get_ref()
+    {
+        // Alertmanager refuses a silence whose matchers all match the empty string, and one
+        // without matchers would silence everything: at least one positive matcher.
+        if !matchers.iter().any(|m| m.is_equal && !m.value.is_empty()) {
+            return Err(cx.invalid(
+                s,
+                "alertmanager.matchers",
+                "`silence = true` needs at least one matcher selecting this node's alerts, e.g. matchers = ['node=\"node0\"']",
+            ));
+        }
+    }
+    Ok(Alertmanager {
+        url: url.trim_end_matches('/').to_string(),
+        silence,
+        matchers,
+        bearer_token_file: a
+            .bearer_token_file
+            .as_ref()
+            .map(|v| cx.path(v, "alertmanager.bearer_token_file"))
+            .transpose()?,
+        ca_file: a
+            .ca_file
+            .as_ref()
+            .map(|v| cx.path(v, "alertmanager.ca_file"))
+            .transpose()?,
+    })
+}
+
+/// A `no_data`-style policy: `pass`, `inconclusive` or `fail`.
+fn no_data_policy(
+    cx: &Ctx,
+    v: &Option<Str>,
+    key: &str,
+    default: NoDataPolicy,
+) -> Result<NoDataPolicy, ConfigError> {
+    let Some(v) = v else {
+        return Ok(default);
     };
+    match cx.s(v, key)?.as_str() {
+        "pass" => Ok(NoDataPolicy::Pass),
+        "inconclusive" => Ok(NoDataPolicy::Inconclusive),
+        "fail" => Ok(NoDataPolicy::Fail),
+        other => Err(cx.invalid(
+            v,
+            key,
+            format!("`{other}` is not one of pass, inconclusive, fail"),
+        )),
+    }
+}
+
+fn resolve_analysis(
+    cx: &Ctx,
+    raw: &[raw::RawAnalysis],
+    have_prometheus: bool,
+) -> Result<Vec<Analysis>, ConfigError> {
+    let mut out: Vec<Analysis> = Vec::new();
+    for a in raw {
+        if !have_prometheus {
+            return Err(cx.invalid(
+                &a.name,
+                "analysis",
+                "[[analysis]] gates query Prometheus: add a [prometheus] section with its url",
+            ));
+        }
+        let name = cx.s(&a.name, "analysis.name")?;
+        if name.is_empty() || name.contains(char::is_whitespace) {
+            return Err(cx.invalid(
+                &a.name,
+                "analysis.name",
+                "must be a non-empty name without spaces",
+            ));
+        }
+        if out.iter().any(|x| x.name == name) {
+            return Err(cx.invalid(
+                &a.name,
+                "analysis.name",
+                format!("duplicate analysis name `{name}`"),
+            ));
+        }
+        let query = cx.s(&a.query, "analysis.query")?;
+        if query.trim().is_empty() {
+            return Err(cx.invalid(&a.query, "analysis.query", "must not be empty"));
+        }
+        let success = cx
+            .s(&a.success, "analysis.success")?
+            .parse()
+            .map_err(|m: String| cx.invalid(&a.success, "analysis.success", m))?;
+        let interval = cx.opt_duration(&a.interval, "analysis.interval", Duration::from_secs(5))?;
+        if interval.is_zero() {
+            return Err(cx.invalid(
+                a.interval.as_ref().unwrap(),
+                "analysis.interval",
+                "must be greater than zero",
+            ));
+        }
+        let limit = |v: &Option<Spanned<i64>>, key: &str| -> Result<u32, ConfigError> {
+            let n = cx.count(v, key, 0)?;
+            u32::try_from(n).map_err(|_| cx.invalid(v.as_ref().unwrap(), key, "too large"))
+        };
+        out.push(Analysis {
+            name,
+            query,
+            success,
+            interval,
+            failure_limit: limit(&a.failure_limit, "analysis.failure_limit")?,
+            inconclusive_limit: limit(&a.inconclusive_limit, "analysis.inconclusive_limit")?,
+            no_data: no_data_policy(cx, &a.no_data, "analysis.no_data", NoDataPolicy::Fail)?,
+        });
+    }
+    Ok(out)
+}
+
+fn resolve_bake(cx: &Ctx, b: &raw::RawBake) -> Result<BakePolicy, ConfigError> {
+    let no_data = no_data_policy(cx, &b.no_data, "bake.no_data", NoDataPolicy::Inconclusive)?;
     let significance = cx.ratio(&b.significance, "bake.significance", 0.01)?;
     if !(0.0..1.0).contains(&significance) || significance == 0.0 {
         return Err(cx.invalid(

@@ -4,6 +4,9 @@
 use super::*;
 use proptest::prelude::*;
 
+use crate::analysis::Sample;
+use crate::config::NoDataPolicy;
+
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
 }
@@ -27,6 +30,9 @@ fn plan(idle: bool, policy: IdlePolicy) -> GatePlan {
         dependency_failures: 2,
         // Most tests are about other gates; `min_healthy_holds_promotion_back` sets it.
         min_healthy: Duration::ZERO,
+        analysis: Vec::new(),
+        monitoring: None,
+        alert_gate: false,
     }
 }
 
@@ -658,6 +664,152 @@ fn arb_sig(noise: Noise) -> impl Strategy<Value = Sig> {
     ]
 }
 
+fn error_rate(failure_limit: u32, no_data: NoDataPolicy) -> Analysis {
+    Analysis {
+        name: "error-rate".into(),
+        query: "sum(rate(operator_errors_total[30s]))".into(),
+        success: "< 0.01".parse().unwrap(),
+        interval: secs(1.0),
+        failure_limit,
+        inconclusive_limit: 0,
+        no_data,
+    }
+}
+
+fn with_rate(mut o: Observation, v: Option<f64>) -> Observation {
+    o.analysis.insert(
+        "error-rate".into(),
+        match v {
+            Some(value) => Sampled::Values(vec![Sample {
+                labels: String::new(),
+                value,
+            }]),
+            None => Sampled::Unavailable("prometheus: connection refused".into()),
+        },
+    );
+    o
+}
+
+#[test]
+fn analysis_is_measured_after_readiness_and_holds_promotion_until_measured() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    p.analysis = vec![error_rate(0, NoDataPolicy::Fail)];
+    let mut engine = GateEngine::new(p);
+    assert!(
+        engine.analysis_due(secs(0.5)).is_empty(),
+        "measured before readiness"
+    );
+    // Before readiness a measurement is ignored, even a failing one.
+    engine.step(&with_rate(
+        obs(0.5, Reading::Transient("421".into()), 1),
+        Some(9.0),
+    ));
+    engine.step(&obs(1.0, green(), 2));
+    assert_eq!(
+        engine.analysis_due(secs(2.0)),
+        vec!["error-rate".to_string()]
+    );
+    engine.step(&with_rate(obs(2.0, green(), 3), Some(0.0)));
+    assert!(
+        engine.analysis_due(secs(2.5)).is_empty(),
+        "interval not over"
+    );
+    // The hold is over at 4.0 and the gate measured: promote.
+    let d = engine.step(&with_rate(obs(4.0, green(), 4), Some(0.001)));
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    let g = gates
+        .iter()
+        .find(|g| g.name == "analysis:error-rate")
+        .unwrap();
+    assert_eq!(g.verdict, Verdict::Pass, "{g:?}");
+    assert_eq!(g.evidence["measured"], json!(2));
+    assert_eq!(
+        g.evidence["measurements"][0]["samples"][0]["value"],
+        json!(0.0)
+    );
+
+    // Without a measurement the hold alone does not promote.
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.analysis = vec![error_rate(0, NoDataPolicy::Fail)];
+    let d = run(&p, &[obs(1.0, green(), 2), obs(2.0, green(), 3)]);
+    assert!(
+        matches!(d, Decision::Wait { ref pending, .. } if pending.contains(&"analysis:error-rate".to_string())),
+        "{d:?}"
+    );
+}
+
+#[test]
+fn analysis_fails_once_failures_pass_the_limit() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(10.0);
+    p.analysis = vec![error_rate(1, NoDataPolicy::Fail)];
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with_rate(obs(2.0, green(), 2), Some(0.5)),
+            with_rate(obs(3.0, green(), 3), Some(0.0)),
+        ],
+    );
+    assert!(
+        !d.is_final(),
+        "one failure is within failure_limit = 1: {d:?}"
+    );
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with_rate(obs(2.0, green(), 2), Some(0.5)),
+            with_rate(obs(3.0, green(), 3), Some(0.0)),
+            with_rate(obs(4.0, green(), 4), Some(0.2)),
+        ],
+    );
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "analysis:error-rate");
+    assert!(
+        g.detail
+            .contains("2 failed measurement(s), more than failure_limit = 1"),
+        "{}",
+        g.detail
+    );
+    assert!(g.detail.contains("0.2 not < 0.01"), "{}", g.detail);
+}
+
+#[test]
+fn analysis_without_data_follows_no_data_and_says_so() {
+    for (policy, expect) in [
+        (NoDataPolicy::Fail, Verdict::Fail),
+        (NoDataPolicy::Inconclusive, Verdict::Inconclusive),
+        (NoDataPolicy::Pass, Verdict::Pass),
+    ] {
+        let mut p = plan(false, IdlePolicy::Fail);
+        p.analysis = vec![error_rate(0, policy)];
+        let d = run(
+            &p,
+            &[obs(1.0, green(), 1), with_rate(obs(2.0, green(), 2), None)],
+        );
+        assert!(d.is_final(), "{d:?}");
+        let gates = match &d {
+            Decision::Promote { gates } | Decision::RollBack { gates, .. } => gates,
+            _ => unreachable!(),
+        };
+        let g = gates
+            .iter()
+            .find(|g| g.name == "analysis:error-rate")
+            .unwrap();
+        assert_eq!(g.verdict, expect, "{policy:?}: {g:?}");
+        assert!(g.detail.contains("connection refused"), "{}", g.detail);
+        assert!(g.detail.contains("no_data = "), "{}", g.detail);
+        assert_eq!(
+            expect == Verdict::Fail,
+            matches!(d, Decision::RollBack { .. })
+        );
+    }
+}
+
 /// One poll: the time since the previous one (at most a second), what it saw.
 #[derive(Debug, Clone)]
 struct Poll {
@@ -671,6 +823,11 @@ struct Poll {
     new_fault: bool,
     log_fault: bool,
     crash: bool,
+    /// The analysis query's value on this poll: `None` unmeasured, `Some(None)` no data.
+    error_rate: Option<Option<f64>>,
+    /// What Prometheus said: `None` not asked, `Some(None)` unreachable, else (series of the
+    /// rule, a new alert firing).
+    prom: Option<Option<(u64, bool)>>,
 }
 
 fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
@@ -692,13 +849,24 @@ fn arb_poll(noise: Noise) -> impl Strategy<Value = Poll> {
             prop::bool::weighted(rare),
             prop::bool::weighted(rare),
         ),
+        (
+            prop::option::of(prop::option::of(prop_oneof![
+                8 => Just(0.0),
+                1 => Just(0.5),
+                1 => Just(f64::NAN),
+            ])),
+            prop::option::of(prop::option::of((0u64..2, prop::bool::weighted(0.2)))),
+        ),
     )
         .prop_map(
             |(
                 (dt_ms, operator, kyc),
                 (index, hash, dep),
                 (old_fault, new_fault, log_fault, crash),
+                (error_rate, prom),
             )| Poll {
+                error_rate,
+                prom,
                 dt_ms,
                 operator,
                 kyc,
@@ -736,9 +904,19 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
         arb_policy(),
         0u64..8,
         1u32..=3,
+        prop::option::of(arb_analysis()),
+        any::<bool>(),
     )
         .prop_map(
-            |(deadline, (w1, idle1, w2, idle2), idle_policy, min_healthy, dependency_failures)| {
+            |(
+                deadline,
+                (w1, idle1, w2, idle2),
+                idle_policy,
+                min_healthy,
+                dependency_failures,
+                analysis,
+                monitored,
+            )| {
                 GatePlan {
                     readiness_deadline: secs(deadline as f64),
                     readiness: vec!["operator".into(), "kyc".into()],
@@ -765,9 +943,31 @@ fn arb_plan() -> impl Strategy<Value = GatePlan> {
                         .collect(),
                     dependency_failures,
                     min_healthy: secs(min_healthy as f64),
+                    analysis: analysis.into_iter().collect(),
+                    monitoring: monitored.then(monitoring_baseline),
+                    alert_gate: monitored,
                 }
             },
         )
+}
+
+/// An analysis gate `error-rate < 0.01` with any limits, interval and no-data policy.
+fn arb_analysis() -> impl Strategy<Value = Analysis> {
+    (0u32..3, 0u32..3, 1u64..4, 0usize..3).prop_map(
+        |(failure_limit, inconclusive_limit, interval, nd)| Analysis {
+            name: "error-rate".into(),
+            query: "rate(errors[1m])".into(),
+            success: "< 0.01".parse().unwrap(),
+            interval: secs(interval as f64),
+            failure_limit,
+            inconclusive_limit,
+            no_data: [
+                NoDataPolicy::Fail,
+                NoDataPolicy::Inconclusive,
+                NoDataPolicy::Pass,
+            ][nd],
+        },
+    )
 }
 
 /// The bound by which the engine must have decided, computed here from the plan alone.
@@ -827,7 +1027,105 @@ fn observation(t_ms: u64, poll: &Poll, idx: &mut i64, tx: &mut i64) -> Observati
     if poll.crash {
         o.crashed.insert("operator".into(), "exited".into());
     }
+    if let Some(v) = poll.error_rate {
+        let sampled = match v {
+            Some(v) => Sampled::Values(vec![crate::analysis::Sample {
+                labels: String::new(),
+                value: v,
+            }]),
+            None => Sampled::Unavailable("connection refused".into()),
+        };
+        o.analysis.insert("error-rate".into(), sampled);
+    }
+    if let Some(p) = poll.prom {
+        o.monitoring = Some(match p {
+            None => Err("connection refused".into()),
+            Some((series, alert)) => Ok(monitoring_now(series, alert)),
+        });
+    }
     o
+}
+
+/// A baseline with one recording rule returning one series, no firing alert.
+fn monitoring_baseline() -> MonitoringRecord {
+    monitoring_now(1, false)
+}
+
+fn monitoring_now(series: u64, alert: bool) -> MonitoringRecord {
+    MonitoringRecord {
+        rules: vec![crate::monitoring::RuleRecord {
+            group: "node".into(),
+            name: "node:requests:sum".into(),
+            kind: "recording".into(),
+            query: "sum(operator_requests_total)".into(),
+            healthy: true,
+            last_error: None,
+            series: Some(series),
+        }],
+        firing: if alert {
+            vec!["OperatorDown{node=\"node0\"}".into()]
+        } else {
+            vec![]
+        },
+    }
+}
+
+#[test]
+fn rules_are_judged_at_the_end_of_the_hold_and_alerts_on_two_in_a_row() {
+    let mut p = plan(false, IdlePolicy::Fail);
+    p.min_healthy = secs(3.0);
+    p.monitoring = Some(monitoring_baseline());
+    p.alert_gate = true;
+    let with = |mut o: Observation, series: u64, alert: bool| {
+        o.monitoring = Some(Ok(monitoring_now(series, alert)));
+        o
+    };
+    // Series missing right after readiness (no scrape yet), back by the end: passes; one
+    // firing of the restart's own alert is tolerated.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(1.5, green(), 2), 0, true),
+            with(obs(2.5, green(), 3), 1, false),
+            with(obs(4.0, green(), 4), 1, false),
+        ],
+    );
+    assert!(matches!(d, Decision::Promote { .. }), "{d:?}");
+    // Series still missing at the end: a renamed metric. Rolled back by `rules`.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(2.0, green(), 2), 0, false),
+            with(obs(4.0, green(), 4), 0, false),
+        ],
+    );
+    let g = failed_gate(&d);
+    assert_eq!(g.name, "rules");
+    assert!(g.detail.contains("none now"), "{}", g.detail);
+    // A new alert on two measurements in a row: rolled back by `alerts` before the hold ends.
+    let d = run(
+        &p,
+        &[
+            obs(1.0, green(), 1),
+            with(obs(1.5, green(), 2), 1, true),
+            with(obs(2.5, green(), 3), 1, true),
+        ],
+    );
+    assert_eq!(failed_gate(&d).name, "alerts");
+    // Prometheus unreachable: both inconclusive (recorded), not a rollback.
+    let mut o = obs(4.0, green(), 4);
+    o.monitoring = Some(Err("connection refused".into()));
+    let d = run(&p, &[obs(1.0, green(), 1), o]);
+    let Decision::Promote { gates } = d else {
+        panic!("{d:?}")
+    };
+    for name in ["rules", "alerts"] {
+        let g = gates.iter().find(|g| g.name == name).unwrap();
+        assert_eq!(g.verdict, Verdict::Inconclusive, "{g:?}");
+        assert!(g.detail.contains("connection refused"), "{g:?}");
+    }
 }
 
 proptest! {

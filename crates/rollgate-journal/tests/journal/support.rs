@@ -38,6 +38,7 @@ pub fn baseline(id: &str) -> Baseline {
         }],
         storage: BTreeMap::new(),
         trends: None,
+        monitoring: None,
     }
 }
 

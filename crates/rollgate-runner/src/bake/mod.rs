@@ -12,7 +12,10 @@
 //!   that has not moved for its window fails at once, [`judge_stall`]);
 //! - **runtime** (the [`rollgate_runtime::RuntimeDriver`]): a component that exits or restarts
 //!   more than `bake.max_restarts` times fails at once; memory is sampled where the runtime
-//!   exposes it.
+//!   exposes it;
+//! - **analysis** (`[[analysis]]`, the operator's Prometheus): each query every `interval`; a
+//!   gate past its `failure_limit` fails at once; with `alert_selectors`, a new alert for this
+//!   node firing on two answers in a row fails at once (`bake:alerts`) ([`analysis`]).
 //!
 //! When the period ends the trends are judged against the baseline's ([`Baseline::trends`],
 //! sampled the same way while freezing): latency (Mann–Whitney U and an effect size, see
@@ -22,6 +25,7 @@
 //! few samples is judged by `bake.no_data`.
 
 mod alerts;
+mod analysis;
 mod decidable;
 mod errors;
 mod latency;
@@ -97,7 +101,7 @@ pub async fn bake(
     // Verify's gate polls timed the new version's readiness answers: they are bake samples too.
     let verify_latency = observer.latency_samples().clone();
 
-    let (trend, stability, runtime) = tokio::join!(
+    let (trend, stability, runtime, analysis) = tokio::join!(
         trend_loop(shared, baseline, &verify_latency, started, duration, &stop),
         stability_loop(
             config, baseline, observer, started, duration, interval, &stop, progress
@@ -111,12 +115,14 @@ pub async fn bake(
             interval,
             &stop
         ),
+        analysis::analysis_loop(config, baseline, started, duration, &stop),
     );
 
     let mut failures: Vec<GateResult> = Vec::new();
     failures.extend(stability.failures.iter().cloned());
     failures.extend(trend.failures.iter().cloned());
     failures.extend(runtime.failures.iter().cloned());
+    failures.extend(analysis.failures.iter().cloned());
     if !failures.is_empty() {
         failures.truncate(8);
         return BakeVerdict {
@@ -126,6 +132,7 @@ pub async fn bake(
     }
     let Some(sampler) = trend.sampler else {
         let mut gates = vec![stability_gate(&stability, duration)];
+        gates.extend(analysis::judge_analysis(config, &analysis));
         gates.push(gate(
             "bake:trends",
             no_data(config.bake.no_data),
@@ -186,6 +193,7 @@ pub async fn bake(
     ));
     gates.extend(judge_restarts(&runtime, config.bake.max_restarts));
     gates.extend(judge_memory(policy, &runtime));
+    gates.extend(analysis::judge_analysis(config, &analysis));
     BakeVerdict {
         gates,
         trends: Some(now),
@@ -440,9 +448,5 @@ pub fn no_data(policy: NoDataPolicy) -> Verdict {
 }
 
 fn no_data_name(policy: NoDataPolicy) -> &'static str {
-    match policy {
-        NoDataPolicy::Pass => "pass",
-        NoDataPolicy::Inconclusive => "inconclusive",
-        NoDataPolicy::Fail => "fail",
-    }
+    rollgate_core::analysis::no_data_str(policy)
 }

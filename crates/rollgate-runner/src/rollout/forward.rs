@@ -265,6 +265,9 @@ impl Runner {
         if let Some(stop) = frozen(observer, vec![]) {
             return Ok(stop);
         }
+        let verify_window = GateEngine::new(gate_plan(&self.config, baseline)).hard_deadline()
+            + deadline_grace(self.config.rollout.poll_interval);
+        self.silence_restart(rec, verify_window).await?;
         let s = rec
             .intent(
                 step::RESTART,
@@ -327,6 +330,9 @@ impl Runner {
         if let Some(reason) = failure {
             return Ok(Forward::Failed { reason, gates });
         }
+
+        // Verify is decided: the alerts speak again. The bake is never silenced.
+        rec.end_silence().await;
 
         // Step 6: the bake period (it stops at the kill switch itself).
         let bake = opts.bake.unwrap_or(self.config.rollout.bake);

@@ -67,6 +67,10 @@ pub mod step {
     pub const ROLLBACK_RESTORE: &str = "rollback_restore";
     pub const ROLLBACK_RESTART: &str = "rollback_restart";
     pub const ROLLBACK_VERIFY: &str = "rollback_verify";
+    /// `[alertmanager] silence`: the restart's silence was created (before `restart`).
+    pub const SILENCE: &str = "silence";
+    /// The rollout's silences were expired (after verify, or before the rollout finishes).
+    pub const UNSILENCE: &str = "unsilence";
     /// Every step in the order a rollout that rolls back passes through them.
     pub const ALL: [&str; 11] = [
         FREEZE,
@@ -153,6 +157,9 @@ struct Recorder {
     /// The first journal write that failed while the rollback ran on without it: the outcome
     /// is then "rollback failed" (exit 5) whatever the gates said, because the record is not.
     journal_error: Option<String>,
+    /// Set while the rollout may have a live Alertmanager silence ([`crate::silence`]): the
+    /// configuration to expire it with, before verify's end or the rollout's finish.
+    silence: Option<Arc<Config>>,
 }
 
 impl Recorder {
@@ -165,6 +172,37 @@ impl Recorder {
             started: Instant::now(),
             changed: false,
             journal_error: None,
+            silence: None,
+        }
+    }
+
+    /// Expire this rollout's silences, when it may have one (the `unsilence` step). Never
+    /// fails the rollout: a silence left over ends by itself at its end time.
+    async fn end_silence(&mut self) {
+        let Some(config) = self.silence.take() else {
+            return;
+        };
+        let s = self.soft_intent(step::UNSILENCE, json!({})).await;
+        match crate::silence::expire(&config, &self.rollout_id).await {
+            Ok(ids) => {
+                self.soft_outcome(
+                    step::UNSILENCE,
+                    s,
+                    true,
+                    json!({"summary": format!("expired {} silence(s)", ids.len()), "ids": ids}),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(rollout = %self.rollout_id, "could not expire the restart's silence: {e}");
+                self.soft_outcome(
+                    step::UNSILENCE,
+                    s,
+                    false,
+                    json!({"summary": format!("could not expire the silence (it ends by itself at its end time): {e}")}),
+                )
+                .await
+            }
         }
     }
 
@@ -275,7 +313,8 @@ impl Recorder {
             .await
     }
 
-    async fn finish(&self, outcome: Outcome, reason: &str) -> Result<(), RunnerError> {
+    async fn finish(&mut self, outcome: Outcome, reason: &str) -> Result<(), RunnerError> {
+        self.end_silence().await;
         fail_point("finish", "outcome")?;
         let id = self.rollout_id.clone();
         let reason = reason.to_string();
@@ -486,7 +525,18 @@ impl Runner {
             }
             let poll_started = observer.gate_clock();
             let left = limit.saturating_sub(poll_started);
-            let obs = match tokio::time::timeout(left, observer.observe()).await {
+            // The analysis queries due now ride along with the poll (and share its timeout).
+            let due = engine.analysis_due(poll_started);
+            let ask_prometheus = engine.monitoring_due(poll_started);
+            let poll_once = async {
+                let mut obs = observer.observe().await;
+                obs.analysis = observer.measure(&due).await;
+                if ask_prometheus {
+                    obs.monitoring = Some(observer.monitoring().await);
+                }
+                obs
+            };
+            let obs = match tokio::time::timeout(left, poll_once).await {
                 Ok(obs) => obs,
                 Err(_) => return engine.expire(observer.gate_clock()),
             };
@@ -506,6 +556,44 @@ impl Runner {
             }
             let took = now.saturating_sub(poll_started);
             tokio::time::sleep(next_wake(poll_started, poll, deadline, now, took)).await;
+        }
+    }
+
+    /// Silence the restart in the operator's Alertmanager, when configured (the `silence`
+    /// step): until the restart's budget and `verify_window` have passed. A silence that
+    /// cannot be created is recorded and the rollout goes on.
+    async fn silence_restart(
+        &self,
+        rec: &mut Recorder,
+        verify_window: Duration,
+    ) -> Result<(), RunnerError> {
+        if !crate::silence::enabled(&self.config) {
+            return Ok(());
+        }
+        let (detail, ends_at) = crate::silence::intent(&self.config, verify_window);
+        let s = rec.intent(step::SILENCE, detail).await?;
+        // From here the rollout may have a silence, even if the answer below is lost.
+        rec.silence = Some(self.config.clone());
+        match crate::silence::create(&self.config, &rec.rollout_id, &ends_at).await {
+            Ok(id) => {
+                rec.outcome(
+                    step::SILENCE,
+                    s,
+                    true,
+                    json!({"summary": format!("silence {id} until {ends_at}"), "id": id}),
+                )
+                .await
+            }
+            Err(e) => {
+                tracing::warn!(rollout = %rec.rollout_id, "could not silence the restart: {e}");
+                rec.outcome(
+                    step::SILENCE,
+                    s,
+                    false,
+                    json!({"summary": format!("could not silence the restart (it may page): {e}")}),
+                )
+                .await
+            }
         }
     }
 
@@ -620,6 +708,12 @@ pub fn gate_plan(config: &Config, baseline: &Baseline) -> GatePlan {
         baseline_faults: baseline.faults.iter().cloned().collect(),
         dependency_failures: 2,
         min_healthy: config.rollout.min_healthy,
+        analysis: config.analysis.clone(),
+        monitoring: config.prometheus.as_ref().and(baseline.monitoring.clone()),
+        alert_gate: config
+            .prometheus
+            .as_ref()
+            .is_some_and(|p| !p.alert_selectors.is_empty()),
     }
 }
 
@@ -636,6 +730,13 @@ fn plan_names(plan: &GatePlan) -> Vec<String> {
     );
     v.extend(plan.dependencies.iter().cloned());
     v.push("stable".into());
+    v.extend(plan.analysis.iter().map(|a| format!("analysis:{}", a.name)));
+    if plan.monitoring.is_some() {
+        v.push("rules".into());
+    }
+    if plan.monitoring.is_some() && plan.alert_gate {
+        v.push("alerts".into());
+    }
     v.push("faults".into());
     v
 }

@@ -35,6 +35,11 @@ impl Runner {
             &self.progress,
             interrupted.rollout_id.clone(),
         );
+        // The interrupted run may have left a silence (journaled or not): the rollout's finish
+        // expires every silence of it, found by its comment.
+        if crate::silence::enabled(&self.config) {
+            rec.silence = Some(self.config.clone());
+        }
         let requested_rollback = detail
             .plan
             .as_ref()

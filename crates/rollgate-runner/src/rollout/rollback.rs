@@ -207,6 +207,11 @@ impl Runner {
         }
         let mut plan = gate_plan(&self.config, baseline);
         plan.dependencies.extend(observer.log_gate_keys());
+        // Analysis gates judge a change: right after a rollback their range queries still
+        // cover the rolled-back version, and a Prometheus outage must not turn a restored
+        // baseline into `rollback_failed`. The restored node is judged by its own gates.
+        plan.analysis.clear();
+        plan.monitoring = None;
         let decision = self.run_gates(&mut observer, plan, "rollback").await;
         let (engine_gates, failure) = match decision {
             Decision::Promote { gates } => (gates, None),

@@ -858,6 +858,16 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
     let (pg, redis) = inner.deps();
     let healthy = u8::from(inner.health() == "Healthy");
     let version = inner.opts.version.as_str();
+    let requests = if inner.opts.version == OperatorVersion::RenamedMetric {
+        "operator_requests_sequenced_total"
+    } else {
+        "operator_requests_total"
+    };
+    let errors = if inner.opts.version == OperatorVersion::Errors {
+        p[0]
+    } else {
+        0
+    };
     let text = format!(
         "# HELP operator_up Whether the operator process is up.\n\
          # TYPE operator_up gauge\n\
@@ -868,12 +878,15 @@ async fn metrics(State(inner): State<Arc<Inner>>) -> Response {
          # HELP operator_info Version of the running operator.\n\
          # TYPE operator_info gauge\n\
          operator_info{{version=\"{version}\"}} 1\n\
-         # HELP operator_requests_total Requests sequenced.\n\
-         # TYPE operator_requests_total counter\n\
-         operator_requests_total {}\n\
+         # HELP {requests} Requests sequenced.\n\
+         # TYPE {requests} counter\n\
+         {requests} {}\n\
          # HELP operator_requests_rejected_total Requests rejected (421 or 503).\n\
          # TYPE operator_requests_rejected_total counter\n\
          operator_requests_rejected_total {}\n\
+         # HELP operator_errors_total Requests that hit an internal error.\n\
+         # TYPE operator_errors_total counter\n\
+         operator_errors_total {errors}\n\
          # HELP operator_request_index The last sequenced request index.\n\
          # TYPE operator_request_index gauge\n\
          operator_request_index {}\n\
