@@ -34,11 +34,18 @@ pub enum OperatorVersion {
     Bloat,
     /// `v1.1.0-sgx-debug`: enclave artifacts built with `SGX_DEBUG=1`.
     SgxDebug,
+    /// `v1.1.0-lagging` (cluster mode): applies the cluster's entries 200 behind the commit index.
+    Lagging,
+    /// `v1.1.0-leaves-voters` (cluster mode): removes itself from the voter set.
+    LeavesVoters,
+    /// `v1.1.0-no-leader`: never sees a leader (`leaderId` null, applies nothing, does not count
+    /// for quorum).
+    NoLeader,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 12] = [
+    pub const ALL: [OperatorVersion; 15] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -51,6 +58,9 @@ impl OperatorVersion {
         OperatorVersion::Slow,
         OperatorVersion::Bloat,
         OperatorVersion::SgxDebug,
+        OperatorVersion::Lagging,
+        OperatorVersion::LeavesVoters,
+        OperatorVersion::NoLeader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -67,6 +77,9 @@ impl OperatorVersion {
             OperatorVersion::Slow => "v1.1.0-slow",
             OperatorVersion::Bloat => "v1.1.0-bloat",
             OperatorVersion::SgxDebug => "v1.1.0-sgx-debug",
+            OperatorVersion::Lagging => "v1.1.0-lagging",
+            OperatorVersion::LeavesVoters => "v1.1.0-leaves-voters",
+            OperatorVersion::NoLeader => "v1.1.0-no-leader",
         }
     }
 
@@ -94,6 +107,15 @@ impl OperatorVersion {
             OperatorVersion::Bloat => "writes about 30x more bytes to Postgres per request",
             OperatorVersion::SgxDebug => {
                 "writes enclave/build-flags.env with SGX_DEBUG=1 SGX_PRERELEASE=0 (runtime flags unchanged)"
+            }
+            OperatorVersion::Lagging => {
+                "cluster mode: applies entries 200 behind the commit index (alone: as v1.1.0)"
+            }
+            OperatorVersion::LeavesVoters => {
+                "cluster mode: removes itself from the voter set (alone: as v1.1.0)"
+            }
+            OperatorVersion::NoLeader => {
+                "never sees a leader: leaderId null, requestIndex stands still, not counted for quorum"
             }
         }
     }

@@ -13,6 +13,20 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The `rollgate-sim` binary under test.
+pub fn sim() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rollgate-sim"))
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub async fn get_json(url: &str) -> Value {
     let r = client()
         .get(url)

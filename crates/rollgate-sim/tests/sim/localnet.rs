@@ -4,19 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{eventually, status};
-
-fn sim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rollgate-sim"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{eventually, free_port, sim, status};
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
