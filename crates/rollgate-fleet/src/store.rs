@@ -1,0 +1,124 @@
+//! What the fleet records in etcd, as JSON values. Progress is only what is recorded here: the
+//! wave is created only if absent and updated by compare-and-swap on its mod revision, so two
+//! conductors can never both write a step; presence keys live on their agent's lease.
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, PutOptions, Txn, TxnOp};
+use serde_json::Value;
+
+use crate::errors::FleetError;
+use crate::keys::Keys;
+
+/// A JSON value with the mod revision it was read at (the compare-and-swap token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versioned {
+    pub value: Value,
+    pub mod_revision: i64,
+}
+
+fn parse(key: &str, bytes: &[u8]) -> Result<Value, FleetError> {
+    serde_json::from_slice(bytes).map_err(|e| FleetError::Corrupt {
+        key: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+/// The value at `key`, or None.
+pub async fn read(client: &Client, key: &str) -> Result<Option<Versioned>, FleetError> {
+    let resp = client
+        .clone()
+        .get(key, None)
+        .await
+        .map_err(FleetError::etcd(format!("read {key}")))?;
+    resp.kvs()
+        .first()
+        .map(|kv| {
+            Ok(Versioned {
+                value: parse(key, kv.value())?,
+                mod_revision: kv.mod_revision(),
+            })
+        })
+        .transpose()
+}
+
+/// Writes `value` at `key` only if the key does not exist. Some(mod revision) when written,
+/// None when something was there already (read it and decide again).
+pub async fn create_if_absent(
+    client: &Client,
+    key: &str,
+    value: &Value,
+) -> Result<Option<i64>, FleetError> {
+    let txn = Txn::new()
+        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(key, value.to_string(), None)]);
+    commit(client, key, txn, "create").await
+}
+
+/// Replaces the value at `key` only if it is still at `mod_revision`. Some(new mod revision)
+/// when written, None on a conflict (someone else wrote since: read it and decide again).
+pub async fn update_cas(
+    client: &Client,
+    key: &str,
+    value: &Value,
+    mod_revision: i64,
+) -> Result<Option<i64>, FleetError> {
+    let txn = Txn::new()
+        .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+        .and_then([TxnOp::put(key, value.to_string(), None)]);
+    commit(client, key, txn, "update").await
+}
+
+async fn commit(
+    client: &Client,
+    key: &str,
+    txn: Txn,
+    what: &str,
+) -> Result<Option<i64>, FleetError> {
+    let resp = client
+        .clone()
+        .txn(txn)
+        .await
+        .map_err(FleetError::etcd(format!("{what} {key}")))?;
+    // A put in a transaction takes the transaction's revision.
+    Ok(resp
+        .succeeded()
+        .then(|| resp.header().map(|h| h.revision()).unwrap_or(0)))
+}
+
+/// Publishes an agent's presence and snapshot on its lease: the key vanishes with the lease.
+pub async fn publish_agent(
+    client: &Client,
+    keys: &Keys,
+    node_id: u64,
+    snapshot: &Value,
+    lease: i64,
+) -> Result<(), FleetError> {
+    let key = keys.agent(node_id);
+    client
+        .clone()
+        .put(
+            key.as_str(),
+            snapshot.to_string(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .map(|_| ())
+        .map_err(FleetError::etcd(format!("publish {key}")))
+}
+
+/// Every registered agent's snapshot, by node id (keys that are not `agent/<id>` are skipped).
+pub async fn agents(client: &Client, keys: &Keys) -> Result<Vec<(u64, Value)>, FleetError> {
+    let prefix = keys.agents();
+    let resp = client
+        .clone()
+        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(FleetError::etcd(format!("list {prefix}")))?;
+    let mut out = Vec::new();
+    for kv in resp.kvs() {
+        if let Some(id) = keys.agent_id(kv.key()) {
+            out.push((id, parse(&keys.agent(id), kv.value())?));
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    Ok(out)
+}

@@ -1,0 +1,120 @@
+//! Leases, presence keys and the wave's compare-and-swap against a real etcd.
+
+use std::time::{Duration, Instant};
+
+use rollgate_fleet::testenv::EtcdServer;
+use rollgate_fleet::{FleetError, KeptLease, Keys, store};
+use serde_json::json;
+
+#[tokio::test]
+async fn a_kept_lease_outlives_its_ttl_and_its_agent_key_goes_with_it() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t1");
+    let lease = KeptLease::grant(&client, Duration::from_secs(2))
+        .await
+        .unwrap();
+    let snapshot = json!({"node_id": 1, "value": "v1.0.0", "healthy": true});
+    store::publish_agent(&client, &keys, 1, &snapshot, lease.id())
+        .await
+        .unwrap();
+    // Three TTLs later the key is still there: keep-alive renewed it.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert!(lease.is_alive());
+    assert_eq!(
+        store::agents(&client, &keys).await.unwrap(),
+        vec![(1, snapshot)]
+    );
+    lease.revoke(&client).await.unwrap();
+    assert!(store::agents(&client, &keys).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn without_keep_alive_the_agent_key_expires() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let mut client = etcd.client().await;
+    let keys = Keys::new("t2");
+    // A bare lease, never renewed: what the client does by itself.
+    let id = client.lease_grant(2, None).await.unwrap().id();
+    store::publish_agent(&client, &keys, 7, &json!({}), id)
+        .await
+        .unwrap();
+    assert_eq!(store::agents(&client, &keys).await.unwrap().len(), 1);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(store::agents(&client, &keys).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_lease_holder_knows_it_lost_the_lease_when_etcd_stops_answering() {
+    let Some(mut etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let lease = KeptLease::grant(&client, Duration::from_secs(3))
+        .await
+        .unwrap();
+    assert!(lease.ensure_alive().is_ok());
+    etcd.kill();
+    let t = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), lease.lost())
+        .await
+        .expect("keep-alive failure must be noticed within the TTL");
+    // Known before the server could have expired it (two thirds of the TTL at most, plus slack).
+    assert!(t.elapsed() < Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(matches!(
+        lease.ensure_alive(),
+        Err(FleetError::LeaseLost(_))
+    ));
+    // And it never comes back by itself, even when etcd does.
+    etcd.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!lease.is_alive());
+}
+
+#[tokio::test]
+async fn the_wave_is_created_once_and_updated_only_from_the_revision_read() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let key = Keys::new("t3").wave();
+    let first = json!({"wave_id": "w1", "nodes": {}});
+    let rev = store::create_if_absent(&client, &key, &first)
+        .await
+        .unwrap()
+        .expect("created");
+    // A second conductor cannot create another wave over it.
+    let other = json!({"wave_id": "w2"});
+    assert_eq!(
+        store::create_if_absent(&client, &key, &other)
+            .await
+            .unwrap(),
+        None
+    );
+    let read = store::read(&client, &key).await.unwrap().unwrap();
+    assert_eq!((read.value.clone(), read.mod_revision), (first, rev));
+
+    // Two writers from the same read: exactly one wins.
+    let a = json!({"wave_id": "w1", "step": "a"});
+    let b = json!({"wave_id": "w1", "step": "b"});
+    let rev_a = store::update_cas(&client, &key, &a, rev).await.unwrap();
+    let rev_b = store::update_cas(&client, &key, &b, rev).await.unwrap();
+    assert!(rev_a.is_some_and(|r| r > rev));
+    assert_eq!(rev_b, None, "a stale revision must not write");
+    let now = store::read(&client, &key).await.unwrap().unwrap();
+    assert_eq!(now.value, a);
+    assert_eq!(Some(now.mod_revision), rev_a);
+
+    // A value that is not our JSON is an error naming the key, not a guess.
+    client
+        .clone()
+        .put(key.as_str(), "not json", None)
+        .await
+        .unwrap();
+    let err = store::read(&client, &key).await.unwrap_err().to_string();
+    assert!(err.contains(&key), "{err}");
+}
