@@ -23,3 +23,15 @@ impl FleetError {
         move |source| FleetError::Etcd { action, source }
     }
 }
+
+/// The error and its causes on one line ("a: b: c").
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}

@@ -7,20 +7,26 @@
 //! - [`keys`]: the key layout under `/rollgate/v1/<cluster>/`.
 //! - [`lease`]: a lease with its keep-alive task; whoever holds one stops acting the moment
 //!   keep-alive fails (the client does not renew anything by itself).
+//! - [`halt`]: the kill switch as seen by a conductor or an agent (etcd unreachable = halted).
+//! - [`snapshot`]: what an agent publishes about its node, read through the `[fleet]` pointers.
 //! - [`store`]: the wave record (created only if absent, updated by compare-and-swap on its
 //!   mod revision) and the agent presence keys.
 //! - [`testenv`]: a real `etcd` on free loopback ports for tests.
 #![forbid(unsafe_code)]
 
 pub mod errors;
+pub mod halt;
 pub mod keys;
 pub mod lease;
+pub mod snapshot;
 pub mod store;
 pub mod testenv;
 
 pub use errors::FleetError;
+pub use halt::{HaltState, HaltWatch};
 pub use keys::Keys;
 pub use lease::KeptLease;
+pub use snapshot::AgentSnapshot;
 
 use std::time::Duration;
 

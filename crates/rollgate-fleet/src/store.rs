@@ -122,3 +122,77 @@ pub async fn agents(client: &Client, keys: &Keys) -> Result<Vec<(u64, Value)>, F
     out.sort_by_key(|(id, _)| *id);
     Ok(out)
 }
+
+/// The disruption lock's key (`lock/holder`): at most one node is disrupted at a time.
+fn lock_key(keys: &Keys) -> String {
+    format!("{}holder", keys.lock())
+}
+
+/// Takes the disruption lock for `holder` on the agent's `lease` if nobody holds it: a key
+/// created only if absent, so it is never waited for (nothing can be left queued) and it
+/// disappears with the lease. Some(revision) when taken, None when held by someone (read
+/// [`lock_holder`]).
+pub async fn take_lock(
+    client: &Client,
+    keys: &Keys,
+    holder: &Value,
+    lease: i64,
+) -> Result<Option<i64>, FleetError> {
+    let key = lock_key(keys);
+    let txn = Txn::new()
+        .when([Compare::create_revision(key.as_str(), CompareOp::Equal, 0)])
+        .and_then([TxnOp::put(
+            key.as_str(),
+            holder.to_string(),
+            Some(PutOptions::new().with_lease(lease)),
+        )]);
+    commit(client, &key, txn, "take").await
+}
+
+/// Who holds the disruption lock, if anyone.
+pub async fn lock_holder(client: &Client, keys: &Keys) -> Result<Option<Value>, FleetError> {
+    Ok(read(client, &lock_key(keys)).await?.map(|v| v.value))
+}
+
+/// Releases the disruption lock if it is still held on `lease` (never someone else's).
+/// Returns whether it was released.
+pub async fn release_lock(client: &Client, keys: &Keys, lease: i64) -> Result<bool, FleetError> {
+    let key = lock_key(keys);
+    let txn = Txn::new()
+        .when([Compare::lease(key.as_str(), CompareOp::Equal, lease)])
+        .and_then([TxnOp::delete(key.as_str(), None)]);
+    Ok(commit(client, &key, txn, "release").await?.is_some())
+}
+
+/// The cluster kill switch: `halt` holds `{reason, at_ms}` (no lease: it stays until unhalted).
+pub async fn halt(
+    client: &Client,
+    keys: &Keys,
+    reason: &str,
+    at_ms: u64,
+) -> Result<(), FleetError> {
+    let key = keys.halt();
+    let value = serde_json::json!({"reason": reason, "at_ms": at_ms});
+    client
+        .clone()
+        .put(key.as_str(), value.to_string(), None)
+        .await
+        .map(|_| ())
+        .map_err(FleetError::etcd(format!("write {key}")))
+}
+
+/// Lifts the kill switch; returns whether it was on.
+pub async fn unhalt(client: &Client, keys: &Keys) -> Result<bool, FleetError> {
+    let key = keys.halt();
+    client
+        .clone()
+        .delete(key.as_str(), None)
+        .await
+        .map(|r| r.deleted() > 0)
+        .map_err(FleetError::etcd(format!("delete {key}")))
+}
+
+/// The kill switch's record when it is on.
+pub async fn halted(client: &Client, keys: &Keys) -> Result<Option<Value>, FleetError> {
+    Ok(read(client, &keys.halt()).await?.map(|v| v.value))
+}

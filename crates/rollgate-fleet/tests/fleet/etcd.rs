@@ -118,3 +118,117 @@ async fn the_wave_is_created_once_and_updated_only_from_the_revision_read() {
     let err = store::read(&client, &key).await.unwrap_err().to_string();
     assert!(err.contains(&key), "{err}");
 }
+
+#[tokio::test]
+async fn the_disruption_lock_has_one_holder_and_goes_with_its_lease() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t4");
+    let a = KeptLease::grant(&client, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let b = KeptLease::grant(&client, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let holder_a = json!({"node_id": "1"});
+    assert!(
+        store::take_lock(&client, &keys, &holder_a, a.id())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    // Busy for anyone else, at once (never queued).
+    assert_eq!(
+        store::take_lock(&client, &keys, &json!({"node_id": "2"}), b.id())
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store::lock_holder(&client, &keys).await.unwrap(),
+        Some(holder_a)
+    );
+    // Only its holder's lease releases it.
+    assert!(!store::release_lock(&client, &keys, b.id()).await.unwrap());
+    assert!(store::lock_holder(&client, &keys).await.unwrap().is_some());
+    // The holder's lease ends: the lock is gone with it, and free for the next.
+    a.revoke(&client).await.unwrap();
+    assert_eq!(store::lock_holder(&client, &keys).await.unwrap(), None);
+    assert!(
+        store::take_lock(&client, &keys, &json!({"node_id": "2"}), b.id())
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store::release_lock(&client, &keys, b.id()).await.unwrap());
+    assert_eq!(store::lock_holder(&client, &keys).await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn halt_stays_until_unhalted() {
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t5");
+    assert_eq!(store::halted(&client, &keys).await.unwrap(), None);
+    store::halt(&client, &keys, "maintenance window", 1)
+        .await
+        .unwrap();
+    let h = store::halted(&client, &keys).await.unwrap().unwrap();
+    assert_eq!(h["reason"], "maintenance window");
+    assert!(store::unhalt(&client, &keys).await.unwrap());
+    assert!(!store::unhalt(&client, &keys).await.unwrap());
+    assert_eq!(store::halted(&client, &keys).await.unwrap(), None);
+}
+
+/// Waits (up to 5 s) until the watch reports a state matching `f`.
+async fn until(
+    w: &rollgate_fleet::HaltWatch,
+    what: &str,
+    f: impl Fn(&rollgate_fleet::HaltState) -> bool,
+) {
+    let mut rx = w.subscribe();
+    tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| f(s)))
+        .await
+        .unwrap_or_else(|_| panic!("halt watch never reported {what}; now {:?}", w.state()))
+        .unwrap();
+}
+
+#[tokio::test]
+async fn the_halt_watch_sees_halt_unhalt_and_an_unreachable_etcd_as_halted() {
+    use rollgate_fleet::{HaltState, HaltWatch};
+    let Some(mut etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t6");
+    let w = HaltWatch::start(&client, &keys).await;
+    assert_eq!(w.state(), HaltState::Clear);
+    store::halt(&client, &keys, "stop now", 7).await.unwrap();
+    until(
+        &w,
+        "halted",
+        |s| matches!(s, HaltState::Halted(v) if v["reason"] == "stop now"),
+    )
+    .await;
+    store::unhalt(&client, &keys).await.unwrap();
+    until(&w, "clear", HaltState::is_clear).await;
+    // etcd goes away: that is a halt, not a clear sky.
+    etcd.kill();
+    until(&w, "unreachable", |s| {
+        matches!(s, HaltState::Unreachable(_))
+    })
+    .await;
+    assert!(
+        w.state().to_json()["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("etcd unreachable")
+    );
+    // Back: clear again by itself, once it answers.
+    etcd.restart().await;
+    until(&w, "clear after etcd came back", HaltState::is_clear).await;
+}
