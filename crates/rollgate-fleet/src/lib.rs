@@ -8,6 +8,7 @@
 //! - [`lease`]: a lease with its keep-alive task; whoever holds one stops acting the moment
 //!   keep-alive fails (the client does not renew anything by itself).
 //! - [`halt`]: the kill switch as seen by a conductor or an agent (etcd unreachable = halted).
+//! - [`node`]: `node/<id>`, intent by the conductor, claim and outcome by the agent, all CAS.
 //! - [`snapshot`]: what an agent publishes about its node, read through the `[fleet]` pointers.
 //! - [`store`]: the wave record (created only if absent, updated by compare-and-swap on its
 //!   mod revision) and the agent presence keys.
@@ -18,6 +19,7 @@ pub mod errors;
 pub mod halt;
 pub mod keys;
 pub mod lease;
+pub mod node;
 pub mod snapshot;
 pub mod store;
 pub mod testenv;

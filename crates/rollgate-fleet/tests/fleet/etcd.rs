@@ -232,3 +232,99 @@ async fn the_halt_watch_sees_halt_unhalt_and_an_unreachable_etcd_as_halted() {
     etcd.restart().await;
     until(&w, "clear after etcd came back", HaltState::is_clear).await;
 }
+
+#[tokio::test]
+async fn an_intent_is_claimed_once_and_never_by_an_agent_whose_lease_is_gone() {
+    use rollgate_fleet::node::{self, NodePhase, NodeRecord};
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t7");
+    // Node 1's agent is present on its lease; node 2's agent was, but its lease is gone.
+    let l1 = KeptLease::grant(&client, Duration::from_secs(5))
+        .await
+        .unwrap();
+    store::publish_agent(&client, &keys, 1, &json!({}), l1.id())
+        .await
+        .unwrap();
+    let l2 = KeptLease::grant(&client, Duration::from_secs(5))
+        .await
+        .unwrap();
+    let l2_id = l2.id();
+    store::publish_agent(&client, &keys, 2, &json!({}), l2_id)
+        .await
+        .unwrap();
+    l2.revoke(&client).await.unwrap();
+
+    let intent = NodeRecord::intent("w1", "operator-image", "v1.1.0");
+    let rev1 = node::write_intent(&client, &keys, 1, &intent, None)
+        .await
+        .unwrap()
+        .unwrap();
+    // A second conductor cannot write over it without having read it.
+    assert_eq!(
+        node::write_intent(&client, &keys, 1, &intent, None)
+            .await
+            .unwrap(),
+        None
+    );
+    let rev2 = node::write_intent(&client, &keys, 2, &intent, None)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Node 2's agent (lease gone) cannot claim: its step never starts.
+    assert_eq!(
+        node::claim(&client, &keys, 2, &intent, rev2, l2_id)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        node::read(&client, &keys, 2)
+            .await
+            .unwrap()
+            .unwrap()
+            .0
+            .phase,
+        NodePhase::Intent
+    );
+
+    // Node 1's agent claims once; a second claim from the same read fails.
+    let (claimed, crev) = node::claim(&client, &keys, 1, &intent, rev1, l1.id())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (claimed.phase, claimed.agent_lease),
+        (NodePhase::InFlight, Some(l1.id()))
+    );
+    assert_eq!(
+        node::claim(&client, &keys, 1, &intent, rev1, l1.id())
+            .await
+            .unwrap(),
+        None
+    );
+
+    // The outcome is recorded from the claimed revision only.
+    let mut done = claimed.clone();
+    done.phase = NodePhase::Promoted;
+    done.rollout_id = Some("r-1".into());
+    assert_eq!(
+        node::finish(&client, &keys, 1, &done, rev1).await.unwrap(),
+        None
+    );
+    assert!(
+        node::finish(&client, &keys, 1, &done, crev)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let (now, _) = node::read(&client, &keys, 1).await.unwrap().unwrap();
+    assert_eq!(now, done);
+    assert_eq!(
+        now.phase.planner_phase(),
+        rollgate_core::fleet::Phase::Promoted
+    );
+}
