@@ -103,21 +103,28 @@ async fn snapshots_of_a_simulated_cluster_drive_the_preflight() {
         .output()
         .unwrap();
     assert!(init.status.success(), "{init:?}");
-    let ops: Vec<Operator> = (1..=3)
-        .map(|id| {
-            let port = free_port();
-            let child = Command::new(&sim)
-                .args(["operator", "--listen", &format!("127.0.0.1:{port}")])
-                .args(["--node-id", &id.to_string(), "--heartbeat-ms", "50"])
-                .arg("--cluster-file")
-                .arg(&file)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap();
-            Operator { port, child }
-        })
-        .collect();
+    // Node 1 serving before the others start: it wins the first election, whatever the load.
+    let mut ops: Vec<Operator> = Vec::new();
+    for id in 1..=3u64 {
+        let port = free_port();
+        let child = Command::new(&sim)
+            .args(["operator", "--listen", &format!("127.0.0.1:{port}")])
+            .args(["--node-id", &id.to_string(), "--heartbeat-ms", "50"])
+            .arg("--cluster-file")
+            .arg(&file)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        ops.push(Operator { port, child });
+        if id == 1 {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while status(port).await.is_none() {
+                assert!(Instant::now() < deadline, "node 1 never served");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
 
     let cfg = fleet_config(&etcd.url());
     let client = rollgate_fleet::connect(&cfg).await.unwrap();

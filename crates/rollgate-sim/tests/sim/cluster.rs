@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{client, eventually, free_port, sim};
+use crate::common::{LocalnetDown, client, eventually, free_port, sim};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -90,6 +90,17 @@ impl Drop for Node {
     }
 }
 
+/// Nodes 1, 2, 3 on v1.0.0, node 1 serving (it has heartbeated) before the others start, so
+/// the first election — at the second node's first heartbeat — is won by node 1 whatever the
+/// machine's load.
+async fn start_three(file: &Path) -> [Node; 3] {
+    let n1 = Node::start(1, free_port(), file, "v1.0.0");
+    eventually(WAIT, "node 1 serving", || n1.status()).await;
+    let n2 = Node::start(2, free_port(), file, "v1.0.0");
+    let n3 = Node::start(3, free_port(), file, "v1.0.0");
+    [n1, n2, n3]
+}
+
 fn raft(s: &Value) -> (Value, Value, u64) {
     let r = &s["raftMetrics"];
     (
@@ -130,9 +141,7 @@ async fn three_nodes_share_voters_leader_term_and_index_and_elect_on_loss() {
         .unwrap();
     assert_eq!(again.status.code(), Some(2), "init must not overwrite");
 
-    let mut n1 = Node::start(1, free_port(), &file, "v1.0.0");
-    let n2 = Node::start(2, free_port(), &file, "v1.0.0");
-    let mut n3 = Node::start(3, free_port(), &file, "v1.0.0");
+    let [mut n1, n2, mut n3] = start_three(&file).await;
     let all = serde_json::json!([1, 2, 3]);
     let term = agreed(&[&n1, &n2, &n3], all.clone(), 1.into(), "leader 1 agreed").await;
     assert!(term >= 1);
@@ -207,9 +216,7 @@ async fn three_nodes_share_voters_leader_term_and_index_and_elect_on_loss() {
 async fn cluster_versions_lag_leave_the_voters_and_lose_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let file = init_cluster(dir.path(), 2);
-    let n1 = Node::start(1, free_port(), &file, "v1.0.0");
-    let n2 = Node::start(2, free_port(), &file, "v1.0.0");
-    let mut n3 = Node::start(3, free_port(), &file, "v1.0.0");
+    let [n1, n2, mut n3] = start_three(&file).await;
     let all = serde_json::json!([1, 2, 3]);
     agreed(&[&n1, &n2, &n3], all.clone(), 1.into(), "leader 1").await;
 
@@ -259,4 +266,69 @@ async fn a_node_without_its_cluster_file_refuses_to_start() {
     assert_ne!(out.status.code(), Some(0));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing.json"), "{err}");
+}
+
+/// Node 1 of the cluster as a whole localnet (what rollgate's command driver restarts), nodes 2
+/// and 3 as bare operators: `localnet set` + `restart operator` keeps node 1 in the cluster.
+#[tokio::test]
+async fn a_localnet_node_stays_in_its_cluster_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = init_cluster(dir.path(), 20);
+    let net = dir.path().join("node1");
+    let op_port = free_port();
+    let mut up = sim();
+    up.args(["localnet", "up", "--dir"]).arg(&net);
+    for flag in [
+        "--kyc-port",
+        "--chain-port",
+        "--deployment-port",
+        "--pccs-port",
+    ] {
+        up.args([flag, &free_port().to_string()]);
+    }
+    up.args(["--operator-port", &op_port.to_string(), "--node-id", "1"])
+        .arg("--cluster-file")
+        .arg(&file);
+    let out = up.output().unwrap();
+    let _down = LocalnetDown(net.clone());
+    assert!(out.status.success(), "{out:?}");
+    let n1 = Node {
+        id: 1,
+        port: op_port,
+        file: file.clone(),
+        child: None,
+    };
+    let n2 = Node::start(2, free_port(), &file, "v1.0.0");
+    let n3 = Node::start(3, free_port(), &file, "v1.0.0");
+    let all = serde_json::json!([1, 2, 3]);
+    let term = agreed(&[&n1, &n2, &n3], all.clone(), 1.into(), "leader 1").await;
+
+    for args in [
+        vec!["localnet", "set", "operator-image", "v1.1.0"],
+        vec!["localnet", "restart", "operator"],
+    ] {
+        let out = sim().args(&args).arg("--dir").arg(&net).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+    }
+    let s1 = n1.status().await.unwrap();
+    assert_eq!(s1["version"], "v1.1.0");
+    assert_eq!(s1["raftMetrics"]["nodeId"], 1);
+    // Node 1 led; its restart may or may not outlast the timeout, but the cluster agrees on a
+    // leader again, in a term no older than before, and node 1 is a voter in it.
+    let leader = eventually(WAIT, "a leader agreed after the restart", || async {
+        let mut leaders = Vec::new();
+        for n in [&n1, &n2, &n3] {
+            let (v, l, t) = raft(&n.status().await?);
+            if v != all || l.is_null() || t < term {
+                return None;
+            }
+            leaders.push(l);
+        }
+        leaders
+            .windows(2)
+            .all(|w| w[0] == w[1])
+            .then(|| leaders[0].clone())
+    })
+    .await;
+    assert!([1, 2].contains(&leader.as_u64().unwrap()), "{leader}");
 }

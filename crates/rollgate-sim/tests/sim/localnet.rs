@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{eventually, free_port, sim, status};
+use crate::common::{LocalnetDown, eventually, free_port, sim, status};
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
@@ -43,16 +43,7 @@ async fn localnet_up_set_restart_down() {
         .args(["--traffic-interval-ms", "50"]);
     let (code, out, err) = run(&mut up);
     // Always try to clean up, even when an assertion below fails.
-    struct Down(std::path::PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = sim()
-                .args(["localnet", "down", "--dir"])
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _down = Down(dir.path().to_owned());
+    let _down = LocalnetDown(dir.path().to_owned());
     assert_eq!(code, 0, "up failed:\n{out}\n{err}");
     assert!(out.contains("operator"), "{out}");
 
