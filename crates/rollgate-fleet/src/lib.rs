@@ -7,6 +7,7 @@
 //! - [`keys`]: the key layout under `/rollgate/v1/<cluster>/`.
 //! - [`lease`]: a lease with its keep-alive task; whoever holds one stops acting the moment
 //!   keep-alive fails (the client does not renew anything by itself).
+//! - [`election`]: who conducts (campaign on the conductor's lease; busy never queues).
 //! - [`halt`]: the kill switch as seen by a conductor or an agent (etcd unreachable = halted).
 //! - [`node`]: `node/<id>`, intent by the conductor, claim and outcome by the agent, all CAS.
 //! - [`snapshot`]: what an agent publishes about its node, read through the `[fleet]` pointers.
@@ -15,6 +16,7 @@
 //! - [`testenv`]: a real `etcd` on free loopback ports for tests.
 #![forbid(unsafe_code)]
 
+pub mod election;
 pub mod errors;
 pub mod halt;
 pub mod keys;

@@ -47,8 +47,21 @@ pub async fn create_if_absent(
     key: &str,
     value: &Value,
 ) -> Result<Option<i64>, FleetError> {
+    create_if_absent_guarded(client, key, value, Vec::new()).await
+}
+
+/// [`create_if_absent`], and only while every `guard` holds (the conductor's leadership:
+/// [`crate::election::Conductorship::guard`]).
+pub async fn create_if_absent_guarded(
+    client: &Client,
+    key: &str,
+    value: &Value,
+    guard: Vec<Compare>,
+) -> Result<Option<i64>, FleetError> {
+    let mut when = vec![Compare::create_revision(key, CompareOp::Equal, 0)];
+    when.extend(guard);
     let txn = Txn::new()
-        .when([Compare::create_revision(key, CompareOp::Equal, 0)])
+        .when(when)
         .and_then([TxnOp::put(key, value.to_string(), None)]);
     commit(client, key, txn, "create").await
 }
@@ -61,8 +74,21 @@ pub async fn update_cas(
     value: &Value,
     mod_revision: i64,
 ) -> Result<Option<i64>, FleetError> {
+    update_cas_guarded(client, key, value, mod_revision, Vec::new()).await
+}
+
+/// [`update_cas`], and only while every `guard` holds.
+pub async fn update_cas_guarded(
+    client: &Client,
+    key: &str,
+    value: &Value,
+    mod_revision: i64,
+    guard: Vec<Compare>,
+) -> Result<Option<i64>, FleetError> {
+    let mut when = vec![Compare::mod_revision(key, CompareOp::Equal, mod_revision)];
+    when.extend(guard);
     let txn = Txn::new()
-        .when([Compare::mod_revision(key, CompareOp::Equal, mod_revision)])
+        .when(when)
         .and_then([TxnOp::put(key, value.to_string(), None)]);
     commit(client, key, txn, "update").await
 }

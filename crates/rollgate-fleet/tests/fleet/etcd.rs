@@ -328,3 +328,73 @@ async fn an_intent_is_claimed_once_and_never_by_an_agent_whose_lease_is_gone() {
         rollgate_core::fleet::Phase::Promoted
     );
 }
+
+#[tokio::test]
+async fn one_conductor_at_a_time_and_a_lost_one_cannot_write_the_wave() {
+    use rollgate_fleet::election::{self, Conductorship};
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let client = etcd.client().await;
+    let keys = Keys::new("t8");
+    let ttl = Duration::from_secs(5);
+    let wait = Duration::from_millis(500);
+    assert_eq!(election::current(&client, &keys).await.unwrap(), None);
+    let a_lease = KeptLease::grant(&client, ttl).await.unwrap();
+    let a = Conductorship::acquire(&client, &keys, a_lease, "conductor-a", wait)
+        .await
+        .unwrap()
+        .expect("the first conductor leads");
+    assert_eq!(
+        election::current(&client, &keys).await.unwrap().as_deref(),
+        Some("conductor-a")
+    );
+    let wave = keys.wave();
+    let rev = store::create_if_absent_guarded(&client, &wave, &json!({"v": 1}), a.guard())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // A second conductor is busy, and leaves nothing queued behind.
+    let b_lease = KeptLease::grant(&client, ttl).await.unwrap();
+    let b_id = b_lease.id();
+    assert!(
+        Conductorship::acquire(&client, &keys, b_lease, "conductor-b", wait)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let leases = client.clone().leases().await.unwrap();
+    assert!(
+        !leases.leases().iter().any(|l| l.id() == b_id),
+        "b's lease must be revoked"
+    );
+
+    // A loses its leadership (its lease ends): its guarded write of the wave fails.
+    let a_guard = a.guard();
+    a.resign(&client).await.unwrap();
+    assert_eq!(
+        store::update_cas_guarded(&client, &wave, &json!({"v": 2}), rev, a_guard)
+            .await
+            .unwrap(),
+        None,
+        "a conductor that lost the election must not write the wave"
+    );
+    // C takes over at once and continues the same wave.
+    let c = Conductorship::acquire(
+        &client,
+        &keys,
+        KeptLease::grant(&client, ttl).await.unwrap(),
+        "conductor-c",
+        wait,
+    )
+    .await
+    .unwrap()
+    .expect("c leads once a is gone");
+    assert!(
+        store::update_cas_guarded(&client, &wave, &json!({"v": 2}), rev, c.guard())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
