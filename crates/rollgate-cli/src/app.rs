@@ -87,6 +87,8 @@ pub enum Command {
     Freeze(dispatch::freeze::FreezeArgs),
     /// Lift the kill switch
     Unfreeze(dispatch::unfreeze::UnfreezeArgs),
+    /// Roll a Raft cluster of nodes one at a time through etcd (agent, status, halt, unhalt)
+    Fleet(dispatch::fleet::FleetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(dispatch::completions::CompletionsArgs),
     /// Print the man page (or write all of them with --dir)
@@ -247,6 +249,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve(args) => dispatch::serve::run(&ctx, args).await,
             Command::Freeze(args) => dispatch::freeze::run(&ctx, args).await,
             Command::Unfreeze(args) => dispatch::unfreeze::run(&ctx, args).await,
+            Command::Fleet(args) => dispatch::fleet::run(&ctx, args).await,
             Command::Completions(args) => dispatch::completions::run(&ctx, args).await,
             Command::Man(args) => dispatch::completions::man(&ctx, args).await,
         }

@@ -28,6 +28,16 @@ impl Keys {
         format!("{}node/{id}", self.prefix)
     }
 
+    /// Prefix of every node record.
+    pub fn nodes(&self) -> String {
+        format!("{}node/", self.prefix)
+    }
+
+    /// The node id of a `node/<id>` key; None for anything else.
+    pub fn node_id(&self, key: &[u8]) -> Option<u64> {
+        id_under(&self.nodes(), key)
+    }
+
     pub fn agent(&self, id: u64) -> String {
         format!("{}agent/{id}", self.prefix)
     }
@@ -51,12 +61,17 @@ impl Keys {
 
     /// The node id of an `agent/<id>` key; None for anything else.
     pub fn agent_id(&self, key: &[u8]) -> Option<u64> {
-        std::str::from_utf8(key)
-            .ok()?
-            .strip_prefix(&self.agents())?
-            .parse()
-            .ok()
+        id_under(&self.agents(), key)
     }
+}
+
+/// The numeric id right after `prefix` in `key`.
+fn id_under(prefix: &str, key: &[u8]) -> Option<u64> {
+    std::str::from_utf8(key)
+        .ok()?
+        .strip_prefix(prefix)?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]
@@ -74,5 +89,7 @@ mod tests {
         assert_eq!(k.agent_id(b"/rollgate/v1/dex-a/agent/12"), Some(12));
         assert_eq!(k.agent_id(b"/rollgate/v1/dex-b/agent/12"), None);
         assert_eq!(k.agent_id(b"/rollgate/v1/dex-a/agent/x"), None);
+        assert_eq!(k.node_id(b"/rollgate/v1/dex-a/node/3"), Some(3));
+        assert_eq!(k.node_id(b"/rollgate/v1/dex-a/agent/3"), None);
     }
 }

@@ -7,15 +7,18 @@
 //! - [`keys`]: the key layout under `/rollgate/v1/<cluster>/`.
 //! - [`lease`]: a lease with its keep-alive task; whoever holds one stops acting the moment
 //!   keep-alive fails (the client does not renew anything by itself).
+//! - [`agent`]: `rollgate fleet agent` — snapshot, intent, the single-node rollout, outcome.
 //! - [`election`]: who conducts (campaign on the conductor's lease; busy never queues).
 //! - [`halt`]: the kill switch as seen by a conductor or an agent (etcd unreachable = halted).
 //! - [`node`]: `node/<id>`, intent by the conductor, claim and outcome by the agent, all CAS.
 //! - [`snapshot`]: what an agent publishes about its node, read through the `[fleet]` pointers.
+//! - [`status`]: what `rollgate fleet status` shows, read in one pass.
 //! - [`store`]: the wave record (created only if absent, updated by compare-and-swap on its
 //!   mod revision) and the agent presence keys.
 //! - [`testenv`]: a real `etcd` on free loopback ports for tests.
 #![forbid(unsafe_code)]
 
+pub mod agent;
 pub mod election;
 pub mod errors;
 pub mod halt;
@@ -23,10 +26,12 @@ pub mod keys;
 pub mod lease;
 pub mod node;
 pub mod snapshot;
+pub mod status;
 pub mod store;
 pub mod testenv;
 
 pub use errors::FleetError;
+pub use etcd_client::Client;
 pub use halt::{HaltState, HaltWatch};
 pub use keys::Keys;
 pub use lease::KeptLease;

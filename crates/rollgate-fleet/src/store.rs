@@ -131,14 +131,18 @@ pub async fn publish_agent(
         .map_err(FleetError::etcd(format!("publish {key}")))
 }
 
+/// Every key under `prefix`, in one read.
+pub async fn list(client: &Client, prefix: &str) -> Result<etcd_client::GetResponse, FleetError> {
+    client
+        .clone()
+        .get(prefix, Some(GetOptions::new().with_prefix()))
+        .await
+        .map_err(FleetError::etcd(format!("list {prefix}")))
+}
+
 /// Every registered agent's snapshot, by node id (keys that are not `agent/<id>` are skipped).
 pub async fn agents(client: &Client, keys: &Keys) -> Result<Vec<(u64, Value)>, FleetError> {
-    let prefix = keys.agents();
-    let resp = client
-        .clone()
-        .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
-        .await
-        .map_err(FleetError::etcd(format!("list {prefix}")))?;
+    let resp = list(client, &keys.agents()).await?;
     let mut out = Vec::new();
     for kv in resp.kvs() {
         if let Some(id) = keys.agent_id(kv.key()) {

@@ -8,6 +8,7 @@ mod compose;
 mod crash;
 mod fault_matrix;
 mod fixture;
+mod fleet;
 mod killswitch;
 mod outage;
 mod rollout;

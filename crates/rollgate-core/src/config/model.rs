@@ -79,6 +79,26 @@ pub struct Fleet {
     pub ca_file: Option<PathBuf>,
 }
 
+impl Fleet {
+    /// The defaults of an empty `[fleet]` section for these endpoints: what a conductor-side
+    /// command (`fleet status --etcd URL --cluster NAME`) uses on a host that is not a node.
+    pub fn for_endpoints(etcd: Vec<String>, cluster: String) -> Fleet {
+        Fleet {
+            etcd,
+            cluster,
+            node_id_pointer: "/raftMetrics/nodeId".into(),
+            voters_pointer: "/raftMetrics/voterIds".into(),
+            leader_pointer: None,
+            max_lag: 50,
+            stabilization: Duration::from_secs(15),
+            canary_soak: Duration::ZERO,
+            user: None,
+            password: None,
+            ca_file: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Node {
     pub name: String,
