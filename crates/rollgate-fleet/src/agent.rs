@@ -5,6 +5,11 @@
 //! rollout in-process — the same engine, node lock, journal and automatic rollback as
 //! `rollgate rollout --yes` — then records the outcome from the claimed revision.
 //!
+//! `rollgate fleet halt` while a step runs: the agent freezes its node locally (`by` = "rollgate
+//! fleet halt"), so the single-node engine rolls the step back at its next poll or step boundary —
+//! the same path as `rollgate freeze` — and lifts that freeze when the step has ended (only if it
+//! is still its own: a freeze a human set meanwhile stays). No intent is claimed while halted.
+//!
 //! Losing the lease means stop acting: nothing new is claimed, the in-flight rollout finishes or
 //! rolls back locally (it is never abandoned half-way), and its outcome is *not* recorded — the
 //! conductor has already seen the node lost and the wave stuck; a human resolves it.
@@ -19,6 +24,7 @@ use rollgate_runner::{RolloutOptions, RolloutReport, Runner, RunnerError, checks
 use serde_json::Value;
 
 use crate::errors::{FleetError, chain};
+use crate::halt::{HaltState, HaltWatch};
 use crate::keys::Keys;
 use crate::lease::KeptLease;
 use crate::node::{self, NodePhase, NodeRecord};
@@ -27,6 +33,8 @@ use crate::store;
 
 /// The agent's lease: its presence and the disruption lock vanish this long after it stops.
 pub const AGENT_LEASE_TTL: Duration = Duration::from_secs(5);
+/// Who the local freeze set for a cluster halt names (and only such a freeze is lifted).
+pub const HALT_BY: &str = "rollgate fleet halt";
 /// How often the snapshot is published and `node/<id>` re-read (the watch is the fast path).
 pub const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 
@@ -68,7 +76,10 @@ pub async fn run(runner: &Runner, stop: impl Future<Output = ()>) -> Result<(), 
         lease = format!("{:x}", lease.id()),
         "agent registered"
     );
+    let halt = HaltWatch::start(&client, &keys).await;
     let mut agent = Agent {
+        halt,
+        froze: false,
         runner,
         fleet,
         client,
@@ -138,6 +149,9 @@ struct Agent<'a> {
     last: AgentSnapshot,
     /// The layer of the last intent seen: the value the snapshot reports.
     layer: Option<String>,
+    halt: HaltWatch,
+    /// This agent froze the node for a cluster halt during the current step.
+    froze: bool,
 }
 
 /// A claimed intent being run.
@@ -159,6 +173,8 @@ impl<'a> Agent<'a> {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut step: Option<Step<'a>> = None;
         let mut stopping = false;
+        let mut halts = self.halt.subscribe();
+        let mut halts_open = true;
         loop {
             let runner = self.runner;
             tokio::select! {
@@ -172,6 +188,7 @@ impl<'a> Agent<'a> {
                 _ = self.lease.lost() => {
                     if let Some(s) = step.take() {
                         let done = s.await;
+                        self.lift_halt_freeze();
                         tracing::warn!(
                             outcome = ?done.result.as_ref().map(|r| r.outcome),
                             "lease lost mid-step: the step ended locally and is not recorded (the wave is stuck until resolved)"
@@ -181,6 +198,7 @@ impl<'a> Agent<'a> {
                 }
                 done = async { step.as_mut().expect("guarded").await }, if step.is_some() => {
                     step = None;
+                    self.lift_halt_freeze();
                     self.record(done).await?;
                     if stopping {
                         return Ok(());
@@ -193,6 +211,11 @@ impl<'a> Agent<'a> {
                     if step.is_none() && !stopping {
                         step = self.check_intent(runner).await;
                     }
+                    self.apply_halt(step.is_some());
+                }
+                changed = halts.changed(), if halts_open => {
+                    halts_open = changed.is_ok();
+                    self.apply_halt(step.is_some());
                 }
                 ev = next_event(&mut watch) => {
                     if !ev {
@@ -203,6 +226,46 @@ impl<'a> Agent<'a> {
                     }
                 }
             }
+        }
+    }
+
+    /// A cluster halt while a step runs: freeze the node locally so the engine rolls back.
+    fn apply_halt(&mut self, in_step: bool) {
+        if !in_step || self.froze {
+            return;
+        }
+        // Only a halt key: etcd unreachable is handled by the lease (the step finishes or rolls
+        // back on its own gates).
+        let HaltState::Halted(h) = self.halt.state() else {
+            return;
+        };
+        let why = h
+            .get("reason")
+            .and_then(Value::as_str)
+            .unwrap_or("no reason given");
+        let dir = &self.runner.config.node.state_dir;
+        match killswitch::freeze_by(dir, &format!("cluster halted: {why}"), HALT_BY) {
+            Ok(_) => {
+                tracing::warn!(
+                    reason = why,
+                    "cluster halted mid-step: rolling this node back"
+                );
+                self.froze = true;
+            }
+            Err(e) => tracing::error!(error = %chain(&e), "could not freeze the node for the halt"),
+        }
+    }
+
+    /// Lifts the freeze [`Self::apply_halt`] set, if it is still ours.
+    fn lift_halt_freeze(&mut self) {
+        if !std::mem::take(&mut self.froze) {
+            return;
+        }
+        let dir = &self.runner.config.node.state_dir;
+        if killswitch::is_frozen(dir).is_some_and(|f| f.by == HALT_BY)
+            && let Err(e) = killswitch::unfreeze(dir)
+        {
+            tracing::error!(error = %chain(&e), "could not lift the halt's local freeze");
         }
     }
 
@@ -274,6 +337,10 @@ impl<'a> Agent<'a> {
             }
         };
         if record.phase != NodePhase::Intent {
+            return None;
+        }
+        if let HaltState::Halted(_) = self.halt.state() {
+            // Left as an intent: claimed once the cluster is unhalted (if still wanted).
             return None;
         }
         self.layer = Some(record.layer.clone());

@@ -277,3 +277,87 @@ fn fleet_status_with_a_thousand_agents_answers_in_under_a_second() {
     eprintln!("fleet status, 1,000 agents: best of 3 = {best:?}");
     assert!(best < Duration::from_secs(1), "fleet status took {best:?}");
 }
+
+/// `fleet halt` while a step runs: the agent freezes its node locally, the engine rolls the step
+/// back at its next poll, the record says rolled_back, and the agent's own freeze is lifted after.
+#[test]
+fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
+    let rt = runtime();
+    let Some(etcd) = rt.block_on(EtcdServer::start()) else {
+        return;
+    };
+    let extra: &'static str = Box::leak(
+        format!("\n[fleet]\netcd = [\"{}\"]\ncluster = \"h\"\n", etcd.url()).into_boxed_str(),
+    );
+    let Some(node) = Node::start(NodeOptions {
+        bake: "60s",
+        extra,
+        ..NodeOptions::default()
+    }) else {
+        return;
+    };
+    let client = rt.block_on(etcd.client());
+    let keys = Keys::new("h");
+    let _agent = Agent(
+        node.rollgate()
+            .args(["fleet", "agent"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let started = Instant::now();
+    while !agent_alive(&rt, &client, &keys) {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the agent never registered"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let intent = NodeRecord::intent("w1", "operator-image", "v1.1.0");
+    rt.block_on(node::write_intent(&client, &keys, 1, &intent, None))
+        .unwrap()
+        .expect("intent written");
+    // In its 60 s bake, on the new value.
+    let started = Instant::now();
+    while node.current("operator-image") != "v1.1.0" {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the step never applied"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (out, _) = node.run(&["fleet", "halt", "--reason", "incident 7"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let halted = Instant::now();
+    let (done, _) = wait_final(&rt, &client, &keys, Duration::from_secs(60));
+    assert_eq!(done.phase, NodePhase::RolledBack, "{done:?}");
+    assert!(
+        halted.elapsed() < Duration::from_secs(40),
+        "rolled back by the halt, not at the end of the bake ({:?})",
+        halted.elapsed()
+    );
+    assert!(
+        done.reason
+            .clone()
+            .unwrap_or_default()
+            .contains("incident 7"),
+        "{done:?}"
+    );
+    assert_eq!(node.current("operator-image"), "v1.0.0");
+    // The agent's own freeze is gone once the step ended; the cluster halt stays.
+    let (_, status) = node.run(&["status"]);
+    assert_eq!(status["frozen"], Value::Null, "{status:#}");
+    let (_, st) = node.run(&["fleet", "status"]);
+    assert_eq!(st["halt"]["reason"], "incident 7", "{st:#}");
+
+    // While halted a new intent is not claimed.
+    let (_, cur) = rt.block_on(node::read(&client, &keys, 1)).unwrap().unwrap();
+    let next = NodeRecord::intent("w2", "operator-image", "v1.1.0");
+    rt.block_on(node::write_intent(&client, &keys, 1, &next, Some(cur)))
+        .unwrap()
+        .expect("intent written");
+    std::thread::sleep(Duration::from_secs(3));
+    let (r, _) = rt.block_on(node::read(&client, &keys, 1)).unwrap().unwrap();
+    assert_eq!(r.phase, NodePhase::Intent, "{r:?}");
+}
