@@ -280,6 +280,7 @@ fn fleet_status_with_a_thousand_agents_answers_in_under_a_second() {
 
 /// `fleet halt` while a step runs: the agent freezes its node locally, the engine rolls the step
 /// back at its next poll, the record says rolled_back, and the agent's own freeze is lifted after.
+/// Then SIGTERM: the agent exits 0 with its presence already gone.
 #[test]
 fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     let rt = runtime();
@@ -298,7 +299,7 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     };
     let client = rt.block_on(etcd.client());
     let keys = Keys::new("h");
-    let _agent = Agent(
+    let mut agent = Agent(
         node.rollgate()
             .args(["fleet", "agent"])
             .stdout(Stdio::null())
@@ -360,4 +361,27 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     std::thread::sleep(Duration::from_secs(3));
     let (r, _) = rt.block_on(node::read(&client, &keys, 1)).unwrap().unwrap();
     assert_eq!(r.phase, NodePhase::Intent, "{r:?}");
+
+    // SIGTERM: exit 0 and the presence revoked at once (not after the lease's 5 s TTL).
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &agent.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = Instant::now();
+    let status = loop {
+        if let Some(s) = agent.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(10),
+            "the agent ignored SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(0), "{status:?}");
+    assert!(
+        !agent_alive(&rt, &client, &keys),
+        "the agent's key outlived its exit"
+    );
 }
