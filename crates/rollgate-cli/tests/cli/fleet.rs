@@ -15,6 +15,24 @@ use crate::fixture::{Node, NodeOptions, code, explain};
 
 struct Agent(Child);
 
+impl Agent {
+    /// Its exit status, or fails the test with `why` when it runs past `since + limit`.
+    fn wait_exit(
+        &mut self,
+        since: Instant,
+        limit: Duration,
+        why: &str,
+    ) -> std::process::ExitStatus {
+        loop {
+            if let Some(s) = self.0.try_wait().unwrap() {
+                return s;
+            }
+            assert!(since.elapsed() < limit, "{why}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -192,16 +210,11 @@ fn the_agent_runs_an_intent_and_records_promoted_rolled_back_and_vetoed() {
     // within the lease's TTL rather than carrying on without a presence.
     etcd.kill();
     let started = Instant::now();
-    let status = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "the agent kept running after its lease could not be renewed"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let status = agent.wait_exit(
+        started,
+        Duration::from_secs(15),
+        "the agent kept running after its lease could not be renewed",
+    );
     assert_eq!(status.code(), Some(6), "{status:?}");
 }
 
@@ -369,16 +382,11 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
         .unwrap();
     assert!(term.success());
     let stopped = Instant::now();
-    let status = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            stopped.elapsed() < Duration::from_secs(10),
-            "the agent ignored SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = agent.wait_exit(
+        stopped,
+        Duration::from_secs(10),
+        "the agent ignored SIGTERM",
+    );
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(
         !agent_alive(&rt, &client, &keys),
