@@ -89,6 +89,8 @@ pub enum Command {
     Unfreeze(dispatch::unfreeze::UnfreezeArgs),
     /// Database snapshots of layers that migrate: list them, prune the expired ones
     Snapshot(dispatch::snapshot::SnapshotArgs),
+    /// Roll a Raft cluster of nodes one at a time through etcd (agent, status, halt, unhalt)
+    Fleet(dispatch::fleet::FleetArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
     Completions(dispatch::completions::CompletionsArgs),
     /// Print the man page (or write all of them with --dir)
@@ -250,6 +252,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Freeze(args) => dispatch::freeze::run(&ctx, args).await,
             Command::Unfreeze(args) => dispatch::unfreeze::run(&ctx, args).await,
             Command::Snapshot(args) => dispatch::snapshot::run(&ctx, args).await,
+            Command::Fleet(args) => dispatch::fleet::run(&ctx, args).await,
             Command::Completions(args) => dispatch::completions::run(&ctx, args).await,
             Command::Man(args) => dispatch::completions::man(&ctx, args).await,
         }

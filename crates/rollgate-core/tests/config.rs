@@ -917,3 +917,130 @@ matchers = ['node="node0"', 'alertname!="Watchdog"', 'severity=~"page|warn"', 'j
         assert_eq!(err.exit_code(), ExitCode::Usage);
     }
 }
+
+/// The contract's `[fleet]` example (shared docs, fleet.md), verbatim.
+const FLEET_EXAMPLE: &str = r#"
+[fleet]
+etcd = ["http://127.0.0.1:2379"]        # endpoints; TLS and user/password supported
+cluster = "dex-a"                        # key prefix /rollgate/v1/<cluster>/
+node_id_pointer = "/raftMetrics/nodeId"  # read from the operator readiness document
+voters_pointer = "/raftMetrics/voterIds"
+leader_pointer = "/raftMetrics/leaderId" # optional; without it the leader must be given (--leader)
+max_lag = 50                             # requestIndex behind the cluster's highest
+stabilization = "15s"                    # cluster gates must hold this long after a node is done
+canary_soak = "0s"                       # extra wait after the first node
+"#;
+
+#[test]
+fn fleet_section_of_the_contract_parses_and_defaults() {
+    assert!(load(PRODUCT_EXAMPLE).unwrap().fleet.is_none());
+    let f = load(&format!("{PRODUCT_EXAMPLE}{FLEET_EXAMPLE}"))
+        .unwrap()
+        .fleet
+        .unwrap();
+    assert_eq!(f.etcd, ["http://127.0.0.1:2379"]);
+    assert_eq!(f.cluster, "dex-a");
+    assert_eq!(f.node_id_pointer, "/raftMetrics/nodeId");
+    assert_eq!(f.voters_pointer, "/raftMetrics/voterIds");
+    assert_eq!(f.leader_pointer.as_deref(), Some("/raftMetrics/leaderId"));
+    assert_eq!(f.max_lag, 50);
+    assert_eq!(f.stabilization.as_secs(), 15);
+    assert!(f.canary_soak.is_zero());
+    assert_eq!((f.user, f.password, f.ca_file), (None, None, None));
+
+    // Only the two required keys: the pointers and timings default, no leader pointer.
+    let minimal = format!(
+        "{PRODUCT_EXAMPLE}\n[fleet]\netcd = [\"https://10.0.0.5:2379\", \"http://10.0.0.6:2379\"]\ncluster = \"dex-a\"\n"
+    );
+    let f = load(&minimal).unwrap().fleet.unwrap();
+    assert_eq!(f.etcd.len(), 2);
+    assert_eq!(f.node_id_pointer, "/raftMetrics/nodeId");
+    assert_eq!(f.voters_pointer, "/raftMetrics/voterIds");
+    assert_eq!(f.leader_pointer, None);
+    assert_eq!((f.max_lag, f.stabilization.as_secs()), (50, 15));
+
+    let auth = format!(
+        "{PRODUCT_EXAMPLE}{FLEET_EXAMPLE}user = \"rollgate\"\npassword = \"etcd-s3cret\"\nca_file = \"/etc/etcd/ca.pem\"\n"
+    );
+    let f = load(&auth).unwrap().fleet.unwrap();
+    assert_eq!(f.user.as_deref(), Some("rollgate"));
+    assert_eq!(f.password.as_deref(), Some("etcd-s3cret"));
+    assert_eq!(f.ca_file.unwrap().to_str(), Some("/etc/etcd/ca.pem"));
+}
+
+#[test]
+fn fleet_errors_name_the_file_line_and_key() {
+    let base = format!("{PRODUCT_EXAMPLE}{FLEET_EXAMPLE}");
+    // (edit from, edit to, line needle, key, fragment)
+    let cases: &[(&str, &str, &str, &str, &str)] = &[
+        (
+            "etcd = [\"http://127.0.0.1:2379\"]",
+            "etcd = [\"127.0.0.1:2379\"]",
+            "etcd = [",
+            "fleet.etcd",
+            "is not a URL",
+        ),
+        (
+            "etcd = [\"http://127.0.0.1:2379\"]",
+            "etcd = []",
+            "etcd = [",
+            "fleet.etcd",
+            "at least one",
+        ),
+        (
+            "cluster = \"dex-a\"",
+            "cluster = \"dex/a\"",
+            "cluster = ",
+            "fleet.cluster",
+            "not a cluster name",
+        ),
+        (
+            "voters_pointer = \"/raftMetrics/voterIds\"",
+            "voters_pointer = \"raftMetrics.voterIds\"",
+            "voters_pointer",
+            "fleet.voters_pointer",
+            "not a JSON pointer",
+        ),
+        (
+            "max_lag = 50",
+            "max_lag = -1",
+            "max_lag",
+            "fleet.max_lag",
+            "must not be negative",
+        ),
+        (
+            "stabilization = \"15s\"",
+            "stabilization = \"a while\"",
+            "stabilization",
+            "fleet.stabilization",
+            "invalid duration",
+        ),
+        (
+            "canary_soak = \"0s\" ",
+            "canary_soak = \"0s\"\nuser = \"rollgate\" ",
+            "user = ",
+            "fleet.user",
+            "fleet.password",
+        ),
+        (
+            "canary_soak = \"0s\" ",
+            "canary_soak = \"0s\"\nleader = 1 ",
+            "leader = 1",
+            "leader",
+            "unknown field",
+        ),
+    ];
+    for (from, to, needle, key, fragment) in cases {
+        assert!(base.contains(from), "{from}");
+        let text = base.replacen(from, to, 1);
+        let err = load(&text).unwrap_err();
+        assert_eq!(err.exit_code(), ExitCode::Usage, "{err}");
+        let msg = err.to_string();
+        let line = line_of(&text, needle);
+        assert!(msg.starts_with(&format!("{FILE}:{line}:")), "{key}: {msg}");
+        assert!(msg.contains(key), "{key}: {msg}");
+        assert!(msg.contains(fragment), "{key}: {msg}");
+    }
+    // `line_of` finds the first mention: `etcd = [` also appears in no other line.
+    assert_eq!(base.lines().filter(|l| l.contains("etcd = [")).count(), 1);
+}

@@ -128,6 +128,9 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
     urls.extend(config.serve.webhook_url.iter().map(String::as_str));
     urls.extend(config.prometheus.iter().map(|p| p.url.as_str()));
     urls.extend(config.alertmanager.iter().map(|a| a.url.as_str()));
+    if let Some(f) = &config.fleet {
+        urls.extend(f.etcd.iter().map(String::as_str));
+    }
     let mut secrets: Vec<String> = urls.into_iter().flat_map(url_secrets).collect();
     let serve = &config.serve;
     secrets.extend(serve.token.iter().chain(&serve.read_token).cloned());
@@ -164,6 +167,7 @@ pub fn secrets_of(config: &Config) -> Vec<String> {
             secrets.extend(path.rsplit('/').next().map(str::to_string));
         }
     }
+    secrets.extend(config.fleet.iter().flat_map(|f| f.password.clone()));
     secrets.extend(config.secrets.iter().cloned());
     secrets.retain(|s| !s.trim().is_empty());
     secrets

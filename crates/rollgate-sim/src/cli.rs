@@ -50,6 +50,8 @@ enum Command {
     Versions,
     /// The whole stack as background processes on loopback.
     Localnet(LocalnetArgs),
+    /// The shared Raft state of N operators in cluster mode (`operator --cluster-file`).
+    Cluster(ClusterArgs),
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -97,6 +99,44 @@ struct OperatorArgs {
     /// key makes the operator refuse to start.
     #[arg(long, env = "SIM_ENV_FILE")]
     env_file: Option<PathBuf>,
+    /// The node's Raft id (`raftMetrics.nodeId`).
+    #[arg(long, env = "SIM_NODE_ID", default_value_t = 1)]
+    node_id: u64,
+    /// Cluster mode: the cluster's shared state file (`rollgate-sim cluster init`).
+    #[arg(long, env = "SIM_CLUSTER_FILE")]
+    cluster_file: Option<PathBuf>,
+    /// Cluster mode: how often the node heartbeats into the cluster.
+    #[arg(long, env = "SIM_HEARTBEAT_MS", default_value_t = 100)]
+    heartbeat_ms: u64,
+}
+
+#[derive(Debug, Args)]
+struct ClusterArgs {
+    /// The cluster's shared state file.
+    #[arg(long, env = "SIM_CLUSTER_FILE", global = true)]
+    file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: ClusterCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Create the cluster with its voter set (e.g. `--voters 1,2,3`).
+    Init {
+        #[arg(long, value_delimiter = ',', required = true)]
+        voters: Vec<u64>,
+        /// Start over when the file exists.
+        #[arg(long)]
+        force: bool,
+        /// The leader commits one entry per tick.
+        #[arg(long, default_value_t = 250)]
+        tick_ms: u64,
+        /// A node silent for longer than this is not running.
+        #[arg(long, default_value_t = 1000)]
+        timeout_ms: u64,
+    },
+    /// Print the shared state as JSON, with the nodes running now.
+    Show,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +305,12 @@ struct UpArgs {
     /// The chain answers batches with one "invalid request" error.
     #[arg(long, env = "SIM_CHAIN_NO_BATCH")]
     chain_no_batch: bool,
+    /// The operator's Raft id.
+    #[arg(long, env = "SIM_NODE_ID", default_value_t = 1)]
+    node_id: u64,
+    /// Cluster mode: the operator joins the cluster of this shared state file.
+    #[arg(long, env = "SIM_CLUSTER_FILE")]
+    cluster_file: Option<PathBuf>,
 }
 
 /// Exit status for a usage or configuration error (as rollgate's own).
@@ -281,6 +327,7 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match command {
         Command::Localnet(args) => localnet(args),
+        Command::Cluster(args) => cluster(args),
         Command::Versions => {
             print_versions();
             Ok(ExitCode::SUCCESS)
@@ -295,7 +342,11 @@ pub fn main() -> ExitCode {
             if e.chain().any(|c| {
                 matches!(
                     c.downcast_ref::<SimError>(),
-                    Some(SimError::UnknownVersion { .. } | SimError::Localnet(_))
+                    Some(
+                        SimError::UnknownVersion { .. }
+                            | SimError::Localnet(_)
+                            | SimError::Cluster(_)
+                    )
                 )
             }) {
                 ExitCode::from(EXIT_USAGE)
@@ -423,6 +474,9 @@ async fn serve(command: Command) -> Result<ExitCode> {
                 health_interval: ms(a.health_interval_ms),
                 mark_price: !a.no_mark_price,
                 shape: a.status_shape.parse().map_err(anyhow::Error::msg)?,
+                node_id: a.node_id,
+                cluster_file: a.cluster_file,
+                heartbeat_interval: ms(a.heartbeat_ms),
                 ..OperatorOptions::default()
             };
             if let Some(path) = env_file {
@@ -502,7 +556,9 @@ async fn serve(command: Command) -> Result<ExitCode> {
             terminated().await;
             proxy.shutdown();
         }
-        Command::Versions | Command::Localnet(_) => unreachable!("dispatched in main"),
+        Command::Versions | Command::Localnet(_) | Command::Cluster(_) => {
+            unreachable!("dispatched in main")
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -533,6 +589,37 @@ fn load_or_create_cert(dir: &std::path::Path, kind: CertKind) -> Result<PccsCert
         std::fs::write(&p, bytes).with_context(|| format!("failed to write {}", p.display()))?;
     }
     Ok(cert)
+}
+
+fn cluster(args: ClusterArgs) -> Result<ExitCode> {
+    let Some(path) = args.file else {
+        bail!(SimError::Cluster(
+            "no cluster file: pass --file FILE or set SIM_CLUSTER_FILE".into()
+        ));
+    };
+    let file = rollgate_sim::cluster::ClusterFile::new(path);
+    match args.command {
+        ClusterCommand::Init {
+            voters,
+            force,
+            tick_ms,
+            timeout_ms,
+        } => {
+            let timings = rollgate_sim::cluster::ClusterTimings {
+                tick: ms(tick_ms),
+                timeout: ms(timeout_ms),
+            };
+            file.init(&voters, timings, force)?;
+        }
+        ClusterCommand::Show => {
+            let state = file.read()?;
+            let running = state.running_ids(rollgate_sim::server::now_ms());
+            let mut doc = serde_json::to_value(&state)?;
+            doc["running"] = serde_json::json!(running);
+            println!("{doc:#}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn localnet(args: LocalnetArgs) -> Result<ExitCode> {
@@ -570,6 +657,8 @@ fn localnet(args: LocalnetArgs) -> Result<ExitCode> {
                 chain_block_ms: a.chain_block_ms,
                 chain_stall_after_ms: a.chain_stall_after_ms,
                 chain_batches: !a.chain_no_batch,
+                node_id: a.node_id,
+                cluster_file: a.cluster_file,
             };
             net.up(&config, a.operator_version.parse()?, a.kyc_version.parse()?)?;
             print_status(&net, false)?;

@@ -55,6 +55,9 @@ pub enum SimError {
     },
     #[error("{0}")]
     Localnet(String),
+    /// The shared state of a simulated cluster (`--cluster-file`).
+    #[error("{0}")]
+    Cluster(String),
 }
 
 impl SimError {

@@ -7,11 +7,13 @@
 //! - [`FaultProxy`] cuts or slows any TCP dependency.
 //! - [`version`] is the catalogue of versions and their behaviours (`docs/sim.md`).
 //! - [`testenv`] finds the real services for tests and creates per-test databases.
+//! - [`cluster`] is the shared Raft state of N simulated operators (cluster mode).
 //! - [`localnet`] runs the stack as background processes (`rollgate-sim localnet …`).
 //! - [`monitoring`] starts a real Prometheus scraping it (tests and the demo).
 #![forbid(unsafe_code)]
 
 pub mod cert;
+pub mod cluster;
 pub mod db;
 pub mod errors;
 pub mod localnet;

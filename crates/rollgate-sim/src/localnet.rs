@@ -71,6 +71,16 @@ pub struct LocalnetConfig {
     /// The chain answers JSON-RPC batches.
     #[serde(default = "yes")]
     pub chain_batches: bool,
+    /// The operator's Raft id (`raftMetrics.nodeId`).
+    #[serde(default = "one")]
+    pub node_id: u64,
+    /// Cluster mode: the cluster's shared state file (see `crate::cluster`).
+    #[serde(default)]
+    pub cluster_file: Option<PathBuf>,
+}
+
+fn one() -> u64 {
+    1
 }
 
 fn block_ms() -> u64 {
@@ -108,6 +118,8 @@ impl Default for LocalnetConfig {
             chain_block_ms: block_ms(),
             chain_stall_after_ms: None,
             chain_batches: true,
+            node_id: one(),
+            cluster_file: None,
         }
     }
 }
@@ -390,6 +402,10 @@ impl Localnet {
                 let env_file = self.operator_env();
                 if env_file.exists() {
                     push("--env-file", env_file.display().to_string());
+                }
+                push("--node-id", cfg.node_id.to_string());
+                if let Some(f) = &cfg.cluster_file {
+                    push("--cluster-file", f.display().to_string());
                 }
                 if let Some(u) = &cfg.database_url {
                     push(

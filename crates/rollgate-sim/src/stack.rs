@@ -240,6 +240,7 @@ impl RunningStack {
             mark_price: o.mark_price,
             node_id: 1,
             shape: Default::default(),
+            ..OperatorOptions::default()
         }
     }
 

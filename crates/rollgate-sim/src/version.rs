@@ -45,11 +45,18 @@ pub enum OperatorVersion {
     /// `v1.1.0-renamed-metric`: healthy, but exports `operator_requests_total` as
     /// `operator_requests_sequenced_total` (a rule over the old name returns nothing).
     RenamedMetric,
+    /// `v1.1.0-lagging` (cluster mode): applies the cluster's entries 200 behind the commit index.
+    Lagging,
+    /// `v1.1.0-leaves-voters` (cluster mode): removes itself from the voter set.
+    LeavesVoters,
+    /// `v1.1.0-no-leader`: never sees a leader (`leaderId` null, applies nothing, does not count
+    /// for quorum).
+    NoLeader,
 }
 
 impl OperatorVersion {
     /// Every operator version, baseline first.
-    pub const ALL: [OperatorVersion; 15] = [
+    pub const ALL: [OperatorVersion; 18] = [
         OperatorVersion::V1_0_0,
         OperatorVersion::V1_1_0,
         OperatorVersion::SlowStart,
@@ -65,6 +72,9 @@ impl OperatorVersion {
         OperatorVersion::MigrateSchema,
         OperatorVersion::Errors,
         OperatorVersion::RenamedMetric,
+        OperatorVersion::Lagging,
+        OperatorVersion::LeavesVoters,
+        OperatorVersion::NoLeader,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,6 +94,9 @@ impl OperatorVersion {
             OperatorVersion::MigrateSchema => "v1.1.0-migrate-schema",
             OperatorVersion::Errors => "v1.1.0-errors",
             OperatorVersion::RenamedMetric => "v1.1.0-renamed-metric",
+            OperatorVersion::Lagging => "v1.1.0-lagging",
+            OperatorVersion::LeavesVoters => "v1.1.0-leaves-voters",
+            OperatorVersion::NoLeader => "v1.1.0-no-leader",
         }
     }
 
@@ -121,6 +134,15 @@ impl OperatorVersion {
             }
             OperatorVersion::RenamedMetric => {
                 "healthy, but /metrics exports operator_requests_total as operator_requests_sequenced_total"
+            }
+            OperatorVersion::Lagging => {
+                "cluster mode: applies entries 200 behind the commit index (alone: as v1.1.0)"
+            }
+            OperatorVersion::LeavesVoters => {
+                "cluster mode: removes itself from the voter set (alone: as v1.1.0)"
+            }
+            OperatorVersion::NoLeader => {
+                "never sees a leader: leaderId null, requestIndex stands still, not counted for quorum"
             }
         }
     }

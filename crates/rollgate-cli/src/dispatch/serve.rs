@@ -92,7 +92,7 @@ pub async fn run(ctx: &Ctx, args: &ServeArgs) -> CmdResult {
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM (systemd, docker stop).
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

@@ -10,6 +10,7 @@ mod config_layer;
 mod crash;
 mod fault_matrix;
 mod fixture;
+mod fleet;
 mod killswitch;
 mod outage;
 mod rollout;

@@ -37,6 +37,8 @@ pub struct Config {
     pub probe_limits: ProbeLimits,
     pub bake: BakePolicy,
     pub serve: Serve,
+    /// `[fleet]`: None when the node takes no part in a fleet.
+    pub fleet: Option<Fleet>,
     /// Values declared secret (`secrets = [...]`), each at least
     /// [`crate::secrets::MIN_LEN`] characters. Never printed.
     pub secrets: Vec<String>,
@@ -55,6 +57,51 @@ impl Config {
             .find(|r| r.name == "operator")
             .or_else(|| self.readiness.first())
             .map(|r| r.url.as_str())
+    }
+}
+
+/// `[fleet]`: where the cluster coordinates (etcd) and how this node's status document names
+/// its Raft identity. Read by the agent on this node and by any conductor given `--config`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fleet {
+    /// etcd endpoints, `http://` or `https://`, at least one.
+    pub etcd: Vec<String>,
+    /// The key prefix `/rollgate/v1/<cluster>/`: letters, digits, `.`, `_`, `-`.
+    pub cluster: String,
+    /// JSON pointers into the operator readiness document.
+    pub node_id_pointer: String,
+    pub voters_pointer: String,
+    /// None: the leader must be given to the conductor (`--leader`).
+    pub leader_pointer: Option<String>,
+    /// How far a node's `requestIndex` may be behind the cluster's highest (default 50).
+    pub max_lag: u64,
+    /// How long the cluster gates must hold after a node is done (default 15 s).
+    pub stabilization: Duration,
+    /// Extra wait after the first node (default 0).
+    pub canary_soak: Duration,
+    /// etcd authentication; the password is a secret (scrubbed from every output).
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub ca_file: Option<PathBuf>,
+}
+
+impl Fleet {
+    /// The defaults of an empty `[fleet]` section for these endpoints: what a conductor-side
+    /// command (`fleet status --etcd URL --cluster NAME`) uses on a host that is not a node.
+    pub fn for_endpoints(etcd: Vec<String>, cluster: String) -> Fleet {
+        Fleet {
+            etcd,
+            cluster,
+            node_id_pointer: "/raftMetrics/nodeId".into(),
+            voters_pointer: "/raftMetrics/voterIds".into(),
+            leader_pointer: None,
+            max_lag: 50,
+            stabilization: Duration::from_secs(15),
+            canary_soak: Duration::ZERO,
+            user: None,
+            password: None,
+            ca_file: None,
+        }
     }
 }
 

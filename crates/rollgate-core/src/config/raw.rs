@@ -58,6 +58,10 @@ pub struct RawConfig {
     /// Extension: `rollgate serve` and notifications.
     #[serde(default)]
     pub serve: RawServe,
+    /// `rollgate fleet`: how this node takes part in a cluster-wide rollout (shared docs,
+    /// fleet.md). Absent: the node is not in a fleet.
+    #[serde(default)]
+    pub fleet: Option<RawFleet>,
     /// Extension: values redacted from every output besides the passwords and tokens rollgate
     /// finds itself (an API key in a chain RPC URL's path: `secrets = ["${INFURA_KEY}"]`).
     #[serde(default)]
@@ -482,6 +486,34 @@ pub struct RawBake {
     pub headroom_horizon: Option<Str>,
     #[serde(default)]
     pub no_data: Option<Str>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFleet {
+    pub etcd: Vec<Str>,
+    pub cluster: Str,
+    #[serde(default)]
+    pub node_id_pointer: Option<Str>,
+    #[serde(default)]
+    pub voters_pointer: Option<Str>,
+    #[serde(default)]
+    pub leader_pointer: Option<Str>,
+    #[serde(default)]
+    pub max_lag: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub stabilization: Option<Str>,
+    #[serde(default)]
+    pub canary_soak: Option<Str>,
+    /// Extension: etcd authentication (both or neither).
+    #[serde(default)]
+    pub user: Option<Str>,
+    #[serde(default)]
+    pub password: Option<Str>,
+    /// Extension: the CA bundle that signs the `https://` endpoints' certificates (else the
+    /// system roots).
+    #[serde(default)]
+    pub ca_file: Option<Str>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -373,6 +373,11 @@ pub fn resolve(
         ));
     }
     let secrets = resolve_secrets(&cx, &raw.secrets)?;
+    let fleet = raw
+        .fleet
+        .as_ref()
+        .map(|f| resolve_fleet(&cx, f))
+        .transpose()?;
 
     Ok(Config {
         source: path.to_path_buf(),
@@ -395,7 +400,104 @@ pub fn resolve(
         probe_limits,
         bake,
         serve,
+        fleet,
         secrets,
+    })
+}
+
+/// `[fleet]`: every endpoint a URL, a cluster name safe as an etcd key segment, pointers that
+/// are pointers, and credentials in pairs.
+fn resolve_fleet(cx: &Ctx, f: &raw::RawFleet) -> Result<Fleet, ConfigError> {
+    if f.etcd.is_empty() {
+        return Err(cx.invalid_at(
+            "etcd =",
+            "fleet.etcd",
+            "list at least one etcd endpoint (\"http://127.0.0.1:2379\")",
+        ));
+    }
+    let etcd = f
+        .etcd
+        .iter()
+        .map(|e| cx.http(e, "fleet.etcd"))
+        .collect::<Result<Vec<_>, _>>()?;
+    let cluster = cx.s(&f.cluster, "fleet.cluster")?;
+    if cluster.is_empty()
+        || !cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(cx.invalid(
+            &f.cluster,
+            "fleet.cluster",
+            format!(
+                "`{cluster}` is not a cluster name (letters, digits, `.`, `_`, `-`: it becomes \
+                 the etcd key prefix /rollgate/v1/<cluster>/)"
+            ),
+        ));
+    }
+    let pointer = |v: &Option<Str>,
+                   key: &str,
+                   default: Option<&str>|
+     -> Result<Option<String>, ConfigError> {
+        match v {
+            Some(v) => {
+                let p = cx.pointer(v, key)?;
+                if p.is_empty() {
+                    return Err(cx.invalid(v, key, "must not be empty"));
+                }
+                Ok(Some(p))
+            }
+            None => Ok(default.map(str::to_owned)),
+        }
+    };
+    let node_id_pointer = pointer(
+        &f.node_id_pointer,
+        "fleet.node_id_pointer",
+        Some("/raftMetrics/nodeId"),
+    )?
+    .unwrap_or_default();
+    let voters_pointer = pointer(
+        &f.voters_pointer,
+        "fleet.voters_pointer",
+        Some("/raftMetrics/voterIds"),
+    )?
+    .unwrap_or_default();
+    let leader_pointer = pointer(&f.leader_pointer, "fleet.leader_pointer", None)?;
+    let user = f.user.as_ref().map(|v| cx.s(v, "fleet.user")).transpose()?;
+    let password = f
+        .password
+        .as_ref()
+        .map(|v| cx.s(v, "fleet.password"))
+        .transpose()?;
+    match (&f.user, &f.password) {
+        (Some(u), None) => {
+            return Err(cx.invalid(u, "fleet.user", "set fleet.password with fleet.user"));
+        }
+        (None, Some(p)) => {
+            return Err(cx.invalid(p, "fleet.password", "set fleet.user with fleet.password"));
+        }
+        _ => {}
+    }
+    Ok(Fleet {
+        etcd,
+        cluster,
+        node_id_pointer,
+        voters_pointer,
+        leader_pointer,
+        max_lag: cx.count(&f.max_lag, "fleet.max_lag", 50)? as u64,
+        stabilization: cx.opt_duration(
+            &f.stabilization,
+            "fleet.stabilization",
+            Duration::from_secs(15),
+        )?,
+        canary_soak: cx.opt_duration(&f.canary_soak, "fleet.canary_soak", Duration::ZERO)?,
+        user,
+        password,
+        ca_file: f
+            .ca_file
+            .as_ref()
+            .map(|v| cx.path(v, "fleet.ca_file"))
+            .transpose()?,
     })
 }
 

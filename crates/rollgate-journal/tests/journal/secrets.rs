@@ -116,3 +116,24 @@ fn configured_password_never_appears_in_the_database_files() {
         );
     }
 }
+
+/// `[fleet]`: the etcd password (its own key, or inside an endpoint URL) is a secret of the
+/// configuration like every other password.
+#[test]
+fn fleet_etcd_passwords_are_secrets_of_the_configuration() {
+    let env = MapEnv::new([
+        (
+            "DATABASE_URL",
+            "postgres://app:pw-db-1@127.0.0.1:5432/node0",
+        ),
+        ("REDIS_URL", "redis://127.0.0.1:6379"),
+    ]);
+    let text = default_profile("operator-localnet", Mode::LocalnetLoopback).unwrap()
+        + "\n[fleet]\netcd = [\"http://127.0.0.1:2379\", \"https://root:etcdUrlPw7@10.0.0.2:2379\"]\n\
+           cluster = \"dex-a\"\nuser = \"rollgate\"\npassword = \"etcdKeyPw42\"\n";
+    let cfg = load_str(Path::new("rollgate.toml"), &text, &env).unwrap();
+    let secrets = rollgate_journal::redact::secrets_of(&cfg);
+    for pw in ["etcdKeyPw42", "etcdUrlPw7"] {
+        assert!(secrets.iter().any(|s| s == pw), "{pw} missing: {secrets:?}");
+    }
+}

@@ -22,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::cluster::{ClusterFile, ClusterView, Heartbeat};
 use crate::db;
 use crate::errors::SimError;
 use crate::server::{HttpServer, now_ms};
@@ -84,6 +85,13 @@ pub struct OperatorOptions {
     pub node_id: u64,
     /// How the status document spells its values (see [`StatusShape`]).
     pub shape: StatusShape,
+    /// Cluster mode: the shared Raft state of the cluster this node belongs to (see
+    /// [`crate::cluster`]). The node then heartbeats into it instead of generating its own
+    /// traffic, applies the entries the leader commits, and reports the cluster's voter set,
+    /// leader and term. None: a cluster of one, this node the leader.
+    pub cluster_file: Option<PathBuf>,
+    /// How often a cluster node heartbeats (and applies what was committed).
+    pub heartbeat_interval: Duration,
 }
 
 /// How the status document spells "nothing" and counts: real nodes differ from the
@@ -136,6 +144,8 @@ impl Default for OperatorOptions {
             mark_price: true,
             node_id: 1,
             shape: StatusShape::Tidy,
+            cluster_file: None,
+            heartbeat_interval: Duration::from_millis(100),
         }
     }
 }
@@ -180,6 +190,9 @@ struct Inner {
     redis: tokio::sync::Mutex<Option<redis::aio::MultiplexedConnection>>,
     /// Serializes sequencing so indexes and rows stay in order.
     sequencer: tokio::sync::Mutex<()>,
+    /// Cluster mode: the shared state and what the last heartbeat said about the cluster.
+    cluster: Option<ClusterFile>,
+    view: Mutex<Option<ClusterView>>,
 }
 
 /// A running operator. Dropping it stops the server at once; prefer [`RunningOperator::shutdown`].
@@ -234,11 +247,17 @@ impl RunningOperator {
             pg: tokio::sync::Mutex::new(None),
             redis: tokio::sync::Mutex::new(None),
             sequencer: tokio::sync::Mutex::new(()),
+            cluster: opts.cluster_file.as_ref().map(ClusterFile::new),
+            view: Mutex::new(None),
             opts,
         });
         // Know the dependencies' state and resume the sequence before serving the first status.
         inner.check_dependencies().await;
         inner.restore_progress().await;
+        // A cluster node that cannot reach the cluster's state does not start: say why.
+        if inner.cluster.is_some() {
+            inner.heartbeat().await?;
+        }
 
         let mut router = Router::new()
             .route("/v2/status", get(status))
@@ -258,7 +277,9 @@ impl RunningOperator {
             tokio::spawn(health_loop(inner.clone())),
             tokio::spawn(fault_log_loop(inner.clone())),
         ];
-        if inner.opts.traffic {
+        if inner.cluster.is_some() {
+            background.push(tokio::spawn(raft_loop(inner.clone())));
+        } else if inner.opts.traffic {
             background.push(tokio::spawn(traffic_loop(inner.clone())));
         }
         if version == OperatorVersion::CrashLoop {
@@ -509,7 +530,8 @@ impl Inner {
     }
 
     /// Sequences one request: the path shared by `POST /v2/request` and the traffic generator.
-    async fn sequence(&self, body: &[u8]) -> Result<(u64, String), Reject> {
+    /// `target`: in cluster mode, the index applied up to (what the leader committed).
+    async fn sequence(&self, body: &[u8], target: Option<u64>) -> Result<(u64, String), Reject> {
         if self.is_starting() {
             self.lock_progress().rejected_total += 1;
             return Err(Reject::NotAccepting);
@@ -527,7 +549,7 @@ impl Inner {
         let next_index = if version == OperatorVersion::StallRequest {
             index
         } else {
-            index + 1
+            target.unwrap_or(index + 1)
         };
         let mut h = Sha256::new();
         h.update(prev_tx);
@@ -609,6 +631,85 @@ impl Inner {
         Ok((next_index, tx_hex))
     }
 
+    /// The cluster this node reports: voter set, leader (None when it sees none) and term.
+    fn raft_view(&self) -> (Vec<u64>, Option<u64>, u64) {
+        let sees_leader = self.opts.version != OperatorVersion::NoLeader;
+        let node_id = self.opts.node_id;
+        if self.cluster.is_none() {
+            return (vec![node_id], sees_leader.then_some(node_id), 1);
+        }
+        match self.view.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            Some(v) => (
+                v.voter_ids.clone(),
+                v.leader_id.filter(|_| sees_leader),
+                v.term,
+            ),
+            None => (vec![node_id], None, 0),
+        }
+    }
+
+    /// Cluster mode: one heartbeat into the shared state, remembering what it said.
+    async fn heartbeat(&self) -> Result<ClusterView, SimError> {
+        let Some(file) = self.cluster.clone() else {
+            return Err(SimError::Cluster("not in cluster mode".into()));
+        };
+        let version = self.opts.version;
+        let hb = Heartbeat {
+            node_id: self.opts.node_id,
+            applied: self.lock_progress().request_index,
+            voter: version != OperatorVersion::LeavesVoters,
+            sees_leader: version != OperatorVersion::NoLeader,
+        };
+        let result = tokio::task::spawn_blocking(move || file.heartbeat(hb))
+            .await
+            .map_err(|e| SimError::Cluster(format!("heartbeat task: {e}")))?;
+        let mut slot = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(view) => *slot = Some(view.clone()),
+            // Cut off from the cluster: keep the last voter set, but know no leader.
+            Err(_) => {
+                if let Some(v) = slot.as_mut() {
+                    v.leader_id = None;
+                }
+            }
+        }
+        result
+    }
+
+    /// What this node applies up to after a heartbeat: the commit index, less for a lagging
+    /// version, nothing for one that sees no leader or is still starting.
+    fn apply_target(&self, view: &ClusterView) -> Option<u64> {
+        let version = self.opts.version;
+        if version == OperatorVersion::NoLeader || view.leader_id.is_none() || self.is_starting() {
+            return None;
+        }
+        let target = if version == OperatorVersion::Lagging {
+            view.commit_index
+                .saturating_sub(crate::cluster::LAG_ENTRIES)
+        } else {
+            view.commit_index
+        };
+        (target > self.lock_progress().request_index).then_some(target)
+    }
+
+    /// `POST /v2/request` in cluster mode commits through the leader; `Ok(None)` outside it.
+    async fn submit(&self) -> Result<Option<u64>, Reject> {
+        let Some(file) = self.cluster.clone() else {
+            return Ok(None);
+        };
+        if self.is_starting() || self.opts.version == OperatorVersion::NoLeader {
+            return Err(Reject::NotAccepting);
+        }
+        let node_id = self.opts.node_id;
+        match tokio::task::spawn_blocking(move || file.submit(node_id)).await {
+            Ok(Ok(Some(index))) => Ok(Some(index)),
+            // No leader (an election, no quorum): a real node answers 421 meanwhile.
+            Ok(Ok(None)) => Err(Reject::NotAccepting),
+            Ok(Err(e)) => Err(Reject::Unavailable(format!("cluster: {e}"))),
+            Err(e) => Err(Reject::Unavailable(format!("cluster: {e}"))),
+        }
+    }
+
     fn status_json(&self) -> Value {
         let version = self.opts.version;
         let starting = self.is_starting();
@@ -618,6 +719,7 @@ impl Inner {
         };
         let (pg, redis) = self.deps();
         let node_id = self.opts.node_id;
+        let (voters, leader, term) = self.raft_view();
         let attestation_fault = (version == OperatorVersion::AttestationFault).then(|| {
             json!({
                 "stage": "Identity",
@@ -637,12 +739,12 @@ impl Inner {
             let mut b = [0u8; 8];
             b[2..].copy_from_slice(&last_tx[..6]);
             (
-                json!({"nodeId": node_id, "voters": [node_id], "leaderId": node_id, "term": 1}),
+                json!({"nodeId": node_id, "voters": voters, "leaderId": leader, "term": term}),
                 json!(u64::from_be_bytes(b)),
             )
         } else {
             (
-                json!({"nodeId": node_id, "voterIds": [node_id], "leaderId": node_id, "term": 1}),
+                json!({"nodeId": node_id, "voterIds": voters, "leaderId": leader, "term": term}),
                 json!(format!("0x{}", hex::encode(last_tx))),
             )
         };
@@ -767,13 +869,33 @@ async fn health_loop(inner: Arc<Inner>) {
     }
 }
 
+/// Cluster mode: heartbeat, then apply what the leader committed since.
+async fn raft_loop(inner: Arc<Inner>) {
+    loop {
+        tokio::time::sleep(inner.opts.heartbeat_interval).await;
+        match inner.heartbeat().await {
+            Ok(view) => {
+                if let Some(target) = inner.apply_target(&view) {
+                    let body = format!("{{\"t\":\"Apply\",\"index\":{target}}}");
+                    if let Err(Reject::Unavailable(reason)) =
+                        inner.sequence(body.as_bytes(), Some(target)).await
+                    {
+                        tracing::debug!(%reason, "apply failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cluster heartbeat failed"),
+        }
+    }
+}
+
 async fn traffic_loop(inner: Arc<Inner>) {
     let mut n: u64 = 0;
     loop {
         tokio::time::sleep(inner.opts.traffic_interval).await;
         n += 1;
         let body = format!("{{\"t\":\"Order\",\"seq\":{n}}}");
-        if let Err(Reject::Unavailable(reason)) = inner.sequence(body.as_bytes()).await {
+        if let Err(Reject::Unavailable(reason)) = inner.sequence(body.as_bytes(), None).await {
             tracing::debug!(%reason, "generated request rejected");
         }
     }
@@ -829,7 +951,11 @@ async fn mark_price(State(inner): State<Arc<Inner>>) -> Response {
 }
 
 async fn request(State(inner): State<Arc<Inner>>, body: Bytes) -> Response {
-    match inner.sequence(&body).await {
+    let result = match inner.submit().await {
+        Ok(target) => inner.sequence(&body, target).await,
+        Err(reject) => Err(reject),
+    };
+    match result {
         Ok((index, tx)) => {
             json_response(StatusCode::OK, json!({"requestIndex": index, "txHash": tx}))
         }

@@ -13,6 +13,32 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The `rollgate-sim` binary under test.
+pub fn sim() -> std::process::Command {
+    std::process::Command::new(env!("CARGO_BIN_EXE_rollgate-sim"))
+}
+
+/// `localnet down --dir` when dropped: a localnet is cleaned up even when an assertion fails.
+pub struct LocalnetDown(pub std::path::PathBuf);
+
+impl Drop for LocalnetDown {
+    fn drop(&mut self) {
+        let _ = sim()
+            .args(["localnet", "down", "--dir"])
+            .arg(&self.0)
+            .output();
+    }
+}
+
+/// A loopback port free right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub async fn get_json(url: &str) -> Value {
     let r = client()
         .get(url)

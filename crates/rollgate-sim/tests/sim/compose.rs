@@ -10,7 +10,7 @@ use std::time::Duration;
 use rollgate_sim::testenv;
 use tokio::process::Command;
 
-use crate::common::{client, eventually, get_json};
+use crate::common::{client, eventually, free_port, get_json};
 
 const IMAGES: [&str; 8] = [
     "rollgate-sim/operator:v1.0.0",
@@ -117,14 +117,6 @@ async fn docker_ids(kind: &str, project: &str) -> String {
         .unwrap();
     assert!(out.status.success(), "docker {kind} ls failed");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test]

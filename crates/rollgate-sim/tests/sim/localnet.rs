@@ -4,19 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::{eventually, status};
-
-fn sim() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_rollgate-sim"))
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::common::{LocalnetDown, eventually, free_port, sim, status};
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let out = cmd.output().unwrap();
@@ -55,16 +43,7 @@ async fn localnet_up_set_restart_down() {
         .args(["--traffic-interval-ms", "50"]);
     let (code, out, err) = run(&mut up);
     // Always try to clean up, even when an assertion below fails.
-    struct Down(std::path::PathBuf);
-    impl Drop for Down {
-        fn drop(&mut self) {
-            let _ = sim()
-                .args(["localnet", "down", "--dir"])
-                .arg(&self.0)
-                .output();
-        }
-    }
-    let _down = Down(dir.path().to_owned());
+    let _down = LocalnetDown(dir.path().to_owned());
     assert_eq!(code, 0, "up failed:\n{out}\n{err}");
     assert!(out.contains("operator"), "{out}");
 

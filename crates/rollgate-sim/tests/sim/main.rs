@@ -3,6 +3,7 @@
 //! Tests needing Postgres/Redis skip outside CI when `scripts/services` was not run.
 
 mod chain;
+mod cluster;
 mod common;
 mod compose;
 mod faults;

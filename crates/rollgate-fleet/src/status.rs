@@ -1,0 +1,108 @@
+//! `rollgate fleet status`: the wave and every node as etcd holds them, in the contract's JSON
+//! (`{wave: {…}|null, agents: [{node_id, alive, value, healthy, role, phase}], halt}`). Read-only:
+//! one prefix read each for agents and node records, so it stays fast with many agents.
+
+use std::collections::BTreeMap;
+
+use etcd_client::Client;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::errors::FleetError;
+use crate::keys::Keys;
+use crate::node::{NodePhase, NodeRecord};
+use crate::snapshot::AgentSnapshot;
+use crate::store;
+
+/// A node's role as its own agent reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Leader,
+    Follower,
+    /// Not in the voter set it reports (a learner, or a node that left).
+    NonVoter,
+}
+
+/// One node: its agent's snapshot (when its lease is alive) and its record (when it has one).
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentStatus {
+    pub node_id: u64,
+    pub alive: bool,
+    pub value: Option<String>,
+    pub healthy: Option<bool>,
+    pub role: Option<Role>,
+    pub phase: Option<NodePhase>,
+    /// The node record (wave, layer, to, rollout id, reason) for the human display.
+    #[serde(skip)]
+    pub record: Option<NodeRecord>,
+    #[serde(skip)]
+    pub frozen: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetStatus {
+    pub wave: Option<Value>,
+    pub agents: Vec<AgentStatus>,
+    /// The cluster kill switch's record when on (`fleet halt`).
+    pub halt: Option<Value>,
+}
+
+fn role(s: &AgentSnapshot) -> Role {
+    if s.leader.as_deref() == Some(s.node_id.as_str()) {
+        Role::Leader
+    } else if s.voters.contains(&s.node_id) {
+        Role::Follower
+    } else {
+        Role::NonVoter
+    }
+}
+
+/// Reads the cluster's state. A key holding something that is not our JSON is an error naming it.
+pub async fn read(client: &Client, keys: &Keys) -> Result<FleetStatus, FleetError> {
+    let wave = store::read(client, &keys.wave()).await?.map(|v| v.value);
+    let halt = store::halted(client, keys).await?;
+    let mut nodes: BTreeMap<u64, AgentStatus> = BTreeMap::new();
+    let blank = |node_id| AgentStatus {
+        node_id,
+        alive: false,
+        value: None,
+        healthy: None,
+        role: None,
+        phase: None,
+        record: None,
+        frozen: false,
+    };
+    for (id, value) in store::agents(client, keys).await? {
+        let snap: AgentSnapshot =
+            serde_json::from_value(value).map_err(|e| FleetError::Corrupt {
+                key: keys.agent(id),
+                message: e.to_string(),
+            })?;
+        let n = nodes.entry(id).or_insert_with(|| blank(id));
+        n.alive = true;
+        n.value = snap.value.clone();
+        n.healthy = Some(snap.healthy);
+        n.role = Some(role(&snap));
+        n.frozen = snap.frozen;
+    }
+    let resp = store::list(client, &keys.nodes()).await?;
+    for kv in resp.kvs() {
+        let Some(id) = keys.node_id(kv.key()) else {
+            continue;
+        };
+        let record: NodeRecord =
+            serde_json::from_slice(kv.value()).map_err(|e| FleetError::Corrupt {
+                key: keys.node(id),
+                message: e.to_string(),
+            })?;
+        let n = nodes.entry(id).or_insert_with(|| blank(id));
+        n.phase = Some(record.phase);
+        n.record = Some(record);
+    }
+    Ok(FleetStatus {
+        wave,
+        agents: nodes.into_values().collect(),
+        halt,
+    })
+}
