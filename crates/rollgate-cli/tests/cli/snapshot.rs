@@ -178,6 +178,24 @@ fn assert_plan_shows_snapshot(node: &Node, method: &str) {
         snap["databases"][0]["size_bytes"].as_u64().unwrap_or(0) > 0,
         "{plan:#}"
     );
+    // The server unreachable: the plan still says what would be saved, and why no size.
+    let out = node
+        .rollgate()
+        .env(
+            "ROLLGATE_TEST_DATABASE_URL",
+            "postgres://rollgate:pw-not-shown@127.0.0.1:1/nowhere",
+        )
+        .args(["plan", &change])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", explain(&out));
+    let down: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let snap = &down["snapshot"];
+    assert_eq!(snap["method"], method, "{down:#}");
+    assert!(snap["databases"][0]["size_bytes"].is_null(), "{down:#}");
+    let why = snap["size_error"].as_str().unwrap_or_default();
+    assert!(why.contains("127.0.0.1:1"), "{down:#}");
+    assert!(!explain(&out).contains("pw-not-shown"), "{}", explain(&out));
     assert!(!migrated(node), "plan changed the database");
     let (_, list) = node.run(&["snapshot", "list"]);
     assert_eq!(
