@@ -8,8 +8,15 @@
 //! (`rollgate_core::confdiff`). For an `env` layer, one entry whose `file` is the layer's name
 //! and whose diff compares the overrides as `KEY=VALUE` lines.
 //!
+//! For a layer with `snapshot`, `snapshot` says what the rollout will save before the change:
+//! `{"method": "template", "databases": [{"name": "node0", "size_bytes": 8388608}],
+//! "size_error": null, "stops": ["operator"]}` (`size_bytes` is `pg_database_size` now, `null`
+//! when the server cannot be reached — `size_error` then says why — or the database does not
+//! exist); `null` for a layer without one. The components in `stops` are stopped while the
+//! databases are saved and started again on the new version by the restart.
+//!
 //! JSON: `{"ok": bool, "layer": "operator-image", "kind": "image", "from": "…", "to": "…",
-//! "restart": [{"component": "operator", "service": "operator"}],
+//! "restart": [{"component": "operator", "service": "operator"}], "snapshot": null,
 //! "gates": [{"name": "progression:requestIndex", "threshold": "must increase within 60s"},
 //! {"name": "analysis:errors", "threshold": "…", "now": {"verdict": "successful",
 //! "detail": "0 < 1", "no_data": false, "samples": [{"labels": "", "value": 0}]}}],
@@ -67,6 +74,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
         .filter_map(|c| config.components.get(c))
         .map(|c| json!({"component": c.name, "service": c.service}))
         .collect();
+    let snapshot = snapshot_plan(&config, &layer).await;
 
     let r = &config.rollout;
     let mut gates = Vec::new();
@@ -143,7 +151,7 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
     .await;
     let ok = current.is_ok() && checks.iter().all(|c| c.status != CheckStatus::Fail);
     if ctx.out.is_json() {
-        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "diff": diffs.iter().map(|(f, d)| json!({"file": f, "diff": d})).collect::<Vec<_>>(), "gates": gates, "checks": checks, "warnings": warnings}))?;
+        ctx.out.json(&json!({"ok": ok, "layer": layer.name, "kind": layer.kind, "from": from, "to": value, "restart": restart, "snapshot": snapshot, "diff": diffs.iter().map(|(f, d)| json!({"file": f, "diff": d})).collect::<Vec<_>>(), "gates": gates, "checks": checks, "warnings": warnings}))?;
     } else {
         crate::outln!(
             "plan: {} ({}) {} → {}",
@@ -153,6 +161,9 @@ pub async fn run(ctx: &Ctx, args: &PlanArgs) -> CmdResult {
             value
         );
         crate::outln!("restarts: {}", layer.components.join(", "));
+        if let Some(line) = snapshot_line(&snapshot) {
+            crate::outln!("{line}");
+        }
         for (file, diff) in &diffs {
             if diff.is_empty() {
                 crate::outln!("\n{}: unchanged", file.display());
@@ -213,4 +224,100 @@ async fn config_diffs(
     let change = rollgate_runner::rollout::config_files::read_change(&runner.config, layer, value)
         .map_err(crate::dispatch::common::runner_error)?;
     Ok(change.diffs())
+}
+
+/// What the rollout will snapshot before changing `layer` (see the module doc), with each
+/// database's current size; `null` when the layer has no `snapshot`. An unreachable server is
+/// reported in `size_error`, never a failure of the plan: the preflight's Postgres check says
+/// whether a rollout could start.
+async fn snapshot_plan(
+    config: &rollgate_core::config::Config,
+    layer: &rollgate_core::config::Layer,
+) -> serde_json::Value {
+    let Some(plan) = &layer.snapshot else {
+        return serde_json::Value::Null;
+    };
+    let (sizes, size_error) =
+        match rollgate_runner::snapshot::database_sizes(config, &plan.databases).await {
+            Ok(sizes) => (sizes, None),
+            Err(e) => (Vec::new(), Some(rollgate_probe::errors::chain(&e))),
+        };
+    let databases: Vec<_> = plan
+        .databases
+        .iter()
+        .map(|db| {
+            let size = sizes.iter().find(|(n, _)| n == db).map(|(_, s)| *s);
+            json!({"name": db, "size_bytes": size})
+        })
+        .collect();
+    json!({
+        "method": plan.method.as_str(),
+        "databases": databases,
+        "size_error": size_error,
+        "stops": layer.components,
+    })
+}
+
+/// The human line of [`snapshot_plan`], none without a snapshot.
+fn snapshot_line(snapshot: &serde_json::Value) -> Option<String> {
+    let method = snapshot["method"].as_str()?;
+    let reachable = snapshot["size_error"].is_null();
+    let databases: Vec<String> = snapshot["databases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|d| {
+            let name = d["name"].as_str().unwrap_or("?");
+            match d["size_bytes"].as_u64() {
+                Some(n) => format!("{name} ({})", rollgate_core::units::format_size(n)),
+                None if reachable => format!("{name} (no such database now)"),
+                None => format!("{name} (size unknown)"),
+            }
+        })
+        .collect();
+    let stops: Vec<&str> = snapshot["stops"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.as_str())
+        .collect();
+    let mut line = format!(
+        "snapshot: {} by {method}, with {} stopped while it is taken",
+        databases.join(", "),
+        stops.join(", ")
+    );
+    if let Some(why) = snapshot["size_error"].as_str() {
+        line.push_str(&format!(
+            "\n  sizes unknown: the database server is not reachable: {why}"
+        ));
+    }
+    Some(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_snapshot_line_names_databases_sizes_method_and_stopped_components() {
+        let reachable = json!({"method": "template", "databases": [
+            {"name": "node0", "size_bytes": 8 * 1024 * 1024}, {"name": "gone", "size_bytes": null}],
+            "size_error": null, "stops": ["operator", "worker"]});
+        let line = snapshot_line(&reachable).unwrap();
+        assert!(line.starts_with("snapshot: node0 (8"), "{line}");
+        assert!(line.contains("gone (no such database now)"), "{line}");
+        assert!(
+            line.contains("by template, with operator, worker stopped"),
+            "{line}"
+        );
+        let unreachable = json!({"method": "dump", "databases": [{"name": "node0", "size_bytes": null}],
+            "size_error": "cannot connect for a snapshot on postgres://127.0.0.1:1/x", "stops": ["operator"]});
+        let line = snapshot_line(&unreachable).unwrap();
+        assert!(line.contains("node0 (size unknown) by dump"), "{line}");
+        assert!(
+            line.contains("sizes unknown: the database server is not reachable: cannot connect"),
+            "{line}"
+        );
+        assert_eq!(snapshot_line(&serde_json::Value::Null), None);
+    }
 }

@@ -53,6 +53,8 @@ fn compose_dir() -> PathBuf {
 
 struct Stack {
     project: String,
+    /// Compose files of the test on top of `compose.yml` (absolute).
+    overrides: Vec<PathBuf>,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
     config: PathBuf,
@@ -64,10 +66,16 @@ impl Stack {
     fn compose(&self, args: &[&str]) -> std::process::Output {
         let cmd = compose_cmd();
         let mut c = Command::new(&cmd[0]);
-        c.args(&cmd[1..])
-            .current_dir(compose_dir())
-            .args(["-p", &self.project, "-f", "compose.yml"])
-            .args(args);
+        c.args(&cmd[1..]).current_dir(compose_dir()).args([
+            "-p",
+            &self.project,
+            "-f",
+            "compose.yml",
+        ]);
+        for f in &self.overrides {
+            c.arg("-f").arg(f);
+        }
+        c.args(args);
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -147,8 +155,11 @@ fn wait_http(url: &str) {
 
 /// The simulated stack under Compose with its own databases and ports, and a rollgate
 /// configuration for it (compose driver) with `extra` appended; `None` when the services or
-/// the images are missing outside CI.
-fn start_stack(extra: &str) -> Option<Stack> {
+/// the images are missing outside CI. With `operator_config`, the operator reads its
+/// configuration file `run/operator/operator.env` (holding that text from the start) through
+/// `SIM_ENV_FILE`, bind-mounted read-only by a Compose file of the test's own (the project's
+/// `compose.yml` stays as it is): the file a `config` layer changes.
+fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     let services = testenv::require_services()?;
     if !docker_ok() {
         assert!(
@@ -174,6 +185,23 @@ fn start_stack(extra: &str) -> Option<Stack> {
         std::fs::create_dir_all(run.join(d)).unwrap();
     }
     std::fs::write(run.join(".env"), "SGX_DEBUG=0\nSGX_PRERELEASE=1\n").unwrap();
+    let mut overrides = Vec::new();
+    if let Some(text) = operator_config {
+        std::fs::create_dir_all(run.join("operator")).unwrap();
+        std::fs::write(run.join("operator/operator.env"), text).unwrap();
+        let file = dir.path().join("operator-config.yml");
+        std::fs::write(
+            &file,
+            format!(
+                "version: \"2.4\"\nservices:\n  operator:\n    environment:\n      \
+                 SIM_ENV_FILE: /etc/operator/operator.env\n    volumes:\n      \
+                 - {}:/etc/operator:ro\n",
+                run.join("operator").display()
+            ),
+        )
+        .unwrap();
+        overrides.push(file);
+    }
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let project = format!("rgtest{}", testenv::unique_suffix().replace('_', ""));
     let env: Vec<(String, String)> = [
@@ -195,6 +223,7 @@ fn start_stack(extra: &str) -> Option<Stack> {
     let config = dir.path().join("rollgate.toml");
     let mut stack = Stack {
         project,
+        overrides,
         env,
         _dir: dir,
         config,
@@ -209,9 +238,18 @@ fn start_stack(extra: &str) -> Option<Stack> {
     while !pin_file.exists() && started.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(100));
     }
+    let files: Vec<String> = std::iter::once("\"compose.yml\"".to_string())
+        .chain(
+            stack
+                .overrides
+                .iter()
+                .map(|f| format!("\"{}\"", f.display())),
+        )
+        .collect();
     let runtime = format!(
-        "[runtime]\ndriver = \"compose\"\n\n[runtime.compose]\nproject_dir = \"{}\"\nfiles = [\"compose.yml\"]\nproject_name = \"{}\"",
+        "[runtime]\ndriver = \"compose\"\n\n[runtime.compose]\nproject_dir = \"{}\"\nfiles = [{}]\nproject_name = \"{}\"",
         compose_dir().display(),
+        files.join(", "),
         stack.project
     );
     let owner = String::from_utf8_lossy(&Command::new("id").arg("-un").output().unwrap().stdout)
@@ -253,7 +291,7 @@ fn start_stack(extra: &str) -> Option<Stack> {
 
 #[test]
 fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
-    let Some(stack) = start_stack("") else {
+    let Some(stack) = start_stack("", None) else {
         return;
     };
 
@@ -421,21 +459,27 @@ components = ["operator"]
 
 [layers.operator-config]
 kind = "config"
-files = ["run/operator.env"]
+files = ["run/operator/operator.env"]
 components = ["operator"]
 "#;
 
 /// `env` layers under Compose: overrides through rollgate's override file (the operator's
 /// Compose files untouched), values masked, a bad set rolled back to the previous one; and a
-/// `config` layer with `files` under the compose driver.
+/// `config` layer with `files` under the compose driver: the operator reads the file (mounted
+/// into its container), a good one is promoted, a bad one (`OPERATOR_MARK_PRICE=off`: no mark
+/// prices) fails the mark-price gate and is rolled back with the exact bytes restored.
 #[test]
 fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
-    let Some(stack) = start_stack(ENV_AND_CONFIG_LAYERS) else {
+    // The config layer's file exists from the start: the baselines record it. It sets no
+    // OPERATOR_MARK_PRICE, which would override the env layer's SIM_NO_MARK_PRICE below.
+    let Some(stack) = start_stack(ENV_AND_CONFIG_LAYERS, Some("A=1\n")) else {
         return;
     };
-    // The config layer's file exists from the start: the baselines record it.
-    let file = stack.config.parent().unwrap().join("run/operator.env");
-    std::fs::write(&file, "A=1\n").unwrap();
+    let file = stack
+        .config
+        .parent()
+        .unwrap()
+        .join("run/operator/operator.env");
     let compose_file = compose_dir().join("compose.yml");
     let compose_before = std::fs::read(&compose_file).unwrap();
     let secret = "tok-s3cret-value";
@@ -484,8 +528,9 @@ fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
     assert_eq!(std::fs::read(&compose_file).unwrap(), compose_before);
 
     // A config layer with files under the compose driver: written, the operator recreated.
+    let promoted = b"# promoted\nA=2\n";
     let new = stack.config.parent().unwrap().join("new.env");
-    std::fs::write(&new, "A=2\n").unwrap();
+    std::fs::write(&new, promoted).unwrap();
     let (out, record) = stack.rollgate(&[
         "rollout",
         &format!("operator-config={}", new.display()),
@@ -493,5 +538,20 @@ fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
     ]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(record["outcome"], "promoted", "{record:#}");
-    assert_eq!(std::fs::read(&file).unwrap(), b"A=2\n");
+    assert_eq!(std::fs::read(&file).unwrap(), promoted);
+
+    // A bad file: the operator reads it on its recreation and serves no mark prices; the
+    // mark-price gate fails and the promoted bytes come back exactly.
+    let bad = stack.config.parent().unwrap().join("bad.env");
+    std::fs::write(&bad, "OPERATOR_MARK_PRICE=off\nA=3\n").unwrap();
+    let op_before = stack.container("operator");
+    let (out, record) = stack.rollgate(&[
+        "rollout",
+        &format!("operator-config={}", bad.display()),
+        "--yes",
+    ]);
+    crate::config_layer::assert_rolled_back_by_mark_price(&out, &record);
+    assert_eq!(std::fs::read(&file).unwrap(), promoted);
+    assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
+    assert_eq!(std::fs::read(&compose_file).unwrap(), compose_before);
 }

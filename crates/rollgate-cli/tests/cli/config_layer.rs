@@ -173,7 +173,22 @@ fn bad_config_is_rolled_back_to_the_exact_bytes_mode_and_owner() {
         &format!("operator-config={}", bad.display()),
         "--yes",
     ]);
-    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_rolled_back_by_mark_price(&out, &record);
+    assert_eq!(
+        fingerprint(&file),
+        before,
+        "not the exact baseline bytes, mode and owner"
+    );
+}
+
+/// A bad configuration file's rollout (`OPERATOR_MARK_PRICE=off`): rolled back and verified,
+/// failed by the mark-price gate, the files restored and checked by hash
+/// (`restored:operator-config`). Shared with the compose driver's test.
+pub(crate) fn assert_rolled_back_by_mark_price(
+    out: &std::process::Output,
+    record: &serde_json::Value,
+) {
+    assert_eq!(code(out), 4, "{}", explain(out));
     assert_eq!(record["outcome"], "rolled_back", "{record:#}");
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     let failed: Vec<&str> = record["gates"]
@@ -194,11 +209,6 @@ fn bad_config_is_rolled_back_to_the_exact_bytes_mode_and_owner() {
             .iter()
             .any(|g| g["name"] == "restored:operator-config" && g["verdict"] == "pass"),
         "{record:#}"
-    );
-    assert_eq!(
-        fingerprint(&file),
-        before,
-        "not the exact baseline bytes, mode and owner"
     );
 }
 

@@ -109,6 +109,8 @@ fn baseline_rows(node: &Node) -> i64 {
 #[test]
 fn a_migrating_version_without_a_snapshot_cannot_be_rolled_back_verified() {
     let Some(node) = node(None) else { return };
+    let (_, plan) = node.run(&["plan", &format!("operator-image={MIGRATES}")]);
+    assert!(plan["snapshot"].is_null(), "{plan:#}");
     let (out, record) = node.run(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
     assert_eq!(code(&out), 5, "{}", explain(&out));
     assert_eq!(record["outcome"], "rollback_failed", "{record:#}");
@@ -123,6 +125,7 @@ fn rolled_back_with(method: &str) {
         return;
     };
     std::thread::sleep(Duration::from_secs(1));
+    assert_plan_shows_snapshot(&node, method);
     let before = baseline_rows(&node);
     let (out, record) = node.run(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
     assert_eq!(code(&out), 4, "{}", explain(&out));
@@ -157,6 +160,49 @@ fn rolled_back_with(method: &str) {
         assert_eq!(mode, 0o600, "{path}");
     }
     cleanup(&node);
+}
+
+/// `plan` says, before the rollout, which database is saved, how, its size now and which
+/// components are stopped for it; it changes nothing (the human line: `dispatch::plan` tests).
+fn assert_plan_shows_snapshot(node: &Node, method: &str) {
+    let (db, _) = node.operator_database();
+    let change = format!("operator-image={MIGRATES}");
+    let (out, plan) = node.run(&["plan", &change]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let snap = &plan["snapshot"];
+    assert_eq!(snap["method"], method, "{plan:#}");
+    assert_eq!(snap["stops"], serde_json::json!(["operator"]), "{plan:#}");
+    assert!(snap["size_error"].is_null(), "{plan:#}");
+    assert_eq!(snap["databases"][0]["name"], db.as_str(), "{plan:#}");
+    assert!(
+        snap["databases"][0]["size_bytes"].as_u64().unwrap_or(0) > 0,
+        "{plan:#}"
+    );
+    // The server unreachable: the plan still says what would be saved, and why no size.
+    let out = node
+        .rollgate()
+        .env(
+            "ROLLGATE_TEST_DATABASE_URL",
+            "postgres://rollgate:pw-not-shown@127.0.0.1:1/nowhere",
+        )
+        .args(["plan", &change])
+        .output()
+        .unwrap();
+    assert_eq!(code(&out), 3, "{}", explain(&out));
+    let down: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let snap = &down["snapshot"];
+    assert_eq!(snap["method"], method, "{down:#}");
+    assert!(snap["databases"][0]["size_bytes"].is_null(), "{down:#}");
+    let why = snap["size_error"].as_str().unwrap_or_default();
+    assert!(why.contains("127.0.0.1:1"), "{down:#}");
+    assert!(!explain(&out).contains("pw-not-shown"), "{}", explain(&out));
+    assert!(!migrated(node), "plan changed the database");
+    let (_, list) = node.run(&["snapshot", "list"]);
+    assert_eq!(
+        list["snapshots"].as_array().map(Vec::len),
+        Some(0),
+        "{list:#}"
+    );
 }
 
 #[test]
@@ -263,6 +309,7 @@ fn crash_then_resume(method: &str, version: &str, at: &str) {
         return;
     };
     std::thread::sleep(Duration::from_secs(1));
+    assert_plan_shows_snapshot(&node, method);
     let before = baseline_rows(&node);
     node.killed_at(
         &["rollout", &format!("operator-image={version}"), "--yes"],
