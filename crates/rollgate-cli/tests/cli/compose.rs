@@ -2,7 +2,6 @@
 //! a good image is promoted, an image whose requestIndex stalls is rolled back by digest, only
 //! the operator's container is recreated, and nothing is left behind.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 use rollgate_sim::testenv::{self, NodeDatabases};
 use serde_json::Value;
 
-use crate::fixture::{code, explain, rollgate_bin};
+use crate::fixture::{code, explain, free_ports, rollgate_bin};
 
 const TEMPLATE: &str = include_str!("../../../../demo/rollgate.toml.in");
 
@@ -37,14 +36,6 @@ fn docker_ok() -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn compose_dir() -> PathBuf {
@@ -202,7 +193,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
         .unwrap();
         overrides.push(file);
     }
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports = free_ports(5);
     let project = format!("rgtest{}", testenv::unique_suffix().replace('_', ""));
     let env: Vec<(String, String)> = [
         ("SIM_RUN_DIR", run.display().to_string()),

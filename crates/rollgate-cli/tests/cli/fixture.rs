@@ -39,11 +39,19 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports: every listener is held until all are chosen, since the kernel may
+/// hand a just-released port out again (a localnet once got one port for PCCS and the
+/// deployment service).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
 }
 
 /// Options for [`Node::start`].
@@ -134,7 +142,7 @@ impl Node {
         let sim_dir = dir.path().join("localnet");
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
-        let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+        let ports = free_ports(5);
         let (op, kyc, chain, deploy, pccs) = (ports[0], ports[1], ports[2], ports[3], ports[4]);
         let status = Command::new(sim_bin())
             .args(["localnet", "up", "--dir"])
