@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::fixture::{Node, NodeOptions, code, explain};
 
-struct Agent(Child);
+pub(crate) struct Agent(pub Child);
 
 impl Agent {
     /// Its exit status, or fails the test with `why` when it runs past `since + limit`.
@@ -40,7 +40,7 @@ impl Drop for Agent {
     }
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -11,6 +11,7 @@ mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod fleet_compose;
 mod killswitch;
 mod outage;
 mod rollout;
