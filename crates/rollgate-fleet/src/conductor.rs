@@ -20,8 +20,6 @@ use etcd_client::Client;
 use rollgate_core::config::Fleet;
 use rollgate_core::fleet::{self as planner, Decision, NodeView, Phase, Wave};
 use serde::{Deserialize, Serialize};
-#[cfg(test)]
-use serde_json::Value;
 use serde_json::json;
 
 use crate::election::{self, Conductorship};
