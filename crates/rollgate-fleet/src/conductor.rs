@@ -107,6 +107,10 @@ pub struct WaveRecord {
     /// Nodes reverted after the failure (`--on-failure rollback-all`, or the cluster gates).
     #[serde(default)]
     pub reverted: Vec<String>,
+    /// The node its agent rolled back because the cluster was halted mid-step: the wave is
+    /// halted, not failed, and `--resume` steps that node again.
+    #[serde(default)]
+    pub rolled_back_by_halt: Option<String>,
     pub outcome: WaveOutcome,
     #[serde(default)]
     pub reason: Option<String>,
@@ -556,6 +560,16 @@ impl Conductor<'_> {
                         .finish(&mut wave, &mut rev, WaveOutcome::Done, reason, false)
                         .await;
                 }
+                Decision::Failed { node } if wave.rolled_back_by_halt.as_deref() == Some(&node) => {
+                    let reason = format!(
+                        "{}; node {node} was rolled back by its agent (`fleet unhalt`, then `fleet run --resume` steps it again)",
+                        self.halted()
+                            .unwrap_or_else(|| "cluster halted mid-step".into())
+                    );
+                    return self
+                        .finish(&mut wave, &mut rev, WaveOutcome::Halted, reason, false)
+                        .await;
+                }
                 Decision::Failed { node } => {
                     let failed = wave.phases.get(&node).copied() == Some(Phase::RollbackFailed);
                     let records = read_records(self.client, self.keys).await?;
@@ -636,6 +650,10 @@ impl Conductor<'_> {
                 w.to,
                 phases_line(&w)
             ));
+            // A node rolled back by a halt is stepped again.
+            if let Some(n) = w.rolled_back_by_halt.take() {
+                w.phases.insert(n, Phase::Pending);
+            }
             w.outcome = WaveOutcome::Running;
             w.reason = None;
             w.conductor = self.who.to_owned();
@@ -700,6 +718,7 @@ impl Conductor<'_> {
                 .collect(),
             order: Vec::new(),
             reverted: Vec::new(),
+            rolled_back_by_halt: None,
             outcome: WaveOutcome::Running,
             reason: None,
             started_ms: now,
@@ -893,6 +912,9 @@ impl Conductor<'_> {
                                 .unwrap_or_default()
                         ));
                         wave.phases.insert(node.to_owned(), other.planner_phase());
+                        if other == NodePhase::RolledBack && self.halted().is_some() {
+                            wave.rolled_back_by_halt = Some(node.to_owned());
+                        }
                         self.save(wave, rev).await?;
                         self.release(lease).await;
                         return Ok(());
@@ -1418,6 +1440,7 @@ mod tests {
             from: BTreeMap::new(),
             order: vec![],
             reverted: vec![],
+            rolled_back_by_halt: None,
             outcome: WaveOutcome::Running,
             reason: None,
             started_ms: 0,
