@@ -12,6 +12,7 @@ mod fault_matrix;
 mod fixture;
 mod fleet;
 mod fleet_compose;
+mod fleet_run;
 mod killswitch;
 mod outage;
 mod rollout;
