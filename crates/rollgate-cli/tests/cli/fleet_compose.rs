@@ -1,20 +1,21 @@
 //! The simulated cluster as three Compose projects (`docker/compose.yml` +
 //! `docker/compose.cluster.yml`, one project per node, each a whole localnet with its own ports
 //! and databases) whose operators share one cluster file through a bind mount; a real etcd and
-//! one `rollgate fleet agent` per node, each with its node's compose-driver configuration.
+//! one `rollgate fleet agent` per node, each with its node's compose-driver configuration, and
+//! `rollgate fleet run` as the conductor: a good wave (canary, follower, leader) and a
+//! crash-looping image stopped at the canary.
 //! Needs `scripts/build-images`, Postgres, Redis and etcd; skips without them outside CI.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rollgate_fleet::node::{self, NodePhase, NodeRecord};
+use rollgate_fleet::Keys;
 use rollgate_fleet::testenv::EtcdServer;
-use rollgate_fleet::{Client, Keys};
 use serde_json::Value;
 
 use crate::compose::{Stack, StackSpec, start_stack_with};
-use crate::fixture::{explain, sim_bin};
+use crate::fixture::{code, explain, sim_bin};
 use crate::fleet::{Agent, runtime};
 
 const VOTERS: [u64; 3] = [1, 2, 3];
@@ -121,31 +122,6 @@ fn cluster_show(file: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// Waits until `node/<id>` reaches a final phase of wave `wave` (or fails after `limit`).
-fn wait_final(
-    rt: &tokio::runtime::Runtime,
-    client: &Client,
-    keys: &Keys,
-    id: u64,
-    wave: &str,
-    limit: Duration,
-) -> NodeRecord {
-    let started = Instant::now();
-    loop {
-        if let Some((r, _)) = rt.block_on(node::read(client, keys, id)).unwrap()
-            && r.wave_id == wave
-            && r.phase.is_final()
-        {
-            return r;
-        }
-        assert!(
-            started.elapsed() < limit,
-            "node/{id} never finished wave {wave}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
-}
-
 /// The image the service's container was created from, as Compose named it.
 fn container_image(stack: &Stack, service: &str) -> String {
     let (id, _) = stack.container(service);
@@ -156,28 +132,21 @@ fn container_image(stack: &Stack, service: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
-/// Writes `operator-image=to` as node `id`'s intent of wave `wave` and waits for its outcome.
-fn step(
-    rt: &tokio::runtime::Runtime,
-    client: &Client,
-    keys: &Keys,
-    id: u64,
-    wave: &str,
-    to: &str,
-) -> NodeRecord {
-    let current = rt
-        .block_on(node::read(client, keys, id))
-        .unwrap()
-        .map(|(_, rev)| rev);
-    let intent = NodeRecord::intent(wave, "operator-image", to);
-    rt.block_on(node::write_intent(client, keys, id, &intent, current))
-        .unwrap()
-        .expect("intent written");
-    wait_final(rt, client, keys, id, wave, Duration::from_secs(120))
+/// The conductor: `rollgate fleet run operator-image=IMAGE --yes --format json` with the node's
+/// configuration (its `[fleet]` section names etcd and the cluster).
+fn fleet_run(stack: &Stack, image: &str) -> (std::process::Output, Value) {
+    let out = stack
+        .rollgate_command()
+        .args(["fleet", "run", &format!("operator-image={image}")])
+        .args(["--yes", "--format", "json"])
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out, v)
 }
 
 #[test]
-fn three_compose_projects_form_one_cluster_and_their_agents_roll_a_follower() {
+fn three_compose_projects_form_one_cluster_and_fleet_run_rolls_them() {
     let started = Instant::now();
     let rt = runtime();
     let Some(etcd) = rt.block_on(EtcdServer::start()) else {
@@ -275,49 +244,66 @@ fn three_compose_projects_form_one_cluster_and_their_agents_roll_a_follower() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
-    // A follower's intent: its agent rolls its own container to the new image, nothing else.
-    let follower = *others.iter().find(|id| **id != leader).unwrap();
-    let f = &stacks[follower as usize - 1];
+    // A whole wave through the conductor (the `rollgate` binary with node 1's configuration):
+    // canary = the lowest-id follower, then the other follower, the leader last; every node's
+    // operator container recreated by its own agent from the new image, still in the cluster.
+    let mut followers: Vec<u64> = VOTERS.into_iter().filter(|id| *id != leader).collect();
+    followers.sort_unstable();
+    let expected = serde_json::json!([
+        followers[0].to_string(),
+        followers[1].to_string(),
+        leader.to_string()
+    ]);
+    let wave_started = Instant::now();
+    let (out, wave) = fleet_run(&stacks[0], "rollgate-sim/operator:v1.1.0");
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(wave["outcome"], "done", "{wave:#}");
+    assert_eq!(wave["order"], expected, "{wave:#}");
+    for n in wave["nodes"].as_array().unwrap() {
+        assert_eq!(n["outcome"], "promoted", "{wave:#}");
+    }
+    for s in &stacks {
+        assert_eq!(
+            container_image(s, "operator"),
+            "rollgate-sim/operator:v1.1.0"
+        );
+        assert_eq!(status(s).unwrap()["version"], "v1.1.0");
+    }
+    // The leader went last, so leadership moved: a later term, and the next canary is the
+    // lowest-id follower under the new leader.
+    let (leader, _) = agreement(&stacks, &VOTERS, Duration::from_secs(10), |_, t| t > term);
+    let canary = VOTERS.into_iter().find(|id| *id != leader).unwrap();
+    eprintln!(
+        "good wave {:?} in {:?} (at {:?})",
+        wave["order"],
+        wave_started.elapsed(),
+        started.elapsed()
+    );
+
+    // A crash-looping image stops at the canary: rolled back by its agent, the wave failed
+    // (exit 4), no other node touched.
     let untouched: Vec<(u64, String)> = VOTERS
         .iter()
-        .filter(|id| **id != follower)
+        .filter(|id| **id != canary)
         .map(|id| (*id, stacks[*id as usize - 1].container("operator").0))
         .collect();
-    let done = step(
-        &rt,
-        &client,
-        &keys,
-        follower,
-        "w1",
-        "rollgate-sim/operator:v1.1.0",
-    );
-    assert_eq!(done.phase, NodePhase::Promoted, "{done:?}");
+    let wave_started = Instant::now();
+    let (out, bad) = fleet_run(&stacks[0], "rollgate-sim/operator:v1.1.0-crash-loop");
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(bad["outcome"], "failed", "{bad:#}");
     assert_eq!(
-        container_image(f, "operator"),
-        "rollgate-sim/operator:v1.1.0"
+        bad["order"],
+        serde_json::json!([canary.to_string()]),
+        "{bad:#}"
     );
-    assert_eq!(status(f).unwrap()["version"], "v1.1.0");
-    // Recreated by its rollgate through the same Compose files: still node `follower` of the
-    // cluster.
-    let _ = agreement(&stacks, &VOTERS, Duration::from_secs(10), |l, _| {
-        l == leader
-    });
-    eprintln!("follower {follower} promoted: {:?}", started.elapsed());
-
-    // A crash-looping image: rolled back by the agent, the node back on v1.1.0 and in the cluster.
-    let done = step(
-        &rt,
-        &client,
-        &keys,
-        follower,
-        "w2",
-        "rollgate-sim/operator:v1.1.0-crash-loop",
-    );
-    assert_eq!(done.phase, NodePhase::RolledBack, "{done:?}");
-    assert_eq!(status(f).unwrap()["version"], "v1.1.0");
-    let _ = agreement(&stacks, &VOTERS, Duration::from_secs(10), |l, _| {
-        l == leader
-    });
+    for n in bad["nodes"].as_array().unwrap() {
+        let want = if n["node_id"] == canary.to_string().as_str() {
+            "rolled_back"
+        } else {
+            "untouched"
+        };
+        assert_eq!(n["outcome"], want, "{bad:#}");
+    }
     for (id, container) in untouched {
         assert_eq!(
             stacks[id as usize - 1].container("operator").0,
@@ -325,7 +311,15 @@ fn three_compose_projects_form_one_cluster_and_their_agents_roll_a_follower() {
             "node {id}'s operator was touched"
         );
     }
-    eprintln!("follower {follower} rolled back: {:?}", started.elapsed());
+    for s in &stacks {
+        assert_eq!(status(s).unwrap()["version"], "v1.1.0");
+    }
+    let _ = agreement(&stacks, &VOTERS, Duration::from_secs(10), |_, _| true);
+    eprintln!(
+        "bad wave stopped at node {canary} in {:?} (at {:?})",
+        wave_started.elapsed(),
+        started.elapsed()
+    );
 
     drop(_agents);
     // Down together.
