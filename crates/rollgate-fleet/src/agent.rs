@@ -311,7 +311,10 @@ impl<'a> Agent<'a> {
                 }
             }
         };
-        self.last = snapshot;
+        self.last = AgentSnapshot {
+            layer: layer.map(|l| l.name.clone()),
+            ..snapshot
+        };
         let json = serde_json::to_value(&self.last).unwrap_or_default();
         store::publish_agent(
             &self.client,

@@ -227,9 +227,23 @@ pub async fn read_agents(
     Ok(out)
 }
 
-/// The planner's view of every node that has an agent or a place in the wave.
-pub fn views(agents: &BTreeMap<String, AgentEntry>, wave: Option<&WaveRecord>) -> Vec<NodeView> {
-    let mut out: Vec<NodeView> = agents.values().map(|a| a.snapshot.to_view(true)).collect();
+/// The planner's view of every node that has an agent or a place in the wave. With `layer`, a
+/// value an agent reports for another layer counts as unknown.
+pub fn views(
+    agents: &BTreeMap<String, AgentEntry>,
+    wave: Option<&WaveRecord>,
+    layer: Option<&str>,
+) -> Vec<NodeView> {
+    let mut out: Vec<NodeView> = agents
+        .values()
+        .map(|a| {
+            let mut v = a.snapshot.to_view(true);
+            if layer.is_some_and(|l| a.snapshot.layer.as_deref().is_some_and(|m| m != l)) {
+                v.value = None;
+            }
+            v
+        })
+        .collect();
     if let Some(w) = wave {
         for id in w.phases.keys() {
             if !agents.contains_key(id) {
@@ -295,7 +309,7 @@ pub async fn plan(
         .clone()
         .ok_or_else(|| ConductError::Usage("fleet plan needs LAYER=VALUE".into()))?;
     let agents = read_agents(client, keys).await?;
-    let views = views(&agents, None);
+    let views = views(&agents, None, Some(&layer));
     let wave = store::read(client, &keys.wave()).await?;
     let running = wave
         .and_then(|v| serde_json::from_value::<WaveRecord>(v.value).ok())
@@ -511,7 +525,7 @@ impl Conductor<'_> {
                     continue;
                 }
             };
-            let views = views(&agents, Some(&wave));
+            let views = views(&agents, Some(&wave), Some(&wave.layer));
             let decision =
                 planner::next(&wave.planner_wave(), &views, wave.leader_given.as_deref());
             match decision {
@@ -666,7 +680,7 @@ impl Conductor<'_> {
             return Err(ConductError::Busy(reason));
         }
         let agents = read_agents(self.client, self.keys).await?;
-        let views = views(&agents, None);
+        let views = views(&agents, None, Some(&layer));
         let refuse = |reason: String| WaveReport {
             wave_id: None,
             outcome: WaveOutcome::Refused,
@@ -687,13 +701,6 @@ impl Conductor<'_> {
             Ok(s) => s,
             Err(r) => return Ok(Err(refuse(r.0))),
         };
-        if let Some((name, _)) = agents.iter().find(|(_, a)| {
-            a.snapshot.value.is_none() && start.phases.contains_key(&a.snapshot.node_id)
-        }) {
-            return Ok(Err(refuse(format!(
-                "node {name} cannot read the layer's current value"
-            ))));
-        }
         let leader = planner::agreed_leader(&views, opts.leader.as_deref())
             .map_err(|e| ConductError::Busy(e.to_string()))?;
         let voters = planner::voter_set(&views)
@@ -1251,7 +1258,7 @@ fn gate_sample(
     if !me.snapshot.voters.iter().any(|v| v == node) {
         return Err(format!("node {node} is no longer a voter"));
     }
-    let views = views(agents, None);
+    let views = views(agents, None, None);
     planner::agreed_leader(&views, wave.leader_given.as_deref())?;
     let highest = agents
         .values()
@@ -1413,6 +1420,7 @@ mod tests {
             AgentEntry {
                 snapshot: AgentSnapshot {
                     node_id: id.to_owned(),
+                    layer: None,
                     value: Some("v2".into()),
                     healthy: true,
                     frozen: false,
