@@ -35,6 +35,16 @@ impl Cluster {
     /// `n` nodes sharing one cluster file, each with a `[fleet]` section and a running agent;
     /// returns once every agent is registered.
     pub fn start(n: usize, stabilization: &str) -> Option<Cluster> {
+        Cluster::start_with(n, stabilization, |_| {})
+    }
+
+    /// [`Cluster::start`], with `prepare` run on the nodes before their agents start (an agent
+    /// reads its configuration once).
+    pub fn start_with(
+        n: usize,
+        stabilization: &str,
+        prepare: impl FnOnce(&[Node]),
+    ) -> Option<Cluster> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -75,6 +85,7 @@ impl Cluster {
                 ..NodeOptions::default()
             })?);
         }
+        prepare(&nodes);
         let client = rt.block_on(etcd.client());
         let mut c = Cluster {
             _etcd: etcd,
@@ -177,4 +188,66 @@ fn a_wave_goes_canary_follower_leader_and_a_bad_version_stops_at_the_canary() {
     assert_eq!(code(&out), 2, "{}", explain(&out));
     let (out, _) = node.run(&["fleet", "resolve", "2", "--as", "done"]);
     assert_eq!(code(&out), 2, "{}", explain(&out));
+}
+
+/// Node 3 turns `v1.1.0` into the crash-looping build (its own apply command), so a wave fails
+/// at the second follower while the canary is already promoted.
+fn break_node_3(nodes: &[Node]) {
+    nodes[2].edit_config(
+        "apply = \"rollgate-sim localnet set\"",
+        "apply = \"case \\\"$ROLLGATE_VALUE\\\" in v1.1.0) ROLLGATE_VALUE=v1.1.0-crash-loop; export ROLLGATE_VALUE;; esac; rollgate-sim localnet set\"",
+    );
+}
+
+fn outcome_of(wave: &Value, id: &str) -> Value {
+    wave["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == id)
+        .map(|n| n["outcome"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_failure_at_the_second_follower_keeps_the_leader_untouched_and_rollback_all_reverts_the_canary()
+{
+    let Some(c) = Cluster::start_with(3, "2s", break_node_3) else {
+        return;
+    };
+    let node = &c.nodes[0];
+
+    let (out, wave) = node.run(&[
+        "fleet",
+        "run",
+        "operator-image=v1.1.0",
+        "--on-failure",
+        "rollback-all",
+        "--yes",
+    ]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(wave["order"], serde_json::json!(["2", "3"]), "{wave:#}");
+    assert_eq!(outcome_of(&wave, "1"), "untouched", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "rolled_back", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "rolled_back", "{wave:#}");
+    assert!(
+        wave["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rollback-all: 1 node(s) reverted"),
+        "{wave:#}"
+    );
+    for n in &c.nodes {
+        assert_eq!(n.current("operator-image"), "v1.0.0");
+    }
+
+    // The same failure with the default `--on-failure stop`: the canary keeps the new value.
+    let (out, wave) = node.run(&["fleet", "run", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(wave["order"], serde_json::json!(["2", "3"]), "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "promoted", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "rolled_back", "{wave:#}");
+    assert_eq!(c.nodes[0].current("operator-image"), "v1.0.0");
+    assert_eq!(c.nodes[1].current("operator-image"), "v1.1.0");
+    assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
 }
