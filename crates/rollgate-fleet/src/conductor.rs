@@ -121,7 +121,8 @@ pub struct WaveRecord {
 }
 
 impl WaveRecord {
-    fn planner_wave(&self) -> Wave {
+    /// The planner's wave (phases as recorded; the halt is the conductor's to apply).
+    pub fn planner_wave(&self) -> Wave {
         Wave {
             to: self.to.clone(),
             canary: self.canary.clone(),
