@@ -503,6 +503,8 @@ enum Waited {
     Ended(Ended),
     /// The agent's lease went while the step was not recorded.
     Lost(String),
+    /// The cluster was halted before the agent took the intent: taken back, nothing ran.
+    Withdrawn(String),
 }
 
 impl Conductor<'_> {
@@ -538,6 +540,7 @@ impl Conductor<'_> {
                     }
                     blocked_since = None;
                     let Some(agent) = agents.get(&node) else {
+                        tokio::time::sleep(POLL).await;
                         continue;
                     };
                     if !self.start_step(&mut wave, &mut rev, &node, agent).await? {
@@ -902,6 +905,19 @@ impl Conductor<'_> {
                 self.save(wave, rev).await?;
                 return Ok(());
             }
+            Waited::Withdrawn(why) => {
+                // Never started: pending again, and no longer in the order of changed nodes.
+                self.say(format!("node {node}: intent withdrawn: {why}"));
+                wave.phases.insert(node.to_owned(), Phase::Pending);
+                if wave.order.last().map(String::as_str) == Some(node) {
+                    wave.order.pop();
+                }
+                self.save(wave, rev).await?;
+                let lock = store::lock_holder(self.client, self.keys).await?;
+                self.release(lock.and_then(|h| h.get("lease").and_then(|l| l.as_i64())))
+                    .await;
+                return Ok(());
+            }
             Waited::Ended(ended) => {
                 let lease = ended.record.agent_lease;
                 let phase = ended.phase;
@@ -985,7 +1001,7 @@ impl Conductor<'_> {
 
     async fn revert_wait(&mut self, wave: &WaveRecord, node: &str) -> Result<Phase, ConductError> {
         Ok(match self.wait_for(wave, node, true).await? {
-            Waited::Lost(w) => {
+            Waited::Lost(w) | Waited::Withdrawn(w) => {
                 self.say(format!("node {node} lost during its revert: {w}"));
                 Phase::Lost
             }
@@ -1045,6 +1061,24 @@ impl Conductor<'_> {
                     phase: r.phase,
                     record: r.clone(),
                 }));
+            }
+            if r.phase == NodePhase::Intent
+                && !revert
+                && let HaltState::Halted(_) = self.halt.state()
+                && let Some(why) = self.halted()
+            {
+                // The agent claims nothing while halted: take the intent back (CAS — if it was
+                // claimed meanwhile, the step is waited for as usual).
+                let mut taken = r.clone();
+                taken.phase = NodePhase::Vetoed;
+                taken.reason = Some(format!("withdrawn before the agent took it: {why}"));
+                if node::finish(self.client, self.keys, id, &taken, *rrev)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Waited::Withdrawn(why));
+                }
+                continue;
             }
             let agent = agents.get(node);
             let present = match (r.phase, agent) {
