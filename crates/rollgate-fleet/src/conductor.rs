@@ -418,7 +418,7 @@ pub async fn run(
 
     let lease = KeptLease::grant(client, CONDUCTOR_LEASE_TTL).await?;
     let Some(ship) =
-        Conductorship::acquire(client, keys, lease, who, Duration::from_secs(2)).await?
+        Conductorship::acquire(client, keys, lease, who, campaign_wait(opts.resume)).await?
     else {
         let other = election::current(client, keys)
             .await
@@ -445,6 +445,16 @@ pub async fn run(
         tracing::warn!(error = %chain(&e), "could not resign the conductorship");
     }
     result
+}
+
+/// How long a conductor campaigns before it reports busy: a resume outwaits the lease of a
+/// conductor that was killed (its election key goes with its lease).
+fn campaign_wait(resume: bool) -> Duration {
+    if resume {
+        CONDUCTOR_LEASE_TTL + Duration::from_secs(3)
+    } else {
+        Duration::from_secs(2)
+    }
 }
 
 /// The wave record and its revision, if any.

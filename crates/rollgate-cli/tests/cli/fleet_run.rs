@@ -262,3 +262,55 @@ fn a_failure_at_the_second_follower_keeps_the_leader_untouched_and_rollback_all_
     assert_eq!(c.nodes[1].current("operator-image"), "v1.1.0");
     assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
 }
+
+#[test]
+fn a_conductor_killed_mid_wave_is_replaced_by_resume_and_done_nodes_are_skipped() {
+    let Some(c) = Cluster::start(3, "3s") else {
+        return;
+    };
+    let node = &c.nodes[0];
+    let mut conductor = node
+        .rollgate()
+        .args(["fleet", "run", "operator-image=v1.1.0", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the second node is recorded in flight.
+    let started = Instant::now();
+    loop {
+        let w =
+            c.rt.block_on(rollgate_fleet::conductor::read_wave(&c.client, &c.keys))
+                .unwrap();
+        if w.is_some_and(|(w, _)| w.order.len() == 2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the wave never reached its second node"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    conductor.kill().unwrap();
+    conductor.wait().unwrap();
+
+    // A new wave is refused while this one is unfinished; --resume finishes it.
+    let (out, _) = node.run(&["fleet", "run", "operator-image=v1.2.0", "--yes"]);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    let (out, wave) = node.run(&["fleet", "run", "--resume", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(wave["outcome"], "done", "{wave:#}");
+    assert_eq!(
+        wave["order"],
+        serde_json::json!(["2", "3", "1"]),
+        "{wave:#}"
+    );
+    for n in &c.nodes {
+        assert_eq!(n.current("operator-image"), "v1.1.0");
+        // Each node changed once: one rollout in its journal.
+        let (out, history) = n.run(&["history"]);
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+        let rollouts = history["rollouts"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert_eq!(rollouts, 1, "{history:#}");
+    }
+}
