@@ -314,3 +314,95 @@ fn a_conductor_killed_mid_wave_is_replaced_by_resume_and_done_nodes_are_skipped(
         assert_eq!(rollouts, 1, "{history:#}");
     }
 }
+
+#[test]
+fn an_agent_killed_mid_step_leaves_the_wave_stuck_until_resolved() {
+    let Some(mut c) = Cluster::start(3, "2s") else {
+        return;
+    };
+    let node = &c.nodes[0];
+    let conductor = node
+        .rollgate()
+        .args(["fleet", "run", "operator-image=v1.1.0", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The canary's agent is SIGKILLed once it has claimed its step.
+    let started = Instant::now();
+    loop {
+        let r =
+            c.rt.block_on(rollgate_fleet::node::read(&c.client, &c.keys, 2))
+                .unwrap();
+        if r.is_some_and(|(r, _)| r.phase == rollgate_fleet::node::NodePhase::InFlight) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the canary never claimed its step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.agents[1].kill().unwrap();
+    c.agents[1].wait().unwrap();
+    let out = conductor.wait_with_output().unwrap();
+    let wave: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    assert_eq!(wave["outcome"], "stuck", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "lost", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "untouched", "{wave:#}");
+
+    // Never advances by itself: a resume is stuck again, nothing else is touched.
+    let (out, again) = node.run(&["fleet", "run", "--resume", "--yes"]);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    assert_eq!(again["outcome"], "stuck", "{again:#}");
+    assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
+    let (_, st) = node.run(&["fleet", "status"]);
+    assert!(
+        st["next"].as_str().unwrap().starts_with("stuck: node 2"),
+        "{st:#}"
+    );
+
+    // A human looks at node 2 (its own rollout finished on its own), restarts its agent, and
+    // resolves it; the resume finishes the wave.
+    let (out, _) = c.nodes[1].run(&["resume"]);
+    assert!(matches!(code(&out), 0 | 2 | 4), "{}", explain(&out));
+    let on = c.nodes[1].current("operator-image");
+    let as_ = if on == "v1.1.0" {
+        "done"
+    } else {
+        "rolled-back"
+    };
+    let (out, _) = node.run(&["fleet", "resolve", "2", "--as", as_]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let agent = c.nodes[1]
+        .rollgate()
+        .args(["fleet", "agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.agents[1] = agent;
+    let (out, wave) = node.run(&[
+        "fleet",
+        "run",
+        "--resume",
+        "--yes",
+        "--blocked-timeout",
+        "30s",
+    ]);
+    if as_ == "done" {
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+        assert_eq!(
+            wave["order"],
+            serde_json::json!(["2", "3", "1"]),
+            "{wave:#}"
+        );
+        for n in &c.nodes {
+            assert_eq!(n.current("operator-image"), "v1.1.0");
+        }
+    } else {
+        assert_eq!(code(&out), 4, "{}", explain(&out));
+        assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
+    }
+}
