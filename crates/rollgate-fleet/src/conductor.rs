@@ -121,7 +121,8 @@ pub struct WaveRecord {
 }
 
 impl WaveRecord {
-    fn planner_wave(&self) -> Wave {
+    /// The planner's wave (phases as recorded; the halt is the conductor's to apply).
+    pub fn planner_wave(&self) -> Wave {
         Wave {
             to: self.to.clone(),
             canary: self.canary.clone(),
@@ -227,9 +228,23 @@ pub async fn read_agents(
     Ok(out)
 }
 
-/// The planner's view of every node that has an agent or a place in the wave.
-pub fn views(agents: &BTreeMap<String, AgentEntry>, wave: Option<&WaveRecord>) -> Vec<NodeView> {
-    let mut out: Vec<NodeView> = agents.values().map(|a| a.snapshot.to_view(true)).collect();
+/// The planner's view of every node that has an agent or a place in the wave. With `layer`, a
+/// value an agent reports for another layer counts as unknown.
+pub fn views(
+    agents: &BTreeMap<String, AgentEntry>,
+    wave: Option<&WaveRecord>,
+    layer: Option<&str>,
+) -> Vec<NodeView> {
+    let mut out: Vec<NodeView> = agents
+        .values()
+        .map(|a| {
+            let mut v = a.snapshot.to_view(true);
+            if layer.is_some_and(|l| a.snapshot.layer.as_deref().is_some_and(|m| m != l)) {
+                v.value = None;
+            }
+            v
+        })
+        .collect();
     if let Some(w) = wave {
         for id in w.phases.keys() {
             if !agents.contains_key(id) {
@@ -295,7 +310,7 @@ pub async fn plan(
         .clone()
         .ok_or_else(|| ConductError::Usage("fleet plan needs LAYER=VALUE".into()))?;
     let agents = read_agents(client, keys).await?;
-    let views = views(&agents, None);
+    let views = views(&agents, None, Some(&layer));
     let wave = store::read(client, &keys.wave()).await?;
     let running = wave
         .and_then(|v| serde_json::from_value::<WaveRecord>(v.value).ok())
@@ -403,7 +418,7 @@ pub async fn run(
 
     let lease = KeptLease::grant(client, CONDUCTOR_LEASE_TTL).await?;
     let Some(ship) =
-        Conductorship::acquire(client, keys, lease, who, Duration::from_secs(2)).await?
+        Conductorship::acquire(client, keys, lease, who, campaign_wait(opts.resume)).await?
     else {
         let other = election::current(client, keys)
             .await
@@ -430,6 +445,16 @@ pub async fn run(
         tracing::warn!(error = %chain(&e), "could not resign the conductorship");
     }
     result
+}
+
+/// How long a conductor campaigns before it reports busy: a resume outwaits the lease of a
+/// conductor that was killed (its election key goes with its lease).
+fn campaign_wait(resume: bool) -> Duration {
+    if resume {
+        CONDUCTOR_LEASE_TTL + Duration::from_secs(3)
+    } else {
+        Duration::from_secs(2)
+    }
 }
 
 /// The wave record and its revision, if any.
@@ -488,6 +513,8 @@ enum Waited {
     Ended(Ended),
     /// The agent's lease went while the step was not recorded.
     Lost(String),
+    /// The cluster was halted before the agent took the intent: taken back, nothing ran.
+    Withdrawn(String),
 }
 
 impl Conductor<'_> {
@@ -511,7 +538,7 @@ impl Conductor<'_> {
                     continue;
                 }
             };
-            let views = views(&agents, Some(&wave));
+            let views = views(&agents, Some(&wave), Some(&wave.layer));
             let decision =
                 planner::next(&wave.planner_wave(), &views, wave.leader_given.as_deref());
             match decision {
@@ -523,6 +550,7 @@ impl Conductor<'_> {
                     }
                     blocked_since = None;
                     let Some(agent) = agents.get(&node) else {
+                        tokio::time::sleep(POLL).await;
                         continue;
                     };
                     if !self.start_step(&mut wave, &mut rev, &node, agent).await? {
@@ -666,7 +694,7 @@ impl Conductor<'_> {
             return Err(ConductError::Busy(reason));
         }
         let agents = read_agents(self.client, self.keys).await?;
-        let views = views(&agents, None);
+        let views = views(&agents, None, Some(&layer));
         let refuse = |reason: String| WaveReport {
             wave_id: None,
             outcome: WaveOutcome::Refused,
@@ -687,13 +715,6 @@ impl Conductor<'_> {
             Ok(s) => s,
             Err(r) => return Ok(Err(refuse(r.0))),
         };
-        if let Some((name, _)) = agents.iter().find(|(_, a)| {
-            a.snapshot.value.is_none() && start.phases.contains_key(&a.snapshot.node_id)
-        }) {
-            return Ok(Err(refuse(format!(
-                "node {name} cannot read the layer's current value"
-            ))));
-        }
         let leader = planner::agreed_leader(&views, opts.leader.as_deref())
             .map_err(|e| ConductError::Busy(e.to_string()))?;
         let voters = planner::voter_set(&views)
@@ -894,6 +915,19 @@ impl Conductor<'_> {
                 self.save(wave, rev).await?;
                 return Ok(());
             }
+            Waited::Withdrawn(why) => {
+                // Never started: pending again, and no longer in the order of changed nodes.
+                self.say(format!("node {node}: intent withdrawn: {why}"));
+                wave.phases.insert(node.to_owned(), Phase::Pending);
+                if wave.order.last().map(String::as_str) == Some(node) {
+                    wave.order.pop();
+                }
+                self.save(wave, rev).await?;
+                let lock = store::lock_holder(self.client, self.keys).await?;
+                self.release(lock.and_then(|h| h.get("lease").and_then(|l| l.as_i64())))
+                    .await;
+                return Ok(());
+            }
             Waited::Ended(ended) => {
                 let lease = ended.record.agent_lease;
                 let phase = ended.phase;
@@ -977,7 +1011,7 @@ impl Conductor<'_> {
 
     async fn revert_wait(&mut self, wave: &WaveRecord, node: &str) -> Result<Phase, ConductError> {
         Ok(match self.wait_for(wave, node, true).await? {
-            Waited::Lost(w) => {
+            Waited::Lost(w) | Waited::Withdrawn(w) => {
                 self.say(format!("node {node} lost during its revert: {w}"));
                 Phase::Lost
             }
@@ -1037,6 +1071,24 @@ impl Conductor<'_> {
                     phase: r.phase,
                     record: r.clone(),
                 }));
+            }
+            if r.phase == NodePhase::Intent
+                && !revert
+                && let HaltState::Halted(_) = self.halt.state()
+                && let Some(why) = self.halted()
+            {
+                // The agent claims nothing while halted: take the intent back (CAS — if it was
+                // claimed meanwhile, the step is waited for as usual).
+                let mut taken = r.clone();
+                taken.phase = NodePhase::Vetoed;
+                taken.reason = Some(format!("withdrawn before the agent took it: {why}"));
+                if node::finish(self.client, self.keys, id, &taken, *rrev)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Waited::Withdrawn(why));
+                }
+                continue;
             }
             let agent = agents.get(node);
             let present = match (r.phase, agent) {
@@ -1251,7 +1303,7 @@ fn gate_sample(
     if !me.snapshot.voters.iter().any(|v| v == node) {
         return Err(format!("node {node} is no longer a voter"));
     }
-    let views = views(agents, None);
+    let views = views(agents, None, None);
     planner::agreed_leader(&views, wave.leader_given.as_deref())?;
     let highest = agents
         .values()
@@ -1413,6 +1465,7 @@ mod tests {
             AgentEntry {
                 snapshot: AgentSnapshot {
                     node_id: id.to_owned(),
+                    layer: None,
                     value: Some("v2".into()),
                     healthy: true,
                     frozen: false,

@@ -35,6 +35,16 @@ impl Cluster {
     /// `n` nodes sharing one cluster file, each with a `[fleet]` section and a running agent;
     /// returns once every agent is registered.
     pub fn start(n: usize, stabilization: &str) -> Option<Cluster> {
+        Cluster::start_with(n, stabilization, |_| {})
+    }
+
+    /// [`Cluster::start`], with `prepare` run on the nodes before their agents start (an agent
+    /// reads its configuration once).
+    pub fn start_with(
+        n: usize,
+        stabilization: &str,
+        prepare: impl FnOnce(&[Node]),
+    ) -> Option<Cluster> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -75,6 +85,7 @@ impl Cluster {
                 ..NodeOptions::default()
             })?);
         }
+        prepare(&nodes);
         let client = rt.block_on(etcd.client());
         let mut c = Cluster {
             _etcd: etcd,
@@ -148,6 +159,17 @@ fn a_wave_goes_canary_follower_leader_and_a_bad_version_stops_at_the_canary() {
         assert_eq!(n["outcome"], "promoted", "{wave:#}");
         assert!(n["rollout_id"].is_string(), "{wave:#}");
     }
+    // The conductor resigned; the wave is over, so nothing is next.
+    let (out, st) = node.run(&["fleet", "status"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(st["wave"]["outcome"], "done", "{st:#}");
+    assert_eq!(
+        st["wave"]["order"],
+        serde_json::json!(["2", "3", "1"]),
+        "{st:#}"
+    );
+    assert_eq!(st["conductor"], Value::Null, "{st:#}");
+    assert_eq!(st["next"], Value::Null, "{st:#}");
     // A second run of the same change: nothing to do, done at once.
     let (out, again) = node.run(&["fleet", "run", "operator-image=v1.1.0", "--yes"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
@@ -177,4 +199,210 @@ fn a_wave_goes_canary_follower_leader_and_a_bad_version_stops_at_the_canary() {
     assert_eq!(code(&out), 2, "{}", explain(&out));
     let (out, _) = node.run(&["fleet", "resolve", "2", "--as", "done"]);
     assert_eq!(code(&out), 2, "{}", explain(&out));
+}
+
+/// Node 3 turns `v1.1.0` into the crash-looping build (its own apply command), so a wave fails
+/// at the second follower while the canary is already promoted.
+fn break_node_3(nodes: &[Node]) {
+    nodes[2].edit_config(
+        "apply = \"rollgate-sim localnet set\"",
+        "apply = \"case \\\"$ROLLGATE_VALUE\\\" in v1.1.0) ROLLGATE_VALUE=v1.1.0-crash-loop; export ROLLGATE_VALUE;; esac; rollgate-sim localnet set\"",
+    );
+}
+
+fn outcome_of(wave: &Value, id: &str) -> Value {
+    wave["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node_id"] == id)
+        .map(|n| n["outcome"].clone())
+        .unwrap_or(Value::Null)
+}
+
+#[test]
+fn a_failure_at_the_second_follower_keeps_the_leader_untouched_and_rollback_all_reverts_the_canary()
+{
+    let Some(c) = Cluster::start_with(3, "2s", break_node_3) else {
+        return;
+    };
+    let node = &c.nodes[0];
+
+    let (out, wave) = node.run(&[
+        "fleet",
+        "run",
+        "operator-image=v1.1.0",
+        "--on-failure",
+        "rollback-all",
+        "--yes",
+    ]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(wave["order"], serde_json::json!(["2", "3"]), "{wave:#}");
+    assert_eq!(outcome_of(&wave, "1"), "untouched", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "rolled_back", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "rolled_back", "{wave:#}");
+    assert!(
+        wave["reason"]
+            .as_str()
+            .unwrap()
+            .contains("rollback-all: 1 node(s) reverted"),
+        "{wave:#}"
+    );
+    for n in &c.nodes {
+        assert_eq!(n.current("operator-image"), "v1.0.0");
+    }
+
+    // The same failure with the default `--on-failure stop`: the canary keeps the new value.
+    let (out, wave) = node.run(&["fleet", "run", "operator-image=v1.1.0", "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(wave["order"], serde_json::json!(["2", "3"]), "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "promoted", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "rolled_back", "{wave:#}");
+    assert_eq!(c.nodes[0].current("operator-image"), "v1.0.0");
+    assert_eq!(c.nodes[1].current("operator-image"), "v1.1.0");
+    assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
+}
+
+#[test]
+fn a_conductor_killed_mid_wave_is_replaced_by_resume_and_done_nodes_are_skipped() {
+    let Some(c) = Cluster::start(3, "3s") else {
+        return;
+    };
+    let node = &c.nodes[0];
+    let mut conductor = node
+        .rollgate()
+        .args(["fleet", "run", "operator-image=v1.1.0", "--yes"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Killed once the second node is recorded in flight.
+    let started = Instant::now();
+    loop {
+        let w =
+            c.rt.block_on(rollgate_fleet::conductor::read_wave(&c.client, &c.keys))
+                .unwrap();
+        if w.is_some_and(|(w, _)| w.order.len() == 2) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "the wave never reached its second node"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    conductor.kill().unwrap();
+    conductor.wait().unwrap();
+
+    // A new wave is refused while this one is unfinished; --resume finishes it.
+    let (out, _) = node.run(&["fleet", "run", "operator-image=v1.2.0", "--yes"]);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    let (out, wave) = node.run(&["fleet", "run", "--resume", "--yes"]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(wave["outcome"], "done", "{wave:#}");
+    assert_eq!(
+        wave["order"],
+        serde_json::json!(["2", "3", "1"]),
+        "{wave:#}"
+    );
+    for n in &c.nodes {
+        assert_eq!(n.current("operator-image"), "v1.1.0");
+        // Each node changed once: one rollout in its journal.
+        let (out, history) = n.run(&["history"]);
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+        let rollouts = history["rollouts"].as_array().map(|a| a.len()).unwrap_or(0);
+        assert_eq!(rollouts, 1, "{history:#}");
+    }
+}
+
+#[test]
+fn an_agent_killed_mid_step_leaves_the_wave_stuck_until_resolved() {
+    let Some(mut c) = Cluster::start(3, "2s") else {
+        return;
+    };
+    let node = &c.nodes[0];
+    let conductor = node
+        .rollgate()
+        .args(["fleet", "run", "operator-image=v1.1.0", "--yes"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The canary's agent is SIGKILLed once it has claimed its step.
+    let started = Instant::now();
+    loop {
+        let r =
+            c.rt.block_on(rollgate_fleet::node::read(&c.client, &c.keys, 2))
+                .unwrap();
+        if r.is_some_and(|(r, _)| r.phase == rollgate_fleet::node::NodePhase::InFlight) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the canary never claimed its step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    c.agents[1].kill().unwrap();
+    c.agents[1].wait().unwrap();
+    let out = conductor.wait_with_output().unwrap();
+    let wave: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    assert_eq!(wave["outcome"], "stuck", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "2"), "lost", "{wave:#}");
+    assert_eq!(outcome_of(&wave, "3"), "untouched", "{wave:#}");
+
+    // Never advances by itself: a resume is stuck again, nothing else is touched.
+    let (out, again) = node.run(&["fleet", "run", "--resume", "--yes"]);
+    assert_eq!(code(&out), 6, "{}", explain(&out));
+    assert_eq!(again["outcome"], "stuck", "{again:#}");
+    assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
+    let (_, st) = node.run(&["fleet", "status"]);
+    assert!(
+        st["next"].as_str().unwrap().starts_with("stuck: node 2"),
+        "{st:#}"
+    );
+
+    // A human looks at node 2 (its own rollout finished on its own), restarts its agent, and
+    // resolves it; the resume finishes the wave.
+    let (out, _) = c.nodes[1].run(&["resume"]);
+    assert!(matches!(code(&out), 0 | 2 | 4), "{}", explain(&out));
+    let on = c.nodes[1].current("operator-image");
+    let as_ = if on == "v1.1.0" {
+        "done"
+    } else {
+        "rolled-back"
+    };
+    let (out, _) = node.run(&["fleet", "resolve", "2", "--as", as_]);
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    let agent = c.nodes[1]
+        .rollgate()
+        .args(["fleet", "agent"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    c.agents[1] = agent;
+    let (out, wave) = node.run(&[
+        "fleet",
+        "run",
+        "--resume",
+        "--yes",
+        "--blocked-timeout",
+        "30s",
+    ]);
+    if as_ == "done" {
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+        assert_eq!(
+            wave["order"],
+            serde_json::json!(["2", "3", "1"]),
+            "{wave:#}"
+        );
+        for n in &c.nodes {
+            assert_eq!(n.current("operator-image"), "v1.1.0");
+        }
+    } else {
+        assert_eq!(code(&out), 4, "{}", explain(&out));
+        assert_eq!(c.nodes[2].current("operator-image"), "v1.0.0");
+    }
 }
