@@ -5,12 +5,14 @@
 mod analysis;
 mod bake;
 mod chain;
+mod cluster;
 mod compose;
 mod config_layer;
 mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod history;
 mod killswitch;
 mod outage;
 mod rollout;
