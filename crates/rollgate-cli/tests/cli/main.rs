@@ -12,6 +12,7 @@ mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod fleet_run;
 mod history;
 mod killswitch;
 mod outage;
