@@ -116,6 +116,8 @@ pub struct ClusterOptions {
     pub fleet_extra: &'static str,
     /// Start an agent per node.
     pub agents: bool,
+    /// The simulated cluster commits one entry per tick (`cluster init --tick-ms`).
+    pub tick_ms: u64,
 }
 
 impl Default for ClusterOptions {
@@ -126,6 +128,7 @@ impl Default for ClusterOptions {
             stabilization: "2s",
             fleet_extra: "",
             agents: true,
+            tick_ms: 250,
         }
     }
 }
@@ -145,7 +148,6 @@ pub struct Cluster {
     pub keys: Keys,
     /// The `[fleet] cluster` name.
     pub name: &'static str,
-    #[allow(dead_code, reason = "for the wave tests to come")]
     /// The simulated cluster's shared state file.
     pub file: PathBuf,
     _dir: tempfile::TempDir,
@@ -167,6 +169,7 @@ impl Cluster {
         let voters: Vec<String> = (1..=opts.nodes).map(|i| i.to_string()).collect();
         let init = Command::new(sim_bin())
             .args(["cluster", "init", "--voters", &voters.join(",")])
+            .args(["--tick-ms", &opts.tick_ms.to_string()])
             .arg("--file")
             .arg(&file)
             .output()
@@ -281,21 +284,32 @@ impl Cluster {
         Agent::start(self.node(id), &self.rt, &self.client, &self.keys, id)
     }
 
-    #[allow(dead_code, reason = "for the wave tests to come")]
     /// (Re)starts node `id`'s agent and waits until it registered.
     pub fn start_agent(&mut self, id: u64) {
         let agent = self.start_agent_process(id);
         self.agents[id as usize - 1] = Some(agent);
     }
 
-    #[allow(dead_code, reason = "for the wave tests to come")]
+    /// Stops node `id`'s agent (SIGTERM: its presence goes at once) and starts a new one, which
+    /// reads the node's configuration afresh.
+    pub fn restart_agent(&mut self, id: u64) {
+        let agent = self.agent(id);
+        agent.signal("TERM");
+        let st = agent.wait_exit(
+            Instant::now(),
+            Duration::from_secs(30),
+            "the agent ignored SIGTERM",
+        );
+        assert_eq!(st.code(), Some(0), "agent {id}: {st:?}");
+        self.start_agent(id);
+    }
+
     pub fn agent(&mut self, id: u64) -> &mut Agent {
         self.agents[id as usize - 1]
             .as_mut()
             .unwrap_or_else(|| panic!("node {id} has no agent running"))
     }
 
-    #[allow(dead_code, reason = "for the wave tests to come")]
     /// A `rollgate` command with node `id`'s configuration (any node's `[fleet]` names the
     /// cluster: this is how a conductor is run), JSON output.
     pub fn rollgate(&self, id: u64) -> Command {
@@ -314,7 +328,6 @@ impl Cluster {
             .unwrap()
     }
 
-    #[allow(dead_code, reason = "for the wave tests to come")]
     /// The `wave` record.
     pub fn wave(&self) -> Option<Value> {
         self.rt
@@ -363,6 +376,31 @@ impl Cluster {
         self.write_intent(id, wave, "operator-image", to);
         let r = self.wait_final(id, wave, Duration::from_secs(120));
         assert_eq!(r.phase, NodePhase::Promoted, "node {id}: {r:?}");
+    }
+
+    /// Moves leadership to `to` the way a Raft leadership transfer does — no node stops: the
+    /// simulated cluster's state gets the new leader and a new term, written as the nodes write
+    /// it (under `FILE.lock`, a temporary file renamed over the state). The nodes report it at
+    /// their next heartbeat.
+    pub fn transfer_leadership(&self, to: u64) {
+        let mut lock_path = self.file.clone().into_os_string();
+        lock_path.push(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .unwrap();
+        lock.lock().unwrap();
+        let mut state: Value = serde_json::from_slice(&std::fs::read(&self.file).unwrap()).unwrap();
+        let term = state["term"].as_u64().unwrap();
+        state["leaderId"] = to.into();
+        state["term"] = (term + 1).into();
+        let mut tmp = self.file.clone().into_os_string();
+        tmp.push(".tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&state).unwrap()).unwrap();
+        std::fs::rename(&tmp, &self.file).unwrap();
+        drop(lock);
     }
 
     /// The voters other than the current leader, lowest first (the canary is the first).

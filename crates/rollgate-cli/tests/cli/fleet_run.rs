@@ -163,7 +163,11 @@ fn a_wave_goes_canary_follower_leader_and_a_bad_version_stops_at_the_canary() {
     let (out, st) = node.run(&["fleet", "status"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(st["wave"]["outcome"], "done", "{st:#}");
-    assert_eq!(st["wave"]["order"], serde_json::json!(["2", "3", "1"]), "{st:#}");
+    assert_eq!(
+        st["wave"]["order"],
+        serde_json::json!(["2", "3", "1"]),
+        "{st:#}"
+    );
     assert_eq!(st["conductor"], Value::Null, "{st:#}");
     assert_eq!(st["next"], Value::Null, "{st:#}");
     // A second run of the same change: nothing to do, done at once.

@@ -397,29 +397,48 @@ fn check_wave(
             }
         }
     }
-    // Once per wave: the distinct versions each node went through.
+    // A node rolled back because the cluster was halted mid-step is not a failure: the wave is
+    // halted, and `--resume` steps that node again. Known by the wave record naming it
+    // (`rolled_back_by_halt`) while that rolled-back record stood (its revision).
+    let halt_rollbacks: BTreeSet<(u64, i64)> = samples[range.clone()]
+        .iter()
+        .filter_map(|s| s.etcd.as_ref())
+        .filter(|e| e.wave_field("wave_id") == Some(wave))
+        .filter_map(|e| {
+            let id: u64 = e.wave_field("rolled_back_by_halt")?.parse().ok()?;
+            let r = e.records.get(&id)?;
+            (r.wave_id == wave && r.phase == "rolled_back").then_some((id, r.mod_revision))
+        })
+        .collect();
+    // Once per wave: each node leaves its version at wave start once (plus once more after each
+    // halt rollback); coming back to it is the same change, moving on to a third version is not.
     for &id in &ids {
         let Some(base) = baseline.get(&id) else {
             continue;
         };
+        let allowed = 1 + halt_rollbacks.iter().filter(|(n, _)| *n == id).count();
         let mut seq = vec![base.as_str()];
+        let mut departures = 0;
         for i in range.clone() {
-            if let Some(v) = samples[i].version(id)
-                && seq.last() != Some(&v)
-            {
-                seq.push(v);
-                let once = seq.len() <= 2 || (seq.len() == 3 && seq[2] == seq[0]);
-                if !once {
-                    out.push(Violation {
-                        rule: Rule::OncePerWave,
-                        at: i,
-                        what: format!(
-                            "wave {wave}: node {id} changed more than once: {}",
-                            seq.join(" -> ")
-                        ),
-                    });
-                    break;
-                }
+            let Some(v) = samples[i].version(id) else {
+                continue;
+            };
+            let last = *seq.last().unwrap();
+            if last == v {
+                continue;
+            }
+            seq.push(v);
+            departures += usize::from(last == base);
+            if departures > allowed || (last != base && v != base) {
+                out.push(Violation {
+                    rule: Rule::OncePerWave,
+                    at: i,
+                    what: format!(
+                        "wave {wave}: node {id} changed more than once: {}",
+                        seq.join(" -> ")
+                    ),
+                });
+                break;
             }
         }
     }
@@ -429,7 +448,9 @@ fn check_wave(
             return false;
         };
         e.wave_field("wave_id") == Some(wave) && e.wave_field("outcome") == Some("failed")
-            || e.records.values().any(|r| r.wave_id == wave && r.failed())
+            || e.records.iter().any(|(&id, r)| {
+                r.wave_id == wave && r.failed() && !halt_rollbacks.contains(&(id, r.mod_revision))
+            })
     });
     if let Some(f) = failed {
         for (&id, &at) in &stepped {
@@ -858,6 +879,65 @@ mod tests {
             ),
         ]);
         assert_eq!(rules(&s), vec![]);
+    }
+
+    #[test]
+    fn a_node_rolled_back_by_a_halt_may_be_stepped_again() {
+        let halted = |by_halt: bool| {
+            let mut s = timeline(vec![
+                ([up("v1", 1), up("v1", 1), up("v1", 1)], vec![]),
+                (
+                    [up("v1", 1), up("v2", 1), up("v1", 1)],
+                    vec![(2, W, "in_flight")],
+                ),
+                (
+                    [up("v1", 1), up("v1", 1), up("v1", 1)],
+                    vec![(2, W, "rolled_back")],
+                ),
+                (
+                    [up("v1", 1), up("v1", 1), up("v1", 1)],
+                    vec![(2, W, "rolled_back")],
+                ),
+                (
+                    [up("v1", 1), up("v2", 1), up("v1", 1)],
+                    vec![(2, W, "in_flight")],
+                ),
+                (
+                    [up("v1", 1), up("v2", 1), up("v2", 1)],
+                    vec![(2, W, "promoted"), (3, W, "intent")],
+                ),
+            ]);
+            for sample in s.iter_mut() {
+                let e = sample.etcd.as_mut().unwrap();
+                e.wave = Some(serde_json::json!({"wave_id": W, "outcome": "running"}));
+            }
+            // The same rolled-back record (one revision) in samples 2 and 3.
+            let rev = s[2].etcd.as_ref().unwrap().records[&2].mod_revision;
+            s[3].etcd
+                .as_mut()
+                .unwrap()
+                .records
+                .get_mut(&2)
+                .unwrap()
+                .mod_revision = rev;
+            if by_halt {
+                s[3].etcd.as_mut().unwrap().wave = Some(
+                    serde_json::json!({"wave_id": W, "outcome": "halted", "rolled_back_by_halt": "2"}),
+                );
+            }
+            s
+        };
+        assert_eq!(rules(&halted(true)), vec![]);
+        // A plain rollback is a failure: the second try and the next node are reported.
+        assert_eq!(
+            rules(&halted(false)),
+            vec![
+                Rule::OncePerWave,
+                Rule::AfterFailure,
+                Rule::AfterFailure,
+                Rule::AfterFailure
+            ]
+        );
     }
 
     #[test]

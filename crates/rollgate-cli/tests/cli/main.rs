@@ -13,6 +13,7 @@ mod fault_matrix;
 mod fixture;
 mod fleet;
 mod fleet_run;
+mod fleet_wave;
 mod history;
 mod killswitch;
 mod outage;
