@@ -14,9 +14,9 @@ use rollgate_fleet::Keys;
 use rollgate_fleet::testenv::EtcdServer;
 use serde_json::Value;
 
+use crate::cluster::{Agent, runtime};
 use crate::compose::{Stack, StackSpec, start_stack_with};
 use crate::fixture::{code, explain, sim_bin};
-use crate::fleet::{Agent, runtime};
 
 const VOTERS: [u64; 3] = [1, 2, 3];
 

@@ -5,6 +5,7 @@
 mod analysis;
 mod bake;
 mod chain;
+mod cluster;
 mod compose;
 mod config_layer;
 mod crash;
@@ -13,6 +14,8 @@ mod fixture;
 mod fleet;
 mod fleet_compose;
 mod fleet_run;
+mod fleet_wave;
+mod history;
 mod killswitch;
 mod outage;
 mod rollout;
