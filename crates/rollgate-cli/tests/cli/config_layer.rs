@@ -6,7 +6,6 @@
 //! every step of a config rollout ends, after `resume`, promoted or on the exact baseline bytes.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 use crate::fixture::{Node, NodeOptions, code, explain};
@@ -276,21 +275,13 @@ fn crash_then_resume(good: bool, crash_at: &str) {
     let before = fingerprint(&file);
     let text = if good { GOOD } else { BAD };
     let new = candidate(&node, "new", text);
-    let out = node
-        .rollgate()
-        .args([
+    node.killed_at(
+        &[
             "rollout",
             &format!("operator-config={}", new.display()),
             "--yes",
-        ])
-        .env("ROLLGATE_CRASH_AT", crash_at)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{crash_at}: not killed there: {}",
-        explain(&out)
+        ],
+        crash_at,
     );
     let (out, record) = node.run(&["resume"]);
     match record["outcome"].as_str() {
@@ -313,8 +304,7 @@ fn crash_then_resume(good: bool, crash_at: &str) {
             explain(&out)
         ),
     }
-    let (_, status) = node.run(&["status"]);
-    assert!(status["active_rollout"].is_null(), "{crash_at}: {status:#}");
+    node.assert_no_active_rollout(crash_at);
 }
 
 macro_rules! config_crash_tests {
