@@ -21,10 +21,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The first column of the first row of `sql` on the operator's database, as text.
-fn sql(node: &Node, query: &str) -> Option<String> {
-    let (_, url) = node.operator_database();
+pub(crate) fn sql(node: &Node, query: &str) -> Option<String> {
+    sql_at(&node.operator_database().1, query)
+}
+
+/// The first column of the first row of `sql` on the database at `url`, as text.
+pub(crate) fn sql_at(url: &str, query: &str) -> Option<String> {
     runtime().block_on(async {
-        let c = rollgate_sim::db::connect_pg(&url, Duration::from_secs(10))
+        let c = rollgate_sim::db::connect_pg(url, Duration::from_secs(10))
             .await
             .expect("connect to the operator's database");
         let rows = c.simple_query(query).await.expect(query);
