@@ -1,6 +1,7 @@
 //! Rollouts with the compose driver on real containers (images from `scripts/build-images`):
 //! a good image is promoted, an image whose requestIndex stalls is rolled back by digest, only
-//! the operator's container is recreated, and nothing is left behind.
+//! the operator's container is recreated, and nothing is left behind; `env` and `config`
+//! layers; a snapshot rollout of a migrating image rolled back with its data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -95,6 +96,15 @@ impl Stack {
             .unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out, v)
+    }
+
+    /// A layer's current value as `rollgate status` reports it.
+    fn layer_value(&self, layer: &str) -> String {
+        let (out, status) = self.rollgate(&["status"]);
+        status["layers"][layer]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no value for {layer}: {}", explain(&out)))
+            .to_string()
     }
 
     /// Container id and start time of a service, found by its Compose labels.
@@ -430,14 +440,8 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
         assert_eq!(record["rollback"]["verified"], true, "{image}: {record:#}");
     }
 
-    let (_, status) = stack.rollgate(&["status"]);
-    assert!(
-        status["layers"]["operator-image"]["value"]
-            .as_str()
-            .unwrap()
-            .contains("v1.1.0"),
-        "{status:#}"
-    );
+    let value = stack.layer_value("operator-image");
+    assert!(value.contains("v1.1.0"), "{value}");
 
     let project = stack.project.clone();
     drop(stack);
@@ -583,4 +587,81 @@ fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
     assert_eq!(std::fs::read(&file).unwrap(), promoted);
     assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
     assert_eq!(std::fs::read(&compose_file).unwrap(), compose_before);
+}
+
+/// A snapshot rollout under the compose driver, on the shared Postgres the containers reach
+/// through its socket: `operator-image` with `snapshot` (template) rolled out to
+/// `v1.1.0-migrate-schema`, which migrates the operator's table, writes rows with the new
+/// column and then fails the `lastTx` gate. `compose stop operator` before the snapshot and
+/// before the restore; the rollback ends verified on `v1.0.0` (which refuses a migrated
+/// table) with the baseline's rows and none of the migrating version's.
+#[test]
+fn compose_snapshot_rollout_of_a_migrating_image_is_rolled_back_with_its_data() {
+    use crate::snapshot::sql_at;
+    const MIGRATES: &str = "rollgate-sim/operator:v1.1.0-migrate-schema";
+    let Some(stack) = start_stack("", None) else {
+        return;
+    };
+    let (db, url) = {
+        let node0 = &stack.dbs.as_ref().unwrap().node0;
+        (node0.name().to_string(), node0.url().to_string())
+    };
+    let layer = "[layers.operator-image]\nkind = \"image\"\ncomponents = [\"operator\"]\n";
+    let text = std::fs::read_to_string(&stack.config).unwrap();
+    assert!(text.contains(layer), "{text}");
+    std::fs::write(
+        &stack.config,
+        text.replace(
+            layer,
+            &format!("{layer}snapshot = [\"{db}\"]\nsnapshot_method = \"template\"\n"),
+        ),
+    )
+    .unwrap();
+    let count = |q: &str| -> i64 { sql_at(&url, q).unwrap().parse().unwrap() };
+    let started = Instant::now();
+    while count("SELECT count(*) FROM operator_requests") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the baseline wrote no row"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last_id = count("SELECT max(id) FROM operator_requests");
+    let up_to_last = format!("SELECT count(*) FROM operator_requests WHERE id <= {last_id}");
+    let baseline_rows = count(&up_to_last);
+
+    let op_before = stack.container("operator");
+    let (out, record) =
+        stack.rollgate(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["outcome"], "rolled_back", "{record:#}");
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    let kinds = crate::fixture::step_kinds(&record);
+    assert!(
+        kinds.contains(&"snapshot") && kinds.contains(&"rollback_restore_data"),
+        "{kinds:?}"
+    );
+    assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
+    let value = stack.layer_value("operator-image");
+    assert!(value.starts_with("rollgate-sim/operator:v1.0.0"), "{value}");
+    // The snapshot's data: not migrated, none of the migrating version's rows, every baseline
+    // row there.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'operator_requests' AND column_name = 'schema_v2'"
+        ),
+        0,
+        "the migrated schema is still there"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM operator_requests WHERE version = 'v1.1.0-migrate-schema'"),
+        0
+    );
+    assert_eq!(count(&up_to_last), baseline_rows, "baseline rows lost");
+    // No snapshot database left behind on the shared server.
+    for s in record["snapshots"].as_array().cloned().unwrap_or_default() {
+        let (out, _) = stack.rollgate(&["snapshot", "prune", "--id", s["id"].as_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+    }
 }
