@@ -199,6 +199,9 @@ pub fn now_ms() -> u64 {
 pub struct AgentEntry {
     pub snapshot: AgentSnapshot,
     pub lease: i64,
+    /// The etcd revision the snapshot was published at: orders snapshots of different agents
+    /// without trusting their clocks.
+    pub rev: i64,
 }
 
 /// Every agent (one prefix read): node id → snapshot and lease.
@@ -222,10 +225,34 @@ pub async fn read_agents(
             AgentEntry {
                 snapshot,
                 lease: kv.lease(),
+                rev: kv.mod_revision(),
             },
         );
     }
     Ok(out)
+}
+
+/// Every agent, each with a snapshot published after this call began (agents publish once a
+/// second): a preflight must not decide on a value or a role a node reported before its last
+/// change. An agent that publishes nothing new within 2.5 s is taken as last seen.
+pub async fn read_fresh_agents(
+    client: &Client,
+    keys: &Keys,
+) -> Result<BTreeMap<String, AgentEntry>, FleetError> {
+    let since = store::list(client, &keys.agents())
+        .await?
+        .header()
+        .map(|h| h.revision())
+        .unwrap_or(0);
+    let started = Instant::now();
+    loop {
+        let agents = read_agents(client, keys).await?;
+        if agents.values().all(|a| a.rev > since) || started.elapsed() > Duration::from_millis(2500)
+        {
+            return Ok(agents);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// The planner's view of every node that has an agent or a place in the wave. With `layer`, a
@@ -309,7 +336,7 @@ pub async fn plan(
         .change
         .clone()
         .ok_or_else(|| ConductError::Usage("fleet plan needs LAYER=VALUE".into()))?;
-    let agents = read_agents(client, keys).await?;
+    let agents = read_fresh_agents(client, keys).await?;
     let views = views(&agents, None, Some(&layer));
     let wave = store::read(client, &keys.wave()).await?;
     let running = wave
@@ -693,7 +720,7 @@ impl Conductor<'_> {
         if let Some(reason) = self.halted() {
             return Err(ConductError::Busy(reason));
         }
-        let agents = read_agents(self.client, self.keys).await?;
+        let agents = read_fresh_agents(self.client, self.keys).await?;
         let views = views(&agents, None, Some(&layer));
         let refuse = |reason: String| WaveReport {
             wave_id: None,
@@ -1139,13 +1166,16 @@ impl Conductor<'_> {
         let window = hold.max(MIN_ADVANCE_WINDOW);
         let mut first_index: Option<u128> = None;
         let mut last_index: Option<u128> = None;
+        let mut history = IndexHistory::default();
         loop {
             self.ship.lease().ensure_alive()?;
             let agents = match read_agents(self.client, self.keys).await {
                 Ok(a) => a,
                 Err(e) => return Ok(Err(format!("etcd: {}", chain(&e)))),
             };
-            if let Err(why) = gate_sample(wave, node, &agents, self.fleet.max_lag) {
+            history.add(&agents);
+            let highest = history.comparable_highest(node, &agents);
+            if let Err(why) = gate_sample(wave, node, &agents, self.fleet.max_lag, highest) {
                 return Ok(Err(why));
             }
             let idx = agents
@@ -1164,7 +1194,9 @@ impl Conductor<'_> {
         let agents = read_agents(self.client, self.keys)
             .await
             .map_err(ConductError::from)?;
-        if let Err(why) = gate_sample(wave, node, &agents, self.fleet.max_lag) {
+        history.add(&agents);
+        let highest = history.comparable_highest(node, &agents);
+        if let Err(why) = gate_sample(wave, node, &agents, self.fleet.max_lag, highest) {
             return Ok(Err(format!("at the re-check: {why}")));
         }
         let now = agents
@@ -1277,6 +1309,7 @@ fn gate_sample(
     node: &str,
     agents: &BTreeMap<String, AgentEntry>,
     max_lag: u64,
+    highest: Option<u128>,
 ) -> Result<(), String> {
     let Some(me) = agents.get(node) else {
         return Err(format!("node {node}'s agent is gone"));
@@ -1305,10 +1338,6 @@ fn gate_sample(
     }
     let views = views(agents, None, None);
     planner::agreed_leader(&views, wave.leader_given.as_deref())?;
-    let highest = agents
-        .values()
-        .filter_map(|a| a.snapshot.request_index.as_deref()?.parse::<u128>().ok())
-        .max();
     let mine = me
         .snapshot
         .request_index
@@ -1320,6 +1349,51 @@ fn gate_sample(
         )),
         (None, _) => Err(format!("node {node} reports no requestIndex")),
         _ => Ok(()),
+    }
+}
+
+fn index_of(a: &AgentEntry) -> Option<u128> {
+    a.snapshot.request_index.as_deref()?.parse().ok()
+}
+
+/// Every agent's (revision, requestIndex) as the conductor saw them during the gates.
+#[derive(Debug, Default)]
+struct IndexHistory(BTreeMap<String, Vec<(i64, u128)>>);
+
+impl IndexHistory {
+    fn add(&mut self, agents: &BTreeMap<String, AgentEntry>) {
+        for (id, a) in agents {
+            let Some(idx) = index_of(a) else { continue };
+            let h = self.0.entry(id.clone()).or_default();
+            if h.last().is_none_or(|(rev, _)| *rev < a.rev) {
+                h.push((a.rev, idx));
+            }
+        }
+    }
+
+    /// The cluster's highest index *comparable* with `node`'s current snapshot: the node's own
+    /// and, for every other node, its latest one published before the node's (agents publish a
+    /// second apart; on a busy cluster a newer snapshot of another node is ahead by what that
+    /// second committed, which is no lag). None when no other node has a comparable one yet.
+    fn comparable_highest(
+        &self,
+        node: &str,
+        agents: &BTreeMap<String, AgentEntry>,
+    ) -> Option<u128> {
+        let me = agents.get(node)?;
+        let mine = index_of(me)?;
+        let others = self
+            .0
+            .iter()
+            .filter(|(id, _)| id.as_str() != node)
+            .filter_map(|(_, h)| {
+                h.iter()
+                    .rev()
+                    .find(|(rev, _)| *rev <= me.rev)
+                    .map(|(_, i)| *i)
+            })
+            .max()?;
+        Some(others.max(mine))
     }
 }
 
@@ -1474,6 +1548,7 @@ mod tests {
                     request_index: Some(index.to_owned()),
                 },
                 lease: 1,
+                rev: 1,
             },
         )
     }
@@ -1502,6 +1577,53 @@ mod tests {
         }
     }
 
+    fn max_index(agents: &BTreeMap<String, AgentEntry>) -> Option<u128> {
+        agents.values().filter_map(index_of).max()
+    }
+
+    fn at(mut a: (String, AgentEntry), rev: i64) -> (String, AgentEntry) {
+        a.1.rev = rev;
+        a
+    }
+
+    /// Snapshots are published a second apart: on a busy cluster another node's newer snapshot
+    /// is ahead by what that second committed. Only snapshots published before the node's count.
+    #[test]
+    fn lag_is_judged_against_snapshots_published_before_the_node_s() {
+        let all = ["1", "2", "3"];
+        let mut h = IndexHistory::default();
+        let earlier: BTreeMap<_, _> = [
+            at(agent("1", &all, "1", "950"), 8),
+            at(agent("3", &all, "1", "940"), 9),
+        ]
+        .into();
+        h.add(&earlier);
+        // 100 entries/s: node 1's newest is 100 ahead of node 2's, published after it.
+        let now: BTreeMap<_, _> = [
+            at(agent("1", &all, "1", "1100"), 11),
+            at(agent("2", &all, "1", "1000"), 10),
+            at(agent("3", &all, "1", "1090"), 12),
+        ]
+        .into();
+        h.add(&now);
+        let highest = h.comparable_highest("2", &now);
+        assert_eq!(highest, Some(1000));
+        assert_eq!(gate_sample(&wave(), "2", &now, 50, highest), Ok(()));
+        // Judged against every newest snapshot instead, the healthy node lags.
+        assert!(gate_sample(&wave(), "2", &now, 50, max_index(&now)).is_err());
+
+        // A node that really lags 200 behind is caught against the older snapshots too.
+        let mut lagging = now.clone();
+        lagging.insert("2".into(), at(agent("2", &all, "1", "750"), 10).1);
+        let mut h2 = IndexHistory::default();
+        h2.add(&earlier);
+        h2.add(&lagging);
+        let highest = h2.comparable_highest("2", &lagging);
+        assert_eq!(highest, Some(950));
+        let e = gate_sample(&wave(), "2", &lagging, 50, highest).unwrap_err();
+        assert!(e.contains("lags the cluster's highest 950"), "{e}");
+    }
+
     #[test]
     fn cluster_gates_name_what_fails() {
         let all = ["1", "2", "3"];
@@ -1511,26 +1633,29 @@ mod tests {
             agent("3", &all, "1", "1000"),
         ]
         .into();
-        assert_eq!(gate_sample(&wave(), "2", &good, 50), Ok(()));
+        assert_eq!(
+            gate_sample(&wave(), "2", &good, 50, max_index(&good)),
+            Ok(())
+        );
 
         // Lagging past max_lag, counted past 2^64.
         let mut lag = good.clone();
         lag.insert("2".into(), agent("2", &all, "1", "18446744073709551616").1);
         lag.insert("1".into(), agent("1", &all, "1", "18446744073709551716").1);
-        let e = gate_sample(&wave(), "2", &lag, 50).unwrap_err();
+        let e = gate_sample(&wave(), "2", &lag, 50, max_index(&lag)).unwrap_err();
         assert!(e.contains("lags") && e.contains("by more than 50"), "{e}");
 
         // The node left the voter set (it reports a set without itself).
         let mut left = good.clone();
         left.insert("2".into(), agent("2", &["1", "3"], "1", "1000").1);
-        let e = gate_sample(&wave(), "2", &left, 50).unwrap_err();
+        let e = gate_sample(&wave(), "2", &left, 50, max_index(&left)).unwrap_err();
         assert!(e.contains("reports voters 1,3"), "{e}");
 
         // Another node unhealthy.
         let mut sick = good.clone();
         sick.get_mut("3").unwrap().snapshot.healthy = false;
         assert_eq!(
-            gate_sample(&wave(), "2", &sick, 50).unwrap_err(),
+            gate_sample(&wave(), "2", &sick, 50, max_index(&sick)).unwrap_err(),
             "node 3 is unhealthy"
         );
 
@@ -1542,7 +1667,7 @@ mod tests {
         ]
         .into();
         assert!(
-            gate_sample(&wave(), "2", &split, 50)
+            gate_sample(&wave(), "2", &split, 50, max_index(&split))
                 .unwrap_err()
                 .contains("no leader")
         );
@@ -1551,7 +1676,7 @@ mod tests {
         let mut gone = good.clone();
         gone.remove("3");
         assert_eq!(
-            gate_sample(&wave(), "2", &gone, 50).unwrap_err(),
+            gate_sample(&wave(), "2", &gone, 50, max_index(&gone)).unwrap_err(),
             "voter 3 has no live agent"
         );
     }

@@ -92,6 +92,7 @@ pub async fn read(client: &Client, keys: &Keys) -> Result<FleetStatus, FleetErro
             AgentEntry {
                 snapshot: snap.clone(),
                 lease: 0,
+                rev: 0,
             },
         );
         let n = nodes.entry(id).or_insert_with(|| blank(id));
