@@ -499,6 +499,27 @@ impl Timeline {
         analyse(&self.samples, &self.voters)
     }
 
+    /// The widest spread of `requestIndex` between ready nodes within one sample (all read
+    /// within a few milliseconds of each other) and the sample it was seen at.
+    pub fn max_index_spread(&self) -> (u64, usize) {
+        let mut widest = (0, 0);
+        for (i, s) in self.samples.iter().enumerate() {
+            let idx: Vec<u64> = s
+                .nodes
+                .values()
+                .flatten()
+                .filter(|st| st.ready())
+                .filter_map(|st| st.request_index)
+                .collect();
+            if let (Some(lo), Some(hi)) = (idx.iter().min(), idx.iter().max())
+                && hi - lo > widest.0
+            {
+                widest = (hi - lo, i);
+            }
+        }
+        widest
+    }
+
     /// The samples around `at`, one line each, `at` marked.
     pub fn around(&self, at: usize) -> String {
         let from = at.saturating_sub(10);
