@@ -200,6 +200,37 @@ mod tests {
             .prop_map(|cs| cs.into_iter().collect())
         }
 
+        /// Text made of URL pieces in any order: schemes, delimiters, secret query keys,
+        /// an already redacted password.
+        pub fn fragments() -> impl Strategy<Value = String> {
+            prop::collection::vec(
+                prop::sample::select(vec![
+                    "redis",
+                    "https",
+                    "postgres",
+                    "://",
+                    ":",
+                    "@",
+                    "/",
+                    "?",
+                    "#",
+                    "&",
+                    "=",
+                    "token",
+                    "db_password",
+                    "key",
+                    "****",
+                    "u",
+                    "h",
+                    "x",
+                    " ",
+                    "%40",
+                ]),
+                0..16,
+            )
+            .prop_map(|parts| parts.concat())
+        }
+
         /// `(scheme, user, host, path)`: what a user and a host can hold, and a path without
         /// `@` (a path `@` cannot be told apart from a password's; see `password_range`).
         pub fn parts() -> impl Strategy<Value = (String, String, String, String)> {
@@ -213,8 +244,43 @@ mod tests {
         }
     }
 
+    /// Callers that hold an endpoint already redacted pass it to helpers that redact again
+    /// (`rollgate_probe::http::parse_json`): a second pass must change nothing.
+    #[test]
+    fn redacting_twice_is_redacting_once() {
+        let cases = [
+            "postgres://app:s3cret@127.0.0.1:5432/node0",
+            "redis://hunter2@127.0.0.1:6379",
+            "https://h/x?token=abc&a=1",
+            "postgres://u:a/b?c#d@host/db",
+            "https://u?token=x:p@h",
+            "https://u:p@h/?token=a@b",
+            "https://host:8443/to/me@x?key=k&auth=a",
+            "http://127.0.0.1:9090/api/v1/query",
+            "not a url",
+        ];
+        for input in cases {
+            let once = redact_url(input);
+            assert_eq!(redact_url(&once), once, "{input}");
+        }
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2048))]
+
+        /// `redact_url` is idempotent on any text, URL-shaped or not.
+        #[test]
+        fn redact_url_is_idempotent(
+            text in urls::fragments(),
+            (scheme, user, host, path) in urls::parts(),
+            password in urls::password(),
+        ) {
+            let url = format!("{scheme}://{user}:{password}@{host}{path}");
+            for input in [text, url] {
+                let once = redact_url(&input);
+                proptest::prop_assert_eq!(redact_url(&once), once.clone(), "{:?}", input);
+            }
+        }
 
         /// issue 12 item 2: for any URL with user info, the password never survives
         /// `redact_url`, nor `redact_text` on text holding the URL.

@@ -12,8 +12,7 @@ use rollgate_core::redact::redact_url;
 use serde_json::{Value, json};
 
 use crate::errors::ProbeError;
-use crate::http::{Fetched, HttpClient, require_success};
-use crate::outcome::snippet;
+use crate::http::{Fetched, HttpClient, parse_json, require_success};
 use crate::prometheus::api_client;
 
 /// The Alertmanager client.
@@ -92,12 +91,7 @@ impl AlertmanagerClient {
             .call(reqwest::Method::POST, "/api/v2/silences", Some(&body))
             .await?;
         require_success(&endpoint, &fetched)?;
-        let doc: Value =
-            serde_json::from_slice(&fetched.body).map_err(|source| ProbeError::NotJson {
-                endpoint: endpoint.clone(),
-                snippet: snippet(&fetched.body, 40),
-                source,
-            })?;
+        let doc = parse_json(&endpoint, &fetched.body)?;
         doc.get("silenceID")
             .and_then(Value::as_str)
             .filter(|id| !id.is_empty() && id.len() <= 100)
@@ -114,12 +108,7 @@ impl AlertmanagerClient {
             .call(reqwest::Method::GET, "/api/v2/silences", None)
             .await?;
         require_success(&endpoint, &fetched)?;
-        let doc: Value =
-            serde_json::from_slice(&fetched.body).map_err(|source| ProbeError::NotJson {
-                endpoint: endpoint.clone(),
-                snippet: snippet(&fetched.body, 40),
-                source,
-            })?;
+        let doc = parse_json(&endpoint, &fetched.body)?;
         let list = doc.as_array().ok_or_else(|| ProbeError::Invalid {
             endpoint,
             message: "the silences are not a list".into(),

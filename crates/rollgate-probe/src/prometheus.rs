@@ -18,7 +18,7 @@ use rollgate_core::redact::redact_url;
 use serde_json::Value;
 
 use crate::errors::ProbeError;
-use crate::http::{Fetched, HttpClient, base_builder, trust_roots};
+use crate::http::{Fetched, HttpClient, base_builder, parse_json, trust_roots};
 use crate::outcome::snippet;
 
 /// At most this many series of one answer are kept (the rest are counted, not judged).
@@ -319,11 +319,9 @@ pub fn parse_query(endpoint: &str, body: &[u8]) -> Result<Vec<Sample>, ProbeErro
         endpoint: endpoint.to_string(),
         message,
     };
-    let doc: Value = serde_json::from_slice(body).map_err(|source| ProbeError::NotJson {
-        endpoint: endpoint.to_string(),
-        snippet: snippet(body, 40),
-        source,
-    })?;
+    // `endpoint` is already redacted; `parse_json` redacts it again, which leaves it as it is
+    // (`redact_url` is idempotent).
+    let doc = parse_json(endpoint, body)?;
     match doc.get("status").and_then(Value::as_str) {
         Some("success") => {}
         Some(other) => {

@@ -1,6 +1,7 @@
 //! Rollouts with the compose driver on real containers (images from `scripts/build-images`):
 //! a good image is promoted, an image whose requestIndex stalls is rolled back by digest, only
-//! the operator's container is recreated, and nothing is left behind.
+//! the operator's container is recreated, and nothing is left behind; `env` and `config`
+//! layers; a snapshot rollout of a migrating image rolled back with its data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -42,19 +43,21 @@ fn compose_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker")
 }
 
-struct Stack {
-    project: String,
+pub(crate) struct Stack {
+    pub project: String,
     /// Compose files of the test on top of `compose.yml` (absolute).
     overrides: Vec<PathBuf>,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
-    config: PathBuf,
+    pub config: PathBuf,
+    /// The operator's port published on 127.0.0.1.
+    pub operator_port: u16,
     dbs: Option<NodeDatabases>,
     redis_url: String,
 }
 
 impl Stack {
-    fn compose(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn compose(&self, args: &[&str]) -> std::process::Output {
         let cmd = compose_cmd();
         let mut c = Command::new(&cmd[0]);
         c.args(&cmd[1..]).current_dir(compose_dir()).args([
@@ -73,21 +76,39 @@ impl Stack {
         c.output().unwrap()
     }
 
-    fn rollgate(&self, args: &[&str]) -> (std::process::Output, Value) {
+    /// `rollgate` with this node's configuration and the stack's environment (what its
+    /// compose driver passes to Compose).
+    pub(crate) fn rollgate_command(&self) -> Command {
         let mut c = Command::new(rollgate_bin());
-        c.env("ROLLGATE_CONFIG", &self.config)
-            .arg("--json")
-            .args(args);
+        c.env("ROLLGATE_CONFIG", &self.config);
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
+        c
+    }
+
+    pub(crate) fn rollgate(&self, args: &[&str]) -> (std::process::Output, Value) {
+        let out = self
+            .rollgate_command()
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out, v)
     }
 
+    /// A layer's current value as `rollgate status` reports it.
+    fn layer_value(&self, layer: &str) -> String {
+        let (out, status) = self.rollgate(&["status"]);
+        status["layers"][layer]["value"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no value for {layer}: {}", explain(&out)))
+            .to_string()
+    }
+
     /// Container id and start time of a service, found by its Compose labels.
-    fn container(&self, service: &str) -> (String, String) {
+    pub(crate) fn container(&self, service: &str) -> (String, String) {
         let out = Command::new("docker")
             .args([
                 "ps",
@@ -144,13 +165,34 @@ fn wait_http(url: &str) {
     panic!("timed out waiting for {url}");
 }
 
+/// What [`start_stack_with`] starts besides the plain localnet.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StackSpec {
+    /// Appended to the rollgate configuration.
+    pub extra: String,
+    /// With it, the operator reads its configuration file `run/operator/operator.env` (holding
+    /// this text from the start) through `SIM_ENV_FILE`, bind-mounted read-only by a Compose file
+    /// of the test's own (the project's `compose.yml` stays as it is): the file a `config` layer
+    /// changes.
+    pub operator_config: Option<String>,
+    /// Cluster mode: this node's Raft id and the host directory of the cluster file, through
+    /// `docker/compose.cluster.yml` (which the rollgate configuration lists too).
+    pub cluster: Option<(u64, PathBuf)>,
+}
+
 /// The simulated stack under Compose with its own databases and ports, and a rollgate
 /// configuration for it (compose driver) with `extra` appended; `None` when the services or
-/// the images are missing outside CI. With `operator_config`, the operator reads its
-/// configuration file `run/operator/operator.env` (holding that text from the start) through
-/// `SIM_ENV_FILE`, bind-mounted read-only by a Compose file of the test's own (the project's
-/// `compose.yml` stays as it is): the file a `config` layer changes.
+/// the images are missing outside CI. With `operator_config`, see [`StackSpec`].
 fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
+    start_stack_with(StackSpec {
+        extra: extra.to_string(),
+        operator_config: operator_config.map(str::to_string),
+        cluster: None,
+    })
+}
+
+/// [`start_stack`] with every option.
+pub(crate) fn start_stack_with(spec: StackSpec) -> Option<Stack> {
     let services = testenv::require_services()?;
     if !docker_ok() {
         assert!(
@@ -177,7 +219,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     }
     std::fs::write(run.join(".env"), "SGX_DEBUG=0\nSGX_PRERELEASE=1\n").unwrap();
     let mut overrides = Vec::new();
-    if let Some(text) = operator_config {
+    if let Some(text) = &spec.operator_config {
         std::fs::create_dir_all(run.join("operator")).unwrap();
         std::fs::write(run.join("operator/operator.env"), text).unwrap();
         let file = dir.path().join("operator-config.yml");
@@ -195,7 +237,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     }
     let ports = free_ports(5);
     let project = format!("rgtest{}", testenv::unique_suffix().replace('_', ""));
-    let env: Vec<(String, String)> = [
+    let mut env: Vec<(String, String)> = [
         ("SIM_RUN_DIR", run.display().to_string()),
         ("OPERATOR_DATABASE", dbs.node0.name().to_string()),
         ("KYC_DATABASE", dbs.kyc.name().to_string()),
@@ -211,6 +253,11 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some((id, cluster_dir)) = &spec.cluster {
+        overrides.push(compose_dir().join("compose.cluster.yml"));
+        env.push(("NODE_ID".into(), id.to_string()));
+        env.push(("CLUSTER_DIR".into(), cluster_dir.display().to_string()));
+    }
     let config = dir.path().join("rollgate.toml");
     let mut stack = Stack {
         project,
@@ -218,6 +265,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
         env,
         _dir: dir,
         config,
+        operator_port: ports[0],
         dbs: Some(dbs),
         redis_url: services.redis_url.clone(),
     };
@@ -275,7 +323,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
         .replace("@WINDOW@", "3s")
         .replace("@BAKE@", "0s")
         .replace("@RUNTIME@", &runtime);
-    std::fs::write(&stack.config, text + extra).unwrap();
+    std::fs::write(&stack.config, text + &spec.extra).unwrap();
     stack.env.push(("NO_COLOR".into(), "1".into()));
     Some(stack)
 }
@@ -392,14 +440,8 @@ fn compose_driver_promotes_a_good_image_and_rolls_back_every_bad_one() {
         assert_eq!(record["rollback"]["verified"], true, "{image}: {record:#}");
     }
 
-    let (_, status) = stack.rollgate(&["status"]);
-    assert!(
-        status["layers"]["operator-image"]["value"]
-            .as_str()
-            .unwrap()
-            .contains("v1.1.0"),
-        "{status:#}"
-    );
+    let value = stack.layer_value("operator-image");
+    assert!(value.contains("v1.1.0"), "{value}");
 
     let project = stack.project.clone();
     drop(stack);
@@ -545,4 +587,81 @@ fn compose_env_layer_promotes_and_rolls_back_and_config_files_work() {
     assert_eq!(std::fs::read(&file).unwrap(), promoted);
     assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
     assert_eq!(std::fs::read(&compose_file).unwrap(), compose_before);
+}
+
+/// A snapshot rollout under the compose driver, on the shared Postgres the containers reach
+/// through its socket: `operator-image` with `snapshot` (template) rolled out to
+/// `v1.1.0-migrate-schema`, which migrates the operator's table, writes rows with the new
+/// column and then fails the `lastTx` gate. `compose stop operator` before the snapshot and
+/// before the restore; the rollback ends verified on `v1.0.0` (which refuses a migrated
+/// table) with the baseline's rows and none of the migrating version's.
+#[test]
+fn compose_snapshot_rollout_of_a_migrating_image_is_rolled_back_with_its_data() {
+    use crate::snapshot::sql_at;
+    const MIGRATES: &str = "rollgate-sim/operator:v1.1.0-migrate-schema";
+    let Some(stack) = start_stack("", None) else {
+        return;
+    };
+    let (db, url) = {
+        let node0 = &stack.dbs.as_ref().unwrap().node0;
+        (node0.name().to_string(), node0.url().to_string())
+    };
+    let layer = "[layers.operator-image]\nkind = \"image\"\ncomponents = [\"operator\"]\n";
+    let text = std::fs::read_to_string(&stack.config).unwrap();
+    assert!(text.contains(layer), "{text}");
+    std::fs::write(
+        &stack.config,
+        text.replace(
+            layer,
+            &format!("{layer}snapshot = [\"{db}\"]\nsnapshot_method = \"template\"\n"),
+        ),
+    )
+    .unwrap();
+    let count = |q: &str| -> i64 { sql_at(&url, q).unwrap().parse().unwrap() };
+    let started = Instant::now();
+    while count("SELECT count(*) FROM operator_requests") == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the baseline wrote no row"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let last_id = count("SELECT max(id) FROM operator_requests");
+    let up_to_last = format!("SELECT count(*) FROM operator_requests WHERE id <= {last_id}");
+    let baseline_rows = count(&up_to_last);
+
+    let op_before = stack.container("operator");
+    let (out, record) =
+        stack.rollgate(&["rollout", &format!("operator-image={MIGRATES}"), "--yes"]);
+    assert_eq!(code(&out), 4, "{}", explain(&out));
+    assert_eq!(record["outcome"], "rolled_back", "{record:#}");
+    assert_eq!(record["rollback"]["verified"], true, "{record:#}");
+    let kinds = crate::fixture::step_kinds(&record);
+    assert!(
+        kinds.contains(&"snapshot") && kinds.contains(&"rollback_restore_data"),
+        "{kinds:?}"
+    );
+    assert_ne!(stack.container("operator").0, op_before.0, "not recreated");
+    let value = stack.layer_value("operator-image");
+    assert!(value.starts_with("rollgate-sim/operator:v1.0.0"), "{value}");
+    // The snapshot's data: not migrated, none of the migrating version's rows, every baseline
+    // row there.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM information_schema.columns \
+             WHERE table_name = 'operator_requests' AND column_name = 'schema_v2'"
+        ),
+        0,
+        "the migrated schema is still there"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM operator_requests WHERE version = 'v1.1.0-migrate-schema'"),
+        0
+    );
+    assert_eq!(count(&up_to_last), baseline_rows, "baseline rows lost");
+    // No snapshot database left behind on the shared server.
+    for s in record["snapshots"].as_array().cloned().unwrap_or_default() {
+        let (out, _) = stack.rollgate(&["snapshot", "prune", "--id", s["id"].as_str().unwrap()]);
+        assert_eq!(code(&out), 0, "{}", explain(&out));
+    }
 }

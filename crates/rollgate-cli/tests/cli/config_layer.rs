@@ -3,13 +3,13 @@
 //! start), restarts the operator, gates; a bad file is rolled back to the exact bytes, mode and
 //! owner; a hand-edited file is refused (exit 3); the deployment metadata and
 //! `APP_CONFIG/ethereum` are never touched (exit 2); `plan` shows a masked diff; a crash at
-//! every step of a config rollout ends, after `resume`, promoted or on the exact baseline bytes.
+//! every step of a config rollout ends, after `resume`, promoted or on the exact baseline bytes;
+//! a config layer with `snapshot` is rolled back with its bytes and its database.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 const LAYER: &str = r#"
 [layers.operator-config]
@@ -181,6 +181,86 @@ fn bad_config_is_rolled_back_to_the_exact_bytes_mode_and_owner() {
     );
 }
 
+/// A config layer that also snapshots the operator's database (`snapshot`, the default `dump`
+/// method, on the real Postgres): the file writer forwards the command driver's `stop` and
+/// `start`, so the bad file is rolled back with its exact bytes **and** the database as it was
+/// at the snapshot. The bad run writes nothing itself (no mark price, no request is
+/// sequenced), so the test writes a row while the bad file is being verified: the restore
+/// removes it, and every row of the baseline is still there.
+#[test]
+fn bad_config_with_a_snapshot_is_rolled_back_with_its_database() {
+    use crate::snapshot::sql;
+    let Some((node, file)) = config_node("1500ms") else {
+        return;
+    };
+    let (db, _) = node.operator_database();
+    node.edit_config(
+        "files = [\"localnet/config/operator.env\"]\n",
+        &format!("files = [\"localnet/config/operator.env\"]\nsnapshot = [\"{db}\"]\n"),
+    );
+    let before = fingerprint(&file);
+    // The baseline's rows: traffic writes one per sequenced request.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let count = |q: &str| -> i64 { sql(&node, q).unwrap().parse().unwrap() };
+    let last_id = count("SELECT coalesce(max(id), 0) FROM operator_requests");
+    assert!(last_id > 0, "the baseline wrote no row");
+    let up_to_last = format!("SELECT count(*) FROM operator_requests WHERE id <= {last_id}");
+    let baseline_rows = count(&up_to_last);
+
+    let bad = candidate(&node, "bad", BAD);
+    let mut child = node
+        .rollgate()
+        .args([
+            "rollout",
+            &format!("operator-config={}", bad.display()),
+            "--yes",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // `verify` comes after the snapshot and the restart on the bad file; the mark-price gate
+    // waits for `readiness_deadline` (15 s) before it fails.
+    node.wait_for_step("verify", &mut child);
+    sql(
+        &node,
+        "INSERT INTO operator_requests (request_index, tx_hash, version, payload) \
+         VALUES (0, 'written-during-the-bad-run', 'v1.0.0', '')",
+    );
+    let (_, status) = node.run(&["status"]);
+    assert_eq!(
+        status["active_rollout"]["last_step"]["kind"], "verify",
+        "the rollout left verify before the test wrote its row: {status:#}"
+    );
+    let out = child.wait_with_output().unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_rolled_back_by_mark_price(&out, &record);
+    assert_eq!(
+        fingerprint(&file),
+        before,
+        "not the exact baseline bytes, mode and owner"
+    );
+    let kinds = step_kinds(&record);
+    assert!(
+        kinds.contains(&"snapshot") && kinds.contains(&"rollback_restore_data"),
+        "{kinds:?}"
+    );
+    let snaps = record["snapshots"].as_array().cloned().unwrap_or_default();
+    assert!(
+        snaps.iter().any(|s| s["database"] == db.as_str()),
+        "{record:#}"
+    );
+    // The database is the snapshot's: the bad run's row is gone, the baseline's are all back.
+    assert_eq!(
+        count(
+            "SELECT count(*) FROM operator_requests WHERE tx_hash = 'written-during-the-bad-run'"
+        ),
+        0,
+        "the row written during the bad run survived the rollback"
+    );
+    assert_eq!(count(&up_to_last), baseline_rows, "baseline rows lost");
+}
+
 /// A bad configuration file's rollout (`OPERATOR_MARK_PRICE=off`): rolled back and verified,
 /// failed by the mark-price gate, the files restored and checked by hash
 /// (`restored:operator-config`). Shared with the compose driver's test.
@@ -276,21 +356,13 @@ fn crash_then_resume(good: bool, crash_at: &str) {
     let before = fingerprint(&file);
     let text = if good { GOOD } else { BAD };
     let new = candidate(&node, "new", text);
-    let out = node
-        .rollgate()
-        .args([
+    node.killed_at(
+        &[
             "rollout",
             &format!("operator-config={}", new.display()),
             "--yes",
-        ])
-        .env("ROLLGATE_CRASH_AT", crash_at)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{crash_at}: not killed there: {}",
-        explain(&out)
+        ],
+        crash_at,
     );
     let (out, record) = node.run(&["resume"]);
     match record["outcome"].as_str() {
@@ -313,8 +385,7 @@ fn crash_then_resume(good: bool, crash_at: &str) {
             explain(&out)
         ),
     }
-    let (_, status) = node.run(&["status"]);
-    assert!(status["active_rollout"].is_null(), "{crash_at}: {status:#}");
+    node.assert_no_active_rollout(crash_at);
 }
 
 macro_rules! config_crash_tests {

@@ -7,7 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 
 use serde_json::Value;
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 fn baselines(node: &Node) -> Vec<String> {
     let (out, list) = node.run(&["baseline", "list"]);
@@ -40,17 +40,9 @@ fn crash_then_resume(version: &str, crash_at: &str) {
     }) else {
         return;
     };
-    let out = node
-        .rollgate()
-        .args(["rollout", &format!("operator-image={version}"), "--yes"])
-        .env("ROLLGATE_CRASH_AT", crash_at)
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{crash_at}: rollgate was not killed there: {}",
-        explain(&out)
+    node.killed_at(
+        &["rollout", &format!("operator-image={version}"), "--yes"],
+        crash_at,
     );
     let before = baselines(&node);
 
@@ -87,11 +79,7 @@ fn crash_then_resume(version: &str, crash_at: &str) {
             ),
         }
     }
-    let (_, status) = node.run(&["status"]);
-    assert!(
-        status["active_rollout"].is_null(),
-        "{crash_at}: still unfinished: {status:#}"
-    );
+    node.assert_no_active_rollout(crash_at);
     let after = baselines(&node);
     for b in &before {
         assert!(after.contains(b), "{crash_at}: baseline {b} was lost");
@@ -185,11 +173,10 @@ fn crash_during_a_rollback_triggered_by_the_bake() {
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     assert_eq!(node.current("operator-image"), "v1.0.0");
     let (_, history) = node.run(&["show", record["rollout_id"].as_str().unwrap()]);
-    let kinds: Vec<&str> = history["steps"]
-        .as_array()
-        .map(|a| a.iter().filter_map(|s| s["kind"].as_str()).collect())
-        .unwrap_or_default();
-    assert!(kinds.contains(&"bake"), "the bake ran first: {history:#}");
+    assert!(
+        step_kinds(&history).contains(&"bake"),
+        "the bake ran first: {history:#}"
+    );
 }
 
 /// `serve` started the rollout and was killed with it: `rollgate resume` finishes it.

@@ -372,20 +372,43 @@ timeout = "60s""#
         );
     }
 
-    /// Wait until the journal's active rollout has written an intent for `step`.
+    /// Wait until the journal's active rollout has written an intent for `step`. Fails when
+    /// `child` (the rollout) ends first, or after 60 s (killing it), with what it wrote to
+    /// stdout and stderr (when piped).
     pub fn wait_for_step(&self, step: &str, child: &mut std::process::Child) {
+        use std::io::Read;
         let started = std::time::Instant::now();
         loop {
             let (_, status) = self.run(&["status"]);
             if status["active_rollout"]["last_step"]["kind"] == step {
                 return;
             }
-            if started.elapsed() > Duration::from_secs(60) {
+            let ended = child.try_wait().ok().flatten();
+            if ended.is_some() || started.elapsed() > Duration::from_secs(60) {
                 let _ = child.kill();
-                panic!("the rollout never reached {step}: {status:#}");
+                let exit = child.wait();
+                let mut output = String::new();
+                if let Some(mut pipe) = child.stdout.take() {
+                    let _ = pipe.read_to_string(&mut output);
+                }
+                if let Some(mut pipe) = child.stderr.take() {
+                    let _ = pipe.read_to_string(&mut output);
+                }
+                panic!(
+                    "the rollout never reached {step} ({exit:?}): {status:#}\n--- its output\n{output}"
+                );
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// `rollgate status` shows no unfinished rollout (`context` says which case failed).
+    pub fn assert_no_active_rollout(&self, context: &str) {
+        let (_, status) = self.run(&["status"]);
+        assert!(
+            status["active_rollout"].is_null(),
+            "{context}: still unfinished: {status:#}"
+        );
     }
 
     /// The version the localnet records for a layer.
@@ -419,6 +442,17 @@ impl Drop for Node {
             });
         }
     }
+}
+
+/// The kinds of the journal steps in a decision record (`rollout`, `resume`, `show`), in
+/// order; a record without `steps` fails the test.
+pub fn step_kinds(record: &Value) -> Vec<&str> {
+    record["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a record without `steps`: {record:#}"))
+        .iter()
+        .filter_map(|s| s["kind"].as_str())
+        .collect()
 }
 
 /// The exit code, printing the output when it is not the expected one.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 #[test]
 fn a_frozen_node_refuses_rollouts_and_a_freeze_mid_rollout_rolls_back() {
@@ -55,22 +55,7 @@ fn a_frozen_node_refuses_rollouts_and_a_freeze_mid_rollout_rolls_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    loop {
-        let (_, status) = node.run(&["status"]);
-        let step = status["active_rollout"]["last_step"]["kind"].clone();
-        if step == "bake" {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(40) {
-            let _ = child.kill();
-            panic!(
-                "the rollout never reached its bake: {status:#}\n{}",
-                explain(&child.wait_with_output().unwrap())
-            );
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    node.wait_for_step("bake", &mut child);
     // The holder refreshes the lock's heartbeat while it works (every 5 s).
     let started = Instant::now();
     loop {
@@ -191,18 +176,7 @@ fn a_freeze_while_the_gates_wait_rolls_back_at_the_next_poll() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let started = Instant::now();
-    loop {
-        let (_, status) = node.run(&["status"]);
-        if status["active_rollout"]["last_step"]["kind"] == "verify" {
-            break;
-        }
-        if started.elapsed() > Duration::from_secs(30) {
-            let _ = child.kill();
-            panic!("the rollout never reached verify: {status:#}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    node.wait_for_step("verify", &mut child);
     let (out, _) = node.run(&["freeze", "--reason", "incident 4712"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     let out = child.wait_with_output().unwrap();
@@ -225,12 +199,7 @@ fn a_freeze_while_the_gates_wait_rolls_back_at_the_next_poll() {
         .unwrap();
     assert_eq!(operator["verdict"], "inconclusive", "{record:#}");
     // Stopped while verifying: no bake ran, and the baseline was re-verified.
-    let kinds: Vec<&str> = record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["kind"].as_str().unwrap())
-        .collect();
+    let kinds = step_kinds(&record);
     assert!(
         kinds.contains(&"verify") && !kinds.contains(&"bake"),
         "{kinds:?}"

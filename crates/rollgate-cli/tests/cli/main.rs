@@ -12,6 +12,7 @@ mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod fleet_compose;
 mod fleet_run;
 mod fleet_wave;
 mod history;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 fn node(opts: NodeOptions) -> Option<Node> {
     Node::start(opts)
@@ -42,30 +42,11 @@ fn finish_within(mut child: Child, limit: Duration, what: &str) -> (std::process
     finish(child)
 }
 
-fn step_kinds(record: &Value) -> Vec<String> {
-    record["steps"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s["kind"].as_str().map(str::to_string))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 fn gate<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
     record["gates"]
         .as_array()?
         .iter()
         .find(|g| g["name"] == name)
-}
-
-fn assert_no_active_rollout(node: &Node) {
-    let (_, status) = node.run(&["status"]);
-    assert!(
-        status["active_rollout"].is_null(),
-        "still unfinished: {status:#}"
-    );
 }
 
 /// Item 1: verify failed (the kill switch stopped it), the process died before the rollback
@@ -99,10 +80,10 @@ fn resume_after_a_recorded_verify_failure_rolls_back_without_reverifying() {
             .contains("verify failed: kill switch"),
         "the recorded verdict is the reason: {record:#}"
     );
-    assert!(!step_kinds(&record).contains(&"verify".to_string()));
+    assert!(!step_kinds(&record).contains(&"verify"));
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     assert_eq!(node.current("operator-image"), "v1.0.0");
-    assert_no_active_rollout(&node);
+    node.assert_no_active_rollout("after resume");
 }
 
 /// Item 1: resume keeps the rollout's `--bake`.
@@ -121,7 +102,7 @@ fn resume_keeps_the_rollouts_bake() {
     let (out, record) = node.run(&["resume"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert!(
-        step_kinds(&record).contains(&"bake".to_string()),
+        step_kinds(&record).contains(&"bake"),
         "the 2s bake of the interrupted rollout ran: {record:#}"
     );
 }
@@ -155,7 +136,7 @@ fn resume_continues_a_plan_from_the_interrupted_step() {
     let (out, doc) = node.run(&["resume"]);
     assert_eq!(code(&out), 0, "{}", explain(&out));
     assert_eq!(node.current("kyc-image"), "v1.1.0", "{doc:#}");
-    assert_no_active_rollout(&node);
+    node.assert_no_active_rollout("after resume");
 
     let plan2 = node.dir.path().join("plan2.toml");
     std::fs::write(
@@ -287,10 +268,9 @@ fn a_failed_restore_reports_exit_5_at_once() {
     let (out, record) = node.run(&["rollout", "operator-image=v1.1.0-stall-request", "--yes"]);
     assert_eq!(code(&out), 5, "{}", explain(&out));
     let kinds = step_kinds(&record);
-    assert!(kinds.contains(&"rollback_restore".to_string()), "{kinds:?}");
+    assert!(kinds.contains(&"rollback_restore"), "{kinds:?}");
     assert!(
-        !kinds.contains(&"rollback_restart".to_string())
-            && !kinds.contains(&"rollback_verify".to_string()),
+        !kinds.contains(&"rollback_restart") && !kinds.contains(&"rollback_verify"),
         "no restart, no gates after a failed restore: {kinds:?}"
     );
     assert!(
@@ -363,7 +343,7 @@ fn a_hanging_poll_cannot_hold_a_rollout() {
         explain(&out)
     );
     assert_ne!(record["outcome"], "promoted", "{record:#}");
-    assert_no_active_rollout(&node);
+    node.assert_no_active_rollout("after the deadline");
 }
 
 /// Item 12: verify's gate polls are latency samples of the new version. A bake too short to

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use rollgate_sim::monitoring::Alertmanager;
 use serde_json::Value;
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 /// The silences Alertmanager holds for `rollout_id` (by the comment rollgate writes), as
 /// `(state, matchers)`.
@@ -84,12 +84,7 @@ fn the_restart_is_silenced_until_verify_is_decided() {
     );
     // Both steps are in the journal, before the rollout's end.
     let (_, shown) = node.run(&["show", &id]);
-    let kinds: Vec<&str> = shown["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["kind"].as_str())
-        .collect();
+    let kinds = step_kinds(&shown);
     let pos = |k: &str| kinds.iter().position(|x| *x == k).unwrap_or(usize::MAX);
     assert!(pos("silence") < pos("restart"), "{kinds:?}");
     assert!(pos("verify") < pos("unsilence"), "{kinds:?}");

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::fixture::{Node, NodeOptions, code, explain};
+use crate::fixture::{Node, NodeOptions, code, explain, step_kinds};
 
 const MIGRATES: &str = "v1.1.0-migrate-schema";
 
@@ -21,10 +21,14 @@ fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// The first column of the first row of `sql` on the operator's database, as text.
-fn sql(node: &Node, query: &str) -> Option<String> {
-    let (_, url) = node.operator_database();
+pub(crate) fn sql(node: &Node, query: &str) -> Option<String> {
+    sql_at(&node.operator_database().1, query)
+}
+
+/// The first column of the first row of `sql` on the database at `url`, as text.
+pub(crate) fn sql_at(url: &str, query: &str) -> Option<String> {
     runtime().block_on(async {
-        let c = rollgate_sim::db::connect_pg(&url, Duration::from_secs(10))
+        let c = rollgate_sim::db::connect_pg(url, Duration::from_secs(10))
             .await
             .expect("connect to the operator's database");
         let rows = c.simple_query(query).await.expect(query);
@@ -132,12 +136,7 @@ fn rolled_back_with(method: &str) {
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     assert_eq!(node.current("operator-image"), "v1.0.0");
     assert_baseline_data(&node, before);
-    let kinds: Vec<&str> = record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["kind"].as_str())
-        .collect();
+    let kinds = step_kinds(&record);
     assert!(
         kinds.contains(&"snapshot") && kinds.contains(&"rollback_restore_data"),
         "{kinds:?}"
@@ -243,12 +242,7 @@ fn a_session_left_on_the_database_refuses_the_template_snapshot() {
     assert_eq!(record["rollback"]["verified"], true, "{record:#}");
     assert_eq!(node.current("operator-image"), "v1.0.0");
     assert!(!migrated(&node));
-    let kinds: Vec<&str> = record["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|s| s["kind"].as_str())
-        .collect();
+    let kinds = step_kinds(&record);
     assert!(!kinds.contains(&"apply"), "{kinds:?}");
     assert!(!kinds.contains(&"rollback_restore_data"), "{kinds:?}");
     cleanup(&node);
@@ -332,8 +326,7 @@ fn crash_then_resume(method: &str, version: &str, at: &str) {
         }
         other => panic!("{at}: unexpected outcome {other:?}: {}", explain(&out)),
     }
-    let (_, status) = node.run(&["status"]);
-    assert!(status["active_rollout"].is_null(), "{at}: {status:#}");
+    node.assert_no_active_rollout(at);
     let (_, readiness) = node.run(&["check", "--group", "readiness"]);
     assert_eq!(
         readiness["ok"], true,
