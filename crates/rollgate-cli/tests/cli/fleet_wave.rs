@@ -442,7 +442,9 @@ fn etcd_killed_mid_wave_starts_no_new_step_and_the_step_ends_locally() {
         phase(&c, 2, &wave) == "in_flight"
     });
     c.etcd.kill();
+    let killed = Instant::now();
     let (out, _) = finish(conductor);
+    let conductor_out = killed.elapsed();
     assert_eq!(code(&out), 6, "{}", explain(&out));
     let now = Instant::now();
     let st = c
@@ -463,6 +465,20 @@ fn etcd_killed_mid_wave_starts_no_new_step_and_the_step_ends_locally() {
     assert!(v[1] == "v1.0.0" || v[1] == "v1.1.0", "{v:?}");
     assert_eq!((v[0].as_str(), v[2].as_str()), ("v1.0.0", "v1.0.0"));
     assert_eq!(rollouts(&c, 1) + rollouts(&c, 3), 0);
+    let (_, st) = c.node(2).run(&["status"]);
+    eprintln!(
+        "etcd killed mid-step: the canary ended on {} ({}), conductor out after {:?}",
+        v[1], st["last_rollout"]["outcome"], conductor_out
+    );
+
+    // etcd back: nothing was recorded as progress — the wave still has the canary in flight
+    // (its agent could not record the end), no other node has a record: a human resolves it.
+    let etcd = &mut c.etcd;
+    c.rt.block_on(etcd.restart());
+    let w = c.wave().unwrap();
+    assert_eq!(w["phases"]["2"], "in_flight", "{w:#}");
+    assert_eq!(phase(&c, 2, &wave), "in_flight");
+    assert!(c.record(1).is_none() && c.record(3).is_none());
 }
 
 /// A follower unhealthy at the start (its KYC stopped, so its own `rollgate check` is red):
@@ -602,4 +618,37 @@ fn a_lagging_version_is_promoted_locally_then_reverted_by_the_cluster_gates() {
     assert_eq!(versions(&c), ["v1.0.0"; 3]);
     // Promoted by its own rollout, then rolled back on the conductor's request.
     assert!(rollouts(&c, 2) >= 1);
+}
+
+/// A busy cluster (one entry committed every 10 ms: 100 requests a second) and a good version:
+/// every node is healthy and within `max_lag` (50) of the others at any instant, so the wave must
+/// finish. The agents publish their request index once a second, each on its own phase, so two
+/// snapshots can be up to a second — here up to ~100 entries — apart in time.
+///
+/// Fails today: the conductor's lag gate compares those snapshots as if taken at one instant
+/// and reverts the healthy canary ("node 2's requestIndex 499 lags the cluster's highest 579 by
+/// more than 50") while the checker, reading every node within milliseconds, sees them at most
+/// 14 to 35 entries apart (two runs). The gate needs each index with the time it was read.
+#[test]
+#[ignore = "conductor bug: the lag gate compares snapshots published up to 1 s apart"]
+fn a_good_wave_on_a_busy_cluster_is_not_failed_by_the_lag_gate() {
+    let Some(c) = Cluster::start(ClusterOptions {
+        tick_ms: 10,
+        ..ClusterOptions::default()
+    }) else {
+        return;
+    };
+    let h = c.history();
+    let (out, report) = run(&c, &["operator-image=v1.1.0"]);
+    let timeline = h.finish();
+    let (spread, at) = timeline.max_index_spread();
+    eprintln!(
+        "busy cluster: ready nodes at most {spread} entries apart at one instant (sample {at}); \
+         the conductor said: {}",
+        report["reason"]
+    );
+    checked(timeline, "busy cluster, good");
+    assert_eq!(code(&out), 0, "{}", explain(&out));
+    assert_eq!(report["outcome"], "done", "{report:#}");
+    assert_eq!(versions(&c), ["v1.1.0"; 3]);
 }

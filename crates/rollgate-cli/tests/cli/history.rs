@@ -11,7 +11,8 @@
 //!   a rollback, is part of the same change);
 //! - nothing changes after the wave's first failure (a record `rolled_back`/`rollback_failed`, a
 //!   revert intent or the wave recorded failed): no node stepped that was not stepped before, no
-//!   node moved to anything but its version at wave start.
+//!   node moved to anything but its version at wave start;
+//! - at most one node's record of a wave in flight (`intent` or `in_flight`) at any sample.
 //!
 //! A wave is identified by the `wave_id` of the `wave` record, else of the node records (tests
 //! that write intents by hand): the timeline is cut where a new wave id first appears. The
@@ -253,6 +254,8 @@ pub enum Rule {
     OncePerWave,
     /// Something changed after the wave's first failure.
     AfterFailure,
+    /// Two nodes' records of one wave in flight (intent or in_flight) at once.
+    OneInFlight,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -377,6 +380,25 @@ fn check_wave(
             }
         }
     }
+    // One node in flight at a time, as the records say (whatever the nodes show).
+    for i in range.clone() {
+        let Some(e) = &samples[i].etcd else { continue };
+        let busy: Vec<u64> = e
+            .records
+            .iter()
+            .filter(|(_, r)| {
+                r.wave_id == wave && matches!(r.phase.as_str(), "intent" | "in_flight")
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        if busy.len() > 1 {
+            out.push(Violation {
+                rule: Rule::OneInFlight,
+                at: i,
+                what: format!("wave {wave}: nodes {busy:?} in flight at once"),
+            });
+        }
+    }
     // Leader last: whoever led just before it was stepped, no node stepped after it.
     for (&id, &at) in &stepped {
         let before = at.saturating_sub(1);
@@ -497,6 +519,27 @@ pub struct Timeline {
 impl Timeline {
     pub fn violations(&self) -> Vec<Violation> {
         analyse(&self.samples, &self.voters)
+    }
+
+    /// The widest spread of `requestIndex` between ready nodes within one sample (all read
+    /// within a few milliseconds of each other) and the sample it was seen at.
+    pub fn max_index_spread(&self) -> (u64, usize) {
+        let mut widest = (0, 0);
+        for (i, s) in self.samples.iter().enumerate() {
+            let idx: Vec<u64> = s
+                .nodes
+                .values()
+                .flatten()
+                .filter(|st| st.ready())
+                .filter_map(|st| st.request_index)
+                .collect();
+            if let (Some(lo), Some(hi)) = (idx.iter().min(), idx.iter().max())
+                && hi - lo > widest.0
+            {
+                widest = (hi - lo, i);
+            }
+        }
+        widest
     }
 
     /// The samples around `at`, one line each, `at` marked.
@@ -782,6 +825,22 @@ mod tests {
         starting.healthy = false;
         s[4].nodes.insert(2, Some(starting));
         assert_eq!(rules(&s), vec![Rule::OneVoterDown]);
+    }
+
+    #[test]
+    fn two_records_in_flight_at_once_are_reported() {
+        let mut s = good();
+        s[2].etcd.as_mut().unwrap().records.insert(
+            3,
+            Record {
+                wave_id: W.into(),
+                phase: "intent".into(),
+                to: "v2".into(),
+                revert: false,
+                mod_revision: 1,
+            },
+        );
+        assert_eq!(rules(&s), vec![Rule::OneInFlight]);
     }
 
     #[test]
