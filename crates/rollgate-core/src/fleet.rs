@@ -1,5 +1,5 @@
 //! The fleet planner: which node of a Raft cluster a wave changes next (the contract is
-//! `docs/fleet.md` of the shared docs; the commands around it are not built yet).
+//! `docs/fleet.md` of the shared docs; the conductor is `rollgate_fleet::conductor`).
 //!
 //! Pure, like the engine: the conductor reads every agent's snapshot and the wave's record (from
 //! etcd), asks [`next`] what to do, does it, records the result in the wave, and asks again.
@@ -36,8 +36,11 @@ pub struct NodeView {
     pub frozen: bool,
 }
 
-/// Where one node stands in a wave (recorded in etcd, `node/<id>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// Where one node stands in a wave (recorded in etcd, `wave` and `node/<id>`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Not changed yet.
     Pending,

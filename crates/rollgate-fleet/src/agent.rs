@@ -311,7 +311,10 @@ impl<'a> Agent<'a> {
                 }
             }
         };
-        self.last = snapshot;
+        self.last = AgentSnapshot {
+            layer: layer.map(|l| l.name.clone()),
+            ..snapshot
+        };
         let json = serde_json::to_value(&self.last).unwrap_or_default();
         store::publish_agent(
             &self.client,
@@ -387,11 +390,17 @@ impl<'a> Agent<'a> {
                 return None;
             }
         };
-        tracing::info!(wave = %claimed.wave_id, "running {}={}", claimed.layer, claimed.to);
+        tracing::info!(wave = %claimed.wave_id, revert = claimed.revert, "running {}={}", claimed.layer, claimed.to);
         Some(Box::pin(async move {
-            let result = runner
-                .rollout(&claimed.layer, &claimed.to, &RolloutOptions::default())
-                .await;
+            // A revert is `rollgate rollback`: back to the baseline this node's latest rollout
+            // (the wave's) started from, re-verified.
+            let result = if claimed.revert {
+                runner.rollback(None).await
+            } else {
+                runner
+                    .rollout(&claimed.layer, &claimed.to, &RolloutOptions::default())
+                    .await
+            };
             runner.notifier.flush(Duration::from_secs(15)).await;
             StepDone {
                 record: claimed,
@@ -406,6 +415,24 @@ impl<'a> Agent<'a> {
         self.lease.ensure_alive()?;
         let mut record = done.record;
         match &done.result {
+            Ok(report) if record.revert => {
+                // A verified rollback (whatever the report calls it) is the node back on its
+                // baseline; anything else needs a human.
+                record.phase = match report.outcome {
+                    Outcome::RollbackFailed | Outcome::Refused => NodePhase::RollbackFailed,
+                    _ => NodePhase::RolledBack,
+                };
+                record.rollout_id = Some(report.rollout_id.clone());
+                let how = if report.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", report.reason)
+                };
+                record.reason = Some(format!(
+                    "{}; reverted{how}",
+                    record.reason.as_deref().unwrap_or("revert")
+                ));
+            }
             Ok(report) => {
                 record.phase = match report.outcome {
                     Outcome::Promoted => NodePhase::Promoted,

@@ -8,6 +8,8 @@
 //! - [`lease`]: a lease with its keep-alive task; whoever holds one stops acting the moment
 //!   keep-alive fails (the client does not renew anything by itself).
 //! - [`agent`]: `rollgate fleet agent` — snapshot, intent, the single-node rollout, outcome.
+//! - [`conductor`]: `rollgate fleet run|plan|resolve` — one wave, decided by the planner,
+//!   recorded in `wave`, gated on the cluster after every node.
 //! - [`election`]: who conducts (campaign on the conductor's lease; busy never queues).
 //! - [`halt`]: the kill switch as seen by a conductor or an agent (etcd unreachable = halted).
 //! - [`node`]: `node/<id>`, intent by the conductor, claim and outcome by the agent, all CAS.
@@ -19,6 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod agent;
+pub mod conductor;
 pub mod election;
 pub mod errors;
 pub mod halt;

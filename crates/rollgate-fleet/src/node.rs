@@ -60,6 +60,11 @@ pub struct NodeRecord {
     pub rollout_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A revert: the node passed its own gates but failed the cluster's (or `--on-failure
+    /// rollback-all`), so its agent runs `rollgate rollback` of the layer instead of a rollout;
+    /// `to` is the value it goes back to.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub revert: bool,
 }
 
 impl NodeRecord {
@@ -72,6 +77,16 @@ impl NodeRecord {
             agent_lease: None,
             rollout_id: None,
             reason: None,
+            revert: false,
+        }
+    }
+
+    /// An intent to put the node back on `to` (the value it had before the wave).
+    pub fn revert(wave_id: &str, layer: &str, to: &str, why: &str) -> NodeRecord {
+        NodeRecord {
+            revert: true,
+            reason: Some(why.to_owned()),
+            ..NodeRecord::intent(wave_id, layer, to)
         }
     }
 }

@@ -15,6 +15,10 @@ pub const REQUEST_INDEX_POINTER: &str = "/lastRequest/requestIndex";
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentSnapshot {
     pub node_id: String,
+    /// The layer `value` is of: the layer of the last intent the agent saw, else the first
+    /// configured one (a conductor counts `value` only for its wave's layer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
     /// The layer's current value on the node, when the agent could read it.
     pub value: Option<String>,
     /// Green by the node's own readiness checks.
@@ -74,6 +78,7 @@ impl AgentSnapshot {
         let request_index = at(REQUEST_INDEX_POINTER).and_then(id_text);
         Ok(AgentSnapshot {
             node_id,
+            layer: None,
             value,
             healthy,
             frozen,

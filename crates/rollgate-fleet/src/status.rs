@@ -48,7 +48,8 @@ pub struct FleetStatus {
     pub halt: Option<Value>,
 }
 
-fn role(s: &AgentSnapshot) -> Role {
+/// A node's role as its own snapshot says.
+pub fn role(s: &AgentSnapshot) -> Role {
     if s.leader.as_deref() == Some(s.node_id.as_str()) {
         Role::Leader
     } else if s.voters.contains(&s.node_id) {

@@ -6,7 +6,7 @@ use rollgate_core::config::Fleet;
 use rollgate_fleet::{FleetError, Keys};
 
 use crate::app::Ctx;
-use crate::dispatch::{fleet_agent, fleet_halt, fleet_status};
+use crate::dispatch::{fleet_agent, fleet_halt, fleet_resolve, fleet_run, fleet_status};
 use crate::errors::{CliError, CmdResult};
 
 #[derive(Debug, Args)]
@@ -19,6 +19,12 @@ pub struct FleetArgs {
 pub enum FleetCommand {
     /// Run this node's agent: publish its snapshot, run the steps addressed to it (long-running)
     Agent(fleet_agent::AgentArgs),
+    /// The order, every gate and the preflight now, for LAYER=VALUE across the cluster; changes nothing
+    Plan(fleet_run::PlanArgs),
+    /// Conduct a wave: canary, followers, leader last, one node at a time, gated on the cluster
+    Run(fleet_run::RunArgs),
+    /// After a node was lost mid-step: record what a human found (`--as done|rolled-back`)
+    Resolve(fleet_resolve::ResolveArgs),
     /// The wave, each node's phase, agent liveness, value, health and role
     Status(fleet_status::StatusArgs),
     /// Cluster kill switch: no new step starts anywhere until `fleet unhalt`
@@ -30,6 +36,9 @@ pub enum FleetCommand {
 pub async fn run(ctx: &Ctx, args: &FleetArgs) -> CmdResult {
     match &args.command {
         FleetCommand::Agent(a) => fleet_agent::run(ctx, a).await,
+        FleetCommand::Plan(a) => fleet_run::plan(ctx, a).await,
+        FleetCommand::Run(a) => fleet_run::run(ctx, a).await,
+        FleetCommand::Resolve(a) => fleet_resolve::run(ctx, a).await,
         FleetCommand::Status(a) => fleet_status::run(ctx, a).await,
         FleetCommand::Halt(a) => fleet_halt::halt(ctx, a).await,
         FleetCommand::Unhalt(a) => fleet_halt::unhalt(ctx, a).await,

@@ -7,6 +7,8 @@ pub mod completions;
 pub mod fleet;
 pub mod fleet_agent;
 pub mod fleet_halt;
+pub mod fleet_resolve;
+pub mod fleet_run;
 pub mod fleet_status;
 pub mod freeze;
 pub mod history;

@@ -11,6 +11,7 @@ mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod fleet_run;
 mod killswitch;
 mod outage;
 mod rollout;
