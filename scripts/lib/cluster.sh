@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/demo-fleet and bench/fleet (sourced, not run): a loopback cluster of N
 # simulated operator nodes for `rollgate fleet`, and everything around it.
 #
@@ -24,9 +25,9 @@
 #   ROLLGATE_FLEET_SOAK          [fleet] canary_soak (default 0s)
 # After cluster_up: CLUSTER (the directory), ETCD_URL, FLEET_CLUSTER (the cluster name),
 # NODES (how many), OP_PORTS[I] (node I's operator port), ROLLGATE_CONFIG (node 1's).
-cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+cd "$(dirname "${BASH_SOURCE[0]}")/../.." || exit 2
 ROOT=$PWD
-# shellcheck source=common.sh
+# shellcheck source=scripts/lib/common.sh
 source scripts/lib/common.sh
 
 export ROLLGATE_DEMO_WINDOW="${ROLLGATE_DEMO_WINDOW:-3s}" ROLLGATE_DEMO_BAKE="${ROLLGATE_DEMO_BAKE:-0s}"
@@ -102,7 +103,7 @@ start_agent() {
     export ROLLGATE_SIM_DIR="$CLUSTER/node$i/localnet"
     exec rollgate --config "$CLUSTER/node$i/rollgate.toml" fleet agent
   ) >>"$CLUSTER/node$i/agent.log" 2>&1 &
-  AGENT_PIDS[$i]=$!
+  AGENT_PIDS[i]=$!
 }
 
 # wait_agents N: until N agents are alive and healthy in `fleet status` (60 s).

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/lib/node.sh and scripts/lib/cluster.sh (sourced, not run): what bringing up
 # a simulated node needs whether it runs alone or in a cluster.
 #
@@ -44,6 +45,7 @@ PY
 }
 
 # shellcheck disable=SC2016 # expanded by the command driver's shell, not here
+# shellcheck disable=SC2034 # used by the scripts that source this file
 LOOPBACK_RUNTIME='[runtime]
 driver = "command"
 

@@ -12,7 +12,7 @@
 # window (default 5s).
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
-# shellcheck source=common.sh
+# shellcheck source=scripts/lib/common.sh
 source scripts/lib/common.sh
 
 eval "$(scripts/services)"
