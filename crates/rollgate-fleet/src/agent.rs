@@ -342,8 +342,11 @@ impl<'a> Agent<'a> {
         if record.phase != NodePhase::Intent {
             return None;
         }
-        if let HaltState::Halted(_) = self.halt.state() {
-            // Left as an intent: claimed once the cluster is unhalted (if still wanted).
+        if let HaltState::Halted(_) = self.halt.state()
+            && !record.revert
+        {
+            // Left as an intent: claimed once the cluster is unhalted (if still wanted). A revert
+            // goes on: it takes the node back to its baseline, which is what a halt wants.
             return None;
         }
         self.layer = Some(record.layer.clone());

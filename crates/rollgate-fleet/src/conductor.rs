@@ -121,7 +121,8 @@ pub struct WaveRecord {
 }
 
 impl WaveRecord {
-    fn planner_wave(&self) -> Wave {
+    /// The planner's wave (phases as recorded; the halt is the conductor's to apply).
+    pub fn planner_wave(&self) -> Wave {
         Wave {
             to: self.to.clone(),
             canary: self.canary.clone(),
@@ -417,7 +418,7 @@ pub async fn run(
 
     let lease = KeptLease::grant(client, CONDUCTOR_LEASE_TTL).await?;
     let Some(ship) =
-        Conductorship::acquire(client, keys, lease, who, Duration::from_secs(2)).await?
+        Conductorship::acquire(client, keys, lease, who, campaign_wait(opts.resume)).await?
     else {
         let other = election::current(client, keys)
             .await
@@ -444,6 +445,16 @@ pub async fn run(
         tracing::warn!(error = %chain(&e), "could not resign the conductorship");
     }
     result
+}
+
+/// How long a conductor campaigns before it reports busy: a resume outwaits the lease of a
+/// conductor that was killed (its election key goes with its lease).
+fn campaign_wait(resume: bool) -> Duration {
+    if resume {
+        CONDUCTOR_LEASE_TTL + Duration::from_secs(3)
+    } else {
+        Duration::from_secs(2)
+    }
 }
 
 /// The wave record and its revision, if any.
@@ -502,6 +513,8 @@ enum Waited {
     Ended(Ended),
     /// The agent's lease went while the step was not recorded.
     Lost(String),
+    /// The cluster was halted before the agent took the intent: taken back, nothing ran.
+    Withdrawn(String),
 }
 
 impl Conductor<'_> {
@@ -537,6 +550,7 @@ impl Conductor<'_> {
                     }
                     blocked_since = None;
                     let Some(agent) = agents.get(&node) else {
+                        tokio::time::sleep(POLL).await;
                         continue;
                     };
                     if !self.start_step(&mut wave, &mut rev, &node, agent).await? {
@@ -901,6 +915,19 @@ impl Conductor<'_> {
                 self.save(wave, rev).await?;
                 return Ok(());
             }
+            Waited::Withdrawn(why) => {
+                // Never started: pending again, and no longer in the order of changed nodes.
+                self.say(format!("node {node}: intent withdrawn: {why}"));
+                wave.phases.insert(node.to_owned(), Phase::Pending);
+                if wave.order.last().map(String::as_str) == Some(node) {
+                    wave.order.pop();
+                }
+                self.save(wave, rev).await?;
+                let lock = store::lock_holder(self.client, self.keys).await?;
+                self.release(lock.and_then(|h| h.get("lease").and_then(|l| l.as_i64())))
+                    .await;
+                return Ok(());
+            }
             Waited::Ended(ended) => {
                 let lease = ended.record.agent_lease;
                 let phase = ended.phase;
@@ -984,7 +1011,7 @@ impl Conductor<'_> {
 
     async fn revert_wait(&mut self, wave: &WaveRecord, node: &str) -> Result<Phase, ConductError> {
         Ok(match self.wait_for(wave, node, true).await? {
-            Waited::Lost(w) => {
+            Waited::Lost(w) | Waited::Withdrawn(w) => {
                 self.say(format!("node {node} lost during its revert: {w}"));
                 Phase::Lost
             }
@@ -1044,6 +1071,24 @@ impl Conductor<'_> {
                     phase: r.phase,
                     record: r.clone(),
                 }));
+            }
+            if r.phase == NodePhase::Intent
+                && !revert
+                && let HaltState::Halted(_) = self.halt.state()
+                && let Some(why) = self.halted()
+            {
+                // The agent claims nothing while halted: take the intent back (CAS — if it was
+                // claimed meanwhile, the step is waited for as usual).
+                let mut taken = r.clone();
+                taken.phase = NodePhase::Vetoed;
+                taken.reason = Some(format!("withdrawn before the agent took it: {why}"));
+                if node::finish(self.client, self.keys, id, &taken, *rrev)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(Waited::Withdrawn(why));
+                }
+                continue;
             }
             let agent = agents.get(node);
             let present = match (r.phase, agent) {

@@ -31,9 +31,35 @@ impl Conductorship {
         wait: Duration,
     ) -> Result<Option<Conductorship>, FleetError> {
         let name = keys.election();
-        let mut c = client.clone();
-        let campaign = c.campaign(name.as_str(), who, lease.id());
-        match tokio::time::timeout(wait, campaign).await {
+        let started = std::time::Instant::now();
+        loop {
+            let left = wait.saturating_sub(started.elapsed());
+            let mut c = client.clone();
+            let campaign = c.campaign(name.as_str(), who, lease.id());
+            let result = tokio::time::timeout(left, campaign).await;
+            // The client's own request timeout ends a long campaign early: campaign again (with
+            // the same lease etcd re-uses our campaign key) until `wait` is spent.
+            if let Ok(Err(etcd_client::Error::GRpcStatus(s))) = &result
+                // gRPC codes 1 (cancelled: the client's timeout) and 4 (deadline exceeded).
+                && matches!(s.code() as i32, 1 | 4)
+                && started.elapsed() < wait
+            {
+                continue;
+            }
+            return Self::campaigned(client, lease, name, result).await;
+        }
+    }
+
+    async fn campaigned(
+        client: &Client,
+        lease: KeptLease,
+        name: String,
+        result: Result<
+            Result<etcd_client::CampaignResponse, etcd_client::Error>,
+            tokio::time::error::Elapsed,
+        >,
+    ) -> Result<Option<Conductorship>, FleetError> {
+        match result {
             Ok(Ok(resp)) => {
                 let Some(leader) = resp.leader() else {
                     lease.revoke(client).await?;

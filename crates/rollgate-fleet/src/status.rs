@@ -8,6 +8,7 @@ use etcd_client::Client;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::conductor::{AgentEntry, WaveRecord};
 use crate::errors::FleetError;
 use crate::keys::Keys;
 use crate::node::{NodePhase, NodeRecord};
@@ -46,6 +47,11 @@ pub struct FleetStatus {
     pub agents: Vec<AgentStatus>,
     /// The cluster kill switch's record when on (`fleet halt`).
     pub halt: Option<Value>,
+    /// Who conducts the wave now (the election's value), if anyone.
+    pub conductor: Option<String>,
+    /// For a wave still running, halted or stuck: what its conductor would do next from what
+    /// etcd holds now (`step node 3`, `wait for node 2`, `blocked: …`, `stuck: node 2 lost`).
+    pub next: Option<String>,
 }
 
 /// A node's role as its own snapshot says.
@@ -74,12 +80,20 @@ pub async fn read(client: &Client, keys: &Keys) -> Result<FleetStatus, FleetErro
         record: None,
         frozen: false,
     };
+    let mut snapshots: BTreeMap<String, AgentEntry> = BTreeMap::new();
     for (id, value) in store::agents(client, keys).await? {
         let snap: AgentSnapshot =
             serde_json::from_value(value).map_err(|e| FleetError::Corrupt {
                 key: keys.agent(id),
                 message: e.to_string(),
             })?;
+        snapshots.insert(
+            id.to_string(),
+            AgentEntry {
+                snapshot: snap.clone(),
+                lease: 0,
+            },
+        );
         let n = nodes.entry(id).or_insert_with(|| blank(id));
         n.alive = true;
         n.value = snap.value.clone();
@@ -101,9 +115,36 @@ pub async fn read(client: &Client, keys: &Keys) -> Result<FleetStatus, FleetErro
         n.phase = Some(record.phase);
         n.record = Some(record);
     }
+    let conductor = crate::election::current(client, keys).await?;
+    let next = wave.as_ref().and_then(|w| next_step(w, &snapshots));
     Ok(FleetStatus {
         wave,
         agents: nodes.into_values().collect(),
         halt,
+        conductor,
+        next,
     })
+}
+
+/// What the planner would decide for a wave that is not over, in words.
+fn next_step(wave: &Value, agents: &BTreeMap<String, AgentEntry>) -> Option<String> {
+    use rollgate_core::fleet::{Decision, next};
+    let w: WaveRecord = serde_json::from_value(wave.clone()).ok()?;
+    if !w.outcome.resumable() {
+        return None;
+    }
+    let views = crate::conductor::views(agents, Some(&w), Some(&w.layer));
+    Some(
+        match next(&w.planner_wave(), &views, w.leader_given.as_deref()) {
+            Decision::Step { node } => format!("step node {node}"),
+            Decision::Wait { node } => format!("wait for node {node}"),
+            Decision::Blocked { reason } => format!("blocked: {reason}"),
+            Decision::Done => "done".into(),
+            Decision::Failed { node } => format!("failed at node {node}"),
+            Decision::Stuck { node } => format!(
+                "stuck: node {node} was lost mid-step (`rollgate fleet resolve {node} --as done|rolled-back`)"
+            ),
+            Decision::Halted => "halted".into(),
+        },
+    )
 }

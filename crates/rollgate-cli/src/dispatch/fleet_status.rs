@@ -1,10 +1,12 @@
 //! `rollgate fleet status`: the wave and each node — agent liveness, value, health, role and
 //! the phase of its record — as etcd holds them. JSON (the contract): `{wave: {…}|null,
-//! agents: [{node_id, alive, value, healthy, role, phase}], halt: {reason, at_ms}|null}`.
+//! agents: [{node_id, alive, value, healthy, role, phase}], halt: {reason, at_ms}|null,
+//! conductor, next}` — `next` is what the wave's conductor would do now, which names what blocks.
 //! Exit 0; 6 when etcd does not answer.
 
 use clap::Args;
 use rollgate_core::ExitCode;
+use rollgate_fleet::conductor::WaveRecord;
 use rollgate_fleet::status;
 
 use crate::app::Ctx;
@@ -42,9 +44,42 @@ pub async fn run(ctx: &Ctx, args: &StatusArgs) -> CmdResult {
         ),
         None => crate::outln!("not halted"),
     }
-    match &st.wave {
-        Some(w) => crate::outln!("wave: {w}"),
+    match st
+        .wave
+        .as_ref()
+        .map(|w| (w, serde_json::from_value::<WaveRecord>(w.clone())))
+    {
+        Some((_, Ok(w))) => {
+            crate::outln!(
+                "wave {} {}={}: {}{}",
+                w.wave_id,
+                w.layer,
+                w.to,
+                w.outcome.as_str(),
+                w.reason
+                    .as_deref()
+                    .map(|r| format!(" — {r}"))
+                    .unwrap_or_default()
+            );
+            crate::outln!(
+                "  canary {}, leader at start {}, stepped so far: {}",
+                w.canary,
+                w.leader_at_start,
+                if w.order.is_empty() {
+                    "none".into()
+                } else {
+                    w.order.join(" → ")
+                }
+            );
+        }
+        Some((raw, Err(_))) => crate::outln!("wave: {raw}"),
         None => crate::outln!("wave: none"),
+    }
+    if let Some(c) = &st.conductor {
+        crate::outln!("conductor: {c}");
+    }
+    if let Some(n) = &st.next {
+        crate::outln!("next: {n}");
     }
     crate::outln!();
     crate::outln!(

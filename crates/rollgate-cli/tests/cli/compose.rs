@@ -42,19 +42,21 @@ fn compose_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docker")
 }
 
-struct Stack {
-    project: String,
+pub(crate) struct Stack {
+    pub project: String,
     /// Compose files of the test on top of `compose.yml` (absolute).
     overrides: Vec<PathBuf>,
     env: Vec<(String, String)>,
     _dir: tempfile::TempDir,
-    config: PathBuf,
+    pub config: PathBuf,
+    /// The operator's port published on 127.0.0.1.
+    pub operator_port: u16,
     dbs: Option<NodeDatabases>,
     redis_url: String,
 }
 
 impl Stack {
-    fn compose(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn compose(&self, args: &[&str]) -> std::process::Output {
         let cmd = compose_cmd();
         let mut c = Command::new(&cmd[0]);
         c.args(&cmd[1..]).current_dir(compose_dir()).args([
@@ -73,21 +75,30 @@ impl Stack {
         c.output().unwrap()
     }
 
-    fn rollgate(&self, args: &[&str]) -> (std::process::Output, Value) {
+    /// `rollgate` with this node's configuration and the stack's environment (what its
+    /// compose driver passes to Compose).
+    pub(crate) fn rollgate_command(&self) -> Command {
         let mut c = Command::new(rollgate_bin());
-        c.env("ROLLGATE_CONFIG", &self.config)
-            .arg("--json")
-            .args(args);
+        c.env("ROLLGATE_CONFIG", &self.config);
         for (k, v) in &self.env {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
+        c
+    }
+
+    pub(crate) fn rollgate(&self, args: &[&str]) -> (std::process::Output, Value) {
+        let out = self
+            .rollgate_command()
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
         let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
         (out, v)
     }
 
     /// Container id and start time of a service, found by its Compose labels.
-    fn container(&self, service: &str) -> (String, String) {
+    pub(crate) fn container(&self, service: &str) -> (String, String) {
         let out = Command::new("docker")
             .args([
                 "ps",
@@ -144,13 +155,34 @@ fn wait_http(url: &str) {
     panic!("timed out waiting for {url}");
 }
 
+/// What [`start_stack_with`] starts besides the plain localnet.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct StackSpec {
+    /// Appended to the rollgate configuration.
+    pub extra: String,
+    /// With it, the operator reads its configuration file `run/operator/operator.env` (holding
+    /// this text from the start) through `SIM_ENV_FILE`, bind-mounted read-only by a Compose file
+    /// of the test's own (the project's `compose.yml` stays as it is): the file a `config` layer
+    /// changes.
+    pub operator_config: Option<String>,
+    /// Cluster mode: this node's Raft id and the host directory of the cluster file, through
+    /// `docker/compose.cluster.yml` (which the rollgate configuration lists too).
+    pub cluster: Option<(u64, PathBuf)>,
+}
+
 /// The simulated stack under Compose with its own databases and ports, and a rollgate
 /// configuration for it (compose driver) with `extra` appended; `None` when the services or
-/// the images are missing outside CI. With `operator_config`, the operator reads its
-/// configuration file `run/operator/operator.env` (holding that text from the start) through
-/// `SIM_ENV_FILE`, bind-mounted read-only by a Compose file of the test's own (the project's
-/// `compose.yml` stays as it is): the file a `config` layer changes.
+/// the images are missing outside CI. With `operator_config`, see [`StackSpec`].
 fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
+    start_stack_with(StackSpec {
+        extra: extra.to_string(),
+        operator_config: operator_config.map(str::to_string),
+        cluster: None,
+    })
+}
+
+/// [`start_stack`] with every option.
+pub(crate) fn start_stack_with(spec: StackSpec) -> Option<Stack> {
     let services = testenv::require_services()?;
     if !docker_ok() {
         assert!(
@@ -177,7 +209,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     }
     std::fs::write(run.join(".env"), "SGX_DEBUG=0\nSGX_PRERELEASE=1\n").unwrap();
     let mut overrides = Vec::new();
-    if let Some(text) = operator_config {
+    if let Some(text) = &spec.operator_config {
         std::fs::create_dir_all(run.join("operator")).unwrap();
         std::fs::write(run.join("operator/operator.env"), text).unwrap();
         let file = dir.path().join("operator-config.yml");
@@ -195,7 +227,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     }
     let ports = free_ports(5);
     let project = format!("rgtest{}", testenv::unique_suffix().replace('_', ""));
-    let env: Vec<(String, String)> = [
+    let mut env: Vec<(String, String)> = [
         ("SIM_RUN_DIR", run.display().to_string()),
         ("OPERATOR_DATABASE", dbs.node0.name().to_string()),
         ("KYC_DATABASE", dbs.kyc.name().to_string()),
@@ -211,6 +243,11 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
     .collect();
+    if let Some((id, cluster_dir)) = &spec.cluster {
+        overrides.push(compose_dir().join("compose.cluster.yml"));
+        env.push(("NODE_ID".into(), id.to_string()));
+        env.push(("CLUSTER_DIR".into(), cluster_dir.display().to_string()));
+    }
     let config = dir.path().join("rollgate.toml");
     let mut stack = Stack {
         project,
@@ -218,6 +255,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
         env,
         _dir: dir,
         config,
+        operator_port: ports[0],
         dbs: Some(dbs),
         redis_url: services.redis_url.clone(),
     };
@@ -275,7 +313,7 @@ fn start_stack(extra: &str, operator_config: Option<&str>) -> Option<Stack> {
         .replace("@WINDOW@", "3s")
         .replace("@BAKE@", "0s")
         .replace("@RUNTIME@", &runtime);
-    std::fs::write(&stack.config, text + extra).unwrap();
+    std::fs::write(&stack.config, text + &spec.extra).unwrap();
     stack.env.push(("NO_COLOR".into(), "1".into()));
     Some(stack)
 }

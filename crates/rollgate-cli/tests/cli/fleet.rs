@@ -3,7 +3,6 @@
 //! agent runs the single-node rollout and records its outcome in `node/<id>`. Also
 //! `fleet status` (the contract's JSON) and `fleet halt|unhalt`.
 
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use rollgate_fleet::node::{self, NodePhase, NodeRecord};
@@ -11,42 +10,8 @@ use rollgate_fleet::testenv::EtcdServer;
 use rollgate_fleet::{Client, Keys};
 use serde_json::Value;
 
+use crate::cluster::{Agent, agent_alive, runtime};
 use crate::fixture::{Node, NodeOptions, code, explain};
-
-struct Agent(Child);
-
-impl Agent {
-    /// Its exit status, or fails the test with `why` when it runs past `since + limit`.
-    fn wait_exit(
-        &mut self,
-        since: Instant,
-        limit: Duration,
-        why: &str,
-    ) -> std::process::ExitStatus {
-        loop {
-            if let Some(s) = self.0.try_wait().unwrap() {
-                return s;
-            }
-            assert!(since.elapsed() < limit, "{why}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Waits until `node/<id>` reaches a final phase (or fails the test after `limit`).
 fn wait_final(
@@ -68,13 +33,6 @@ fn wait_final(
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-}
-
-fn agent_alive(rt: &tokio::runtime::Runtime, client: &Client, keys: &Keys) -> bool {
-    rt.block_on(rollgate_fleet::store::agents(client, keys))
-        .unwrap()
-        .iter()
-        .any(|(id, _)| *id == 1)
 }
 
 #[test]
@@ -102,22 +60,7 @@ fn the_agent_runs_an_intent_and_records_promoted_rolled_back_and_vetoed() {
     assert_eq!(st["wave"], Value::Null, "{st}");
     assert_eq!(st["agents"], serde_json::json!([]), "{st}");
 
-    let mut agent = Agent(
-        node.rollgate()
-            .args(["fleet", "agent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !agent_alive(&rt, &client, &keys) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the agent never registered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut agent = Agent::start(&node, &rt, &client, &keys, 1);
     let (_, st) = node.run(&["fleet", "status"]);
     let a = &st["agents"][0];
     assert_eq!(
@@ -312,22 +255,7 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     };
     let client = rt.block_on(etcd.client());
     let keys = Keys::new("h");
-    let mut agent = Agent(
-        node.rollgate()
-            .args(["fleet", "agent"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let started = Instant::now();
-    while !agent_alive(&rt, &client, &keys) {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the agent never registered"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let mut agent = Agent::start(&node, &rt, &client, &keys, 1);
     let intent = NodeRecord::intent("w1", "operator-image", "v1.1.0");
     rt.block_on(node::write_intent(&client, &keys, 1, &intent, None))
         .unwrap()
@@ -376,11 +304,7 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     assert_eq!(r.phase, NodePhase::Intent, "{r:?}");
 
     // SIGTERM: exit 0 and the presence revoked at once (not after the lease's 5 s TTL).
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &agent.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
+    agent.signal("TERM");
     let stopped = Instant::now();
     let status = agent.wait_exit(
         stopped,
@@ -389,7 +313,7 @@ fn a_fleet_halt_mid_step_rolls_the_node_back_and_lifts_its_freeze() {
     );
     assert_eq!(status.code(), Some(0), "{status:?}");
     assert!(
-        !agent_alive(&rt, &client, &keys),
+        !agent_alive(&rt, &client, &keys, 1),
         "the agent's key outlived its exit"
     );
 }

@@ -5,13 +5,17 @@
 mod analysis;
 mod bake;
 mod chain;
+mod cluster;
 mod compose;
 mod config_layer;
 mod crash;
 mod fault_matrix;
 mod fixture;
 mod fleet;
+mod fleet_compose;
 mod fleet_run;
+mod fleet_wave;
+mod history;
 mod killswitch;
 mod outage;
 mod rollout;
