@@ -12,6 +12,8 @@
 # window (default 5s).
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 ROOT=$PWD
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 
 eval "$(scripts/services)"
 export ROLLGATE_TEST_DATABASE_URL ROLLGATE_TEST_REDIS_URL
@@ -54,25 +56,6 @@ compose() {
   if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
 }
 
-wait_http() {
-  for _ in $(seq 150); do
-    curl -fsS "$1" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "timed out waiting for $1" >&2
-  return 1
-}
-
-fill() {
-  sed -e "s|@MODE@|$1|g" -e "s|@APP_CONFIG@|$2|g" -e "s|@OWNER@|$(id -un)|g" -e "s|@STATE_DIR@|$STATE|g" \
-      -e "s|@RUNTIME_ENV@|$3|g" -e "s|@CHAIN_URL@|$4|g" -e "s|@DEPLOYMENT_URL@|$5|g" \
-      -e "s|@CHAIN_PORT@|$CHAIN_PORT|g" -e "s|@DEPLOYMENT_PORT@|$DEPLOYMENT_PORT|g" -e "s|@PCCS_PORT@|$PCCS_PORT|g" \
-      -e "s|@OPERATOR_PORT@|$OPERATOR_PORT|g" -e "s|@KYC_PORT@|$KYC_PORT|g" -e "s|@PCCS_PIN@|$6|g" \
-      -e "s|@AESM_SOCKET@|$7|g" -e "s|@OPERATOR_DB@|$OPERATOR_DB|g" -e "s|@KYC_DB@|$KYC_DB|g" \
-      -e "s|@WINDOW@|${ROLLGATE_DEMO_WINDOW:-5s}|g" -e "s|@BAKE@|${ROLLGATE_DEMO_BAKE:-6s}|g" \
-      demo/rollgate.toml.in
-}
-
 "${PSQL[@]}" -c "CREATE DATABASE $OPERATOR_DB" -c "CREATE DATABASE $KYC_DB" >/dev/null
 
 if [ "$MODE" = compose ]; then
@@ -92,8 +75,9 @@ driver = \"compose\"
 project_dir = \"$ROOT/docker\"
 files = [\"compose.yml\"]
 project_name = \"$PROJECT\""
-  fill localnet.compose "$SIM_RUN_DIR/app_config" "$DEMO/run/.env" http://ethereum:8545 http://deployment-service:4040 \
-       "$(cat "$SIM_RUN_DIR/pccs/cert.sha256")" "$SIM_RUN_DIR/aesmd/aesm.socket" > "$CONFIG.tmp"
+  render_config "$CONFIG" "$RUNTIME" localnet.compose "$SIM_RUN_DIR/app_config" "$DEMO/run/.env" \
+       http://ethereum:8545 http://deployment-service:4040 \
+       "$(cat "$SIM_RUN_DIR/pccs/cert.sha256")" "$SIM_RUN_DIR/aesmd/aesm.socket"
   GOOD=rollgate-sim/operator:v1.1.0 STALL=rollgate-sim/operator:v1.1.0-stall-request
 else
   echo "==> mode localnet.loopback: starting the simulator as processes" >&2
@@ -102,30 +86,10 @@ else
     --redis-url "$ROLLGATE_TEST_REDIS_URL" --operator-database "$OPERATOR_DB" --kyc-database "$KYC_DB" \
     --redis-prefix "demo$$" --operator-port "$OPERATOR_PORT" --kyc-port "$KYC_PORT" --chain-port "$CHAIN_PORT" \
     --deployment-port "$DEPLOYMENT_PORT" --pccs-port "$PCCS_PORT" >&2
-  RUNTIME='[runtime]
-driver = "command"
-
-# rollgate-sim'"'"'s localnet controller reads ROLLGATE_LAYER, ROLLGATE_VALUE, ROLLGATE_COMPONENTS,
-# and ROLLGATE_SIM_DIR, which a command gets only when `env` lists it.
-[runtime.command]
-env = ["ROLLGATE_SIM_DIR"]
-current = "rollgate-sim localnet current"
-apply = "rollgate-sim localnet set"
-restart = "rollgate-sim localnet restart"
-stop = "rollgate-sim localnet stop"
-start = "rollgate-sim localnet start"
-logs = "awk -v s=\"$ROLLGATE_SINCE\" '"'"'substr($1, 1, 23) >= substr(s, 1, 23)'"'"' \"$ROLLGATE_SIM_DIR/logs/$ROLLGATE_COMPONENT.log\""
-timeout = "60s"'
-  fill localnet.loopback "$ROLLGATE_SIM_DIR/app_config" "$ROLLGATE_SIM_DIR/runtime.env" \
+  render_config "$CONFIG" "$LOOPBACK_RUNTIME" localnet.loopback "$ROLLGATE_SIM_DIR/app_config" "$ROLLGATE_SIM_DIR/runtime.env" \
        "http://127.0.0.1:$CHAIN_PORT" "http://127.0.0.1:$DEPLOYMENT_PORT" \
-       "$(cat "$ROLLGATE_SIM_DIR/pccs/cert.sha256")" "$ROLLGATE_SIM_DIR/aesm/aesm.socket" > "$CONFIG.tmp"
+       "$(cat "$ROLLGATE_SIM_DIR/pccs/cert.sha256")" "$ROLLGATE_SIM_DIR/aesm/aesm.socket"
   GOOD=v1.1.0 STALL=v1.1.0-stall-request
 fi
-python3 - "$CONFIG.tmp" "$CONFIG" "$RUNTIME" <<'PY'
-import sys
-src, dst, runtime = sys.argv[1:4]
-open(dst, "w").write(open(src).read().replace("@RUNTIME@", runtime))
-PY
-rm -f "$CONFIG.tmp"
 export ROLLGATE_CONFIG="$CONFIG"
 
