@@ -625,12 +625,12 @@ fn a_lagging_version_is_promoted_locally_then_reverted_by_the_cluster_gates() {
 /// finish. The agents publish their request index once a second, each on its own phase, so two
 /// snapshots can be up to a second — here up to ~100 entries — apart in time.
 ///
-/// Fails today: the conductor's lag gate compares those snapshots as if taken at one instant
-/// and reverts the healthy canary ("node 2's requestIndex 499 lags the cluster's highest 579 by
-/// more than 50") while the checker, reading every node within milliseconds, sees them at most
-/// 14 to 35 entries apart (two runs). The gate needs each index with the time it was read.
+/// Failed before the fix: the conductor's lag gate compared those snapshots as if taken at one
+/// instant and reverted the healthy canary ("node 2's requestIndex 499 lags the cluster's highest
+/// 579 by more than 50") while the checker, reading every node within milliseconds, saw them at
+/// most 14 to 35 entries apart. The gate now compares a node's index only with the snapshots
+/// other agents published before it (etcd revision order).
 #[test]
-#[ignore = "conductor bug: the lag gate compares snapshots published up to 1 s apart"]
 fn a_good_wave_on_a_busy_cluster_is_not_failed_by_the_lag_gate() {
     let Some(c) = Cluster::start(ClusterOptions {
         tick_ms: 10,
