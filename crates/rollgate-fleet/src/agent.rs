@@ -296,21 +296,17 @@ impl<'a> Agent<'a> {
             None => None,
         };
         let healthy = checks::all_green(&checks::readiness_checks(config).await);
-        let snapshot = match read_status(self.runner).await.and_then(|s| {
+        let read = read_status(self.runner).await.and_then(|s| {
             AgentSnapshot::from_status(&s, &self.fleet, value.clone(), healthy, frozen)
-        }) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::debug!(error = %e, "status document unreadable: reported unhealthy");
-                AgentSnapshot {
-                    value,
-                    healthy: false,
-                    frozen,
-                    leader: None,
-                    ..self.last.clone()
-                }
-            }
-        };
+        });
+        let snapshot = fresh_or_last(
+            read,
+            self.node_id,
+            &self.fleet.node_id_pointer,
+            &self.last,
+            value,
+            frozen,
+        );
         self.last = AgentSnapshot {
             layer: layer.map(|l| l.name.clone()),
             ..snapshot
@@ -468,10 +464,97 @@ impl<'a> Agent<'a> {
     }
 }
 
+/// The snapshot to publish under `agent/<node_id>`: the one just read, else (status document
+/// unreadable, or naming another node than the one this agent's keys are for) the last one,
+/// unhealthy and without a leader. A node id that changes under a running agent must not be
+/// published: the conductor names nodes by the snapshot's id, and it would see this agent as
+/// another node (or shadow that node's own agent).
+fn fresh_or_last(
+    read: Result<AgentSnapshot, String>,
+    node_id: u64,
+    pointer: &str,
+    last: &AgentSnapshot,
+    value: Option<String>,
+    frozen: bool,
+) -> AgentSnapshot {
+    match read {
+        Ok(s) if s.node_id.parse::<u64>() == Ok(node_id) => return s,
+        Ok(s) => tracing::warn!(
+            "the status document names node {} at {pointer}, this agent serves node {node_id}: \
+             reported unhealthy (restart the agent if the node's id really changed)",
+            s.node_id
+        ),
+        Err(e) => tracing::debug!(error = %e, "status document unreadable: reported unhealthy"),
+    }
+    AgentSnapshot {
+        value,
+        healthy: false,
+        frozen,
+        leader: None,
+        ..last.clone()
+    }
+}
+
 /// True on a watch event, false when the stream ended or failed; pending without a watch.
 async fn next_event(watch: &mut Option<WatchStream>) -> bool {
     match watch {
         Some(s) => matches!(s.message().await, Ok(Some(_))),
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot(id: &str, healthy: bool) -> AgentSnapshot {
+        AgentSnapshot {
+            node_id: id.into(),
+            layer: Some("image".into()),
+            value: Some("v1".into()),
+            healthy,
+            frozen: false,
+            voters: vec!["1".into(), "2".into(), "3".into()],
+            leader: Some("1".into()),
+            request_index: Some("42".into()),
+        }
+    }
+
+    #[test]
+    fn a_status_document_naming_another_node_is_not_published_under_this_one() {
+        let last = snapshot("2", true);
+        let fresh = AgentSnapshot {
+            value: Some("v2".into()),
+            ..snapshot("2", true)
+        };
+        let s = fresh_or_last(
+            Ok(fresh.clone()),
+            2,
+            "/raftMetrics/nodeId",
+            &last,
+            None,
+            false,
+        );
+        assert_eq!(s, fresh);
+
+        // The operator now reports node 3 (or a pointer now finds another node's id): the agent
+        // of node 2 keeps node 2's identity, unhealthy and without a leader.
+        let other = snapshot("3", true);
+        let s = fresh_or_last(
+            Ok(other),
+            2,
+            "/raftMetrics/nodeId",
+            &last,
+            Some("v2".into()),
+            true,
+        );
+        assert_eq!(s.node_id, "2");
+        assert!(!s.healthy && s.frozen && s.leader.is_none(), "{s:?}");
+        assert_eq!(s.value.as_deref(), Some("v2"));
+        assert_eq!(s.voters, last.voters);
+
+        // Unreadable: the same.
+        let s = fresh_or_last(Err("GET …: refused".into()), 2, "/p", &last, None, false);
+        assert_eq!((s.node_id.as_str(), s.healthy, s.value), ("2", false, None));
     }
 }
